@@ -1,0 +1,84 @@
+"""The selective contrastive loss, a pure function of features, a bank and selected indices.
+
+Shape letters: B batch, N memory slots, D feature dim, K positives besides the own slot, M negatives.
+
+For anchor i with feature x_i and selected slots ``[pos_i; neg_i]`` of the mixture bank X, the
+logits are ``x_i . X[j] / tau`` and
+
+    loss = sum_j c_j * mean_i( -log softmax(logits_i)_j ),   j over the 1 + K positives,
+    c_0 = lambda_t (the own slot),   c_j = alpha * (1 - lambda_t) / K (each neighbour).
+
+Each positive term keeps the other positives in its denominator (METHOD.md, "Loss").
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def positive_weights(k: int, *, lambda_t: float, alpha: float) -> Tensor:
+    """The weights ``c`` (1+K,) of the own slot and the K neighbours."""
+    neighbour = alpha * (1.0 - lambda_t) / k if k else 0.0
+    return torch.tensor([lambda_t] + [neighbour] * k, dtype=torch.float64)
+
+
+def selective_contrastive_loss(
+    feats: Tensor,
+    bank: Tensor,
+    pos_idx: Tensor,
+    neg_idx: Tensor,
+    *,
+    temperature: float,
+    lambda_t: float,
+    alpha: float,
+) -> Tensor:
+    """SCL's loss for one feature space against the mixture bank.
+
+    Args:
+        feats: (B, D) anchor features (the global feature, or the concatenated stripes).
+        bank: (N, D) mixture bank; a buffer, so gradients flow only into ``feats``.
+        pos_idx: (B, 1+K) positives, column 0 the anchor's own slot.
+        neg_idx: (B, M) negatives.
+        temperature: tau; logits are divided by it.
+        lambda_t: weight of the own slot.
+        alpha: scale of the neighbours' total weight.
+
+    Returns:
+        A scalar tensor.
+    """
+    idx = torch.cat([pos_idx, neg_idx], dim=1)  # (B, 1+K+M)
+    logits = torch.einsum("bd,bjd->bj", feats, bank[idx].to(feats.dtype)) / temperature
+    log_prob = F.log_softmax(logits, dim=1)  # (B, 1+K+M)
+    c = positive_weights(pos_idx.shape[1] - 1, lambda_t=lambda_t, alpha=alpha).to(feats)
+    return -(log_prob[:, : pos_idx.shape[1]] * c).sum(dim=1).mean()
+
+
+def scl_total_loss(
+    global_: Tensor,
+    parts_cat: Tensor,
+    bank: Tensor,
+    pos_idx: Tensor,
+    neg_idx: Tensor,
+    *,
+    lambda_p: float,
+    temperature: float,
+    lambda_t: float,
+    alpha: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``lambda_p * L(parts) + (1 - lambda_p) * L(global)``, both against the mixture bank.
+
+    Args:
+        global_: (B, D) global features.
+        parts_cat: (B, D) the P stripe features concatenated.
+        bank, pos_idx, neg_idx, temperature, lambda_t, alpha: as in
+            :func:`selective_contrastive_loss`.
+
+    Returns:
+        (total, part loss, global loss), scalars.
+    """
+    kw = dict(temperature=temperature, lambda_t=lambda_t, alpha=alpha)
+    part_loss = selective_contrastive_loss(parts_cat, bank, pos_idx, neg_idx, **kw)
+    global_loss = selective_contrastive_loss(global_, bank, pos_idx, neg_idx, **kw)
+    return lambda_p * part_loss + (1.0 - lambda_p) * global_loss, part_loss, global_loss

@@ -1,0 +1,82 @@
+"""Selection: which memory slots are each anchor's positives and negatives.
+
+A selector looks at distances under ``torch.no_grad()`` and returns index tensors; the loss takes
+those indices and never selects (the pytorch-metric-learning miner / loss split).
+
+Shape letters: B batch, N memory slots, K positives besides the anchor's own slot, M negatives.
+
+- :func:`select_neighbours`, SCL's rule after warm-up: sort slots by distance, leave out the
+  anchor's own slot; the K nearest are positives, the next M are the selected hard negatives
+  (``m=None``: every remaining slot, the "all negatives" ablation).
+- :func:`select_random`, the warm-up rule: the own slot is the only positive, and the negatives are
+  drawn at random.
+
+Both return a :class:`Selection` whose ``pos_idx[:, 0]`` is the anchor's own slot.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+
+class Selection(NamedTuple):
+    pos_idx: Tensor  # (B, 1+K) column 0 is the anchor's own slot
+    neg_idx: Tensor  # (B, M)
+
+
+def _check(num_slots: int, k: int, m: int | None) -> None:
+    if k < 0 or (m is not None and m < 0):
+        raise ValueError(f"k and m must be >= 0, got k={k}, m={m}")
+    if k + (m or 0) > num_slots - 1:
+        raise ValueError(
+            f"k + m = {k + (m or 0)} exceeds the {num_slots - 1} slots other than the anchor's own"
+        )
+
+
+@torch.no_grad()
+def select_neighbours(dist: Tensor, self_idx: Tensor, k: int, m: int | None) -> Selection:
+    """Pick the K nearest slots as positives and the next M as negatives.
+
+    Args:
+        dist: (B, N) distance from each anchor to every slot (smaller is nearer), e.g.
+            :func:`reidlib.distances.combined_distance` with the camera penalty.
+        self_idx: (B,) each anchor's own slot; it leads the positives and is never a negative.
+        k: K, positives besides the own slot (0: a single positive).
+        m: M, negatives after the positives; None takes every remaining slot.
+
+    Returns:
+        Selection with ``pos_idx`` (B, 1+K) and ``neg_idx`` (B, M) (M = N-1-K when m is None).
+    """
+    num_slots = dist.shape[1]
+    _check(num_slots, k, m)
+    dist = dist.float().scatter(1, self_idx[:, None], float("inf"))  # the own slot sorts last
+    count = num_slots - 1 if m is None else k + m
+    order = torch.topk(dist, count, dim=1, largest=False, sorted=True).indices  # (B, K+M)
+    pos_idx = torch.cat([self_idx[:, None], order[:, :k]], dim=1)
+    return Selection(pos_idx, order[:, k:])
+
+
+@torch.no_grad()
+def select_random(
+    self_idx: Tensor, num_slots: int, num_neg: int | None, generator: torch.Generator | None = None
+) -> Selection:
+    """Warm-up selection: the own slot is the only positive; negatives are random other slots.
+
+    Args:
+        self_idx: (B,) each anchor's own slot.
+        num_slots: N.
+        num_neg: how many negatives (the public code draws K + M); None takes every other slot.
+        generator: a seeded generator, so the draw is reproducible.
+
+    Returns:
+        Selection with ``pos_idx`` (B, 1) and ``neg_idx`` (B, num_neg), drawn without replacement.
+    """
+    _check(num_slots, 0, num_neg)
+    scores = torch.rand(len(self_idx), num_slots, generator=generator, device=self_idx.device)
+    scores.scatter_(1, self_idx[:, None], -1.0)  # the own slot is never drawn
+    count = num_slots - 1 if num_neg is None else num_neg
+    neg_idx = torch.topk(scores, count, dim=1, sorted=False).indices
+    return Selection(self_idx[:, None], neg_idx)

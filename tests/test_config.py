@@ -1,0 +1,89 @@
+"""Config: overrides by short or dotted key, clear errors, round trips, shipped files load."""
+
+from pathlib import Path
+
+import pytest
+
+from reidlib.config import Config, config_from_dict, field_index, load_config, parse_set, save_config
+from reidlib.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_short_and_dotted_keys():
+    cfg = load_config(overrides={"epochs": 3, "scl.k": 0, "m": None, "lr": 1})
+    assert (cfg.train.epochs, cfg.scl.k, cfg.scl.m, cfg.train.lr) == (3, 0, None, 1.0)
+
+
+def test_documented_overrides_work_as_written():
+    cfg = load_config(overrides=parse_set(["epochs=0", "seed=7", "deterministic=true", "device=cpu"]))
+    assert (cfg.train.epochs, cfg.train.seed, cfg.train.deterministic, cfg.train.device) == (0, 7, True, "cpu")
+
+
+def test_parse_set_reads_yaml_scalars():
+    got = parse_set(["m=null", "lr=1e-3", "pretrained=weights/x.pt", "flip=false"])
+    assert got == {"m": None, "lr": "1e-3", "pretrained": "weights/x.pt", "flip": False}
+    assert load_config(overrides=got).train.lr == 0.001
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"foo": 1}, "unknown config key 'foo'"),
+        ({"scl.nope": 1}, "unknown config key 'scl.nope'"),
+        ({"k": "seven"}, "'scl.k' expects int, got str"),
+        ({"k": True}, "'scl.k' expects int, got bool"),
+        ({"deterministic": "yes"}, "'train.deterministic' expects bool"),
+        ({"lambda_t": 1.5}, "'scl.lambda_t' must lie in [0, 1]"),
+        ({"lambda_c": -0.1}, "'scl.lambda_c' must be >= 0"),
+        ({"temperature": 0}, "'scl.temperature' must be > 0"),
+        ({"m": -1}, "'scl.m' must be >= 0"),
+        ({"k": -1}, "'scl.k' must be >= 0"),
+        ({"batch_size": 0}, "'train.batch_size' must be > 0"),
+        ({"feat_dim": 100, "num_parts": 8}, "divisible"),
+        ({"optimizer": "lbfgs"}, "'train.optimizer' must be one of"),
+    ],
+)
+def test_errors_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(overrides=overrides)
+    assert message in str(err.value)
+
+
+def test_yaml_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scl:\n  kk: 3\n")
+    with pytest.raises(ConfigError, match="bad.yaml: unknown config key 'scl.kk'"):
+        load_config(bad)
+    bad.write_text("sclx:\n  k: 3\n")
+    with pytest.raises(ConfigError, match="unknown config section 'sclx'"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_round_trip(tmp_path):
+    cfg = load_config(overrides={"k": 3, "m": None, "arch": "resnet_mini", "pretrained": "x.pt"})
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_short_names_are_unique():
+    index = field_index()
+    assert len(index) == sum(len(v) for v in Config().to_dict().values())
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "configs").glob("*.yaml")))
+def test_shipped_configs_load(name):
+    load_config(ROOT / "configs" / name)
+
+
+def test_paper_config_is_the_papers():
+    cfg = load_config(ROOT / "configs" / "paper.yaml")
+    s, t = cfg.scl, cfg.train
+    assert (s.k, s.m, s.temperature, s.lambda_t, s.alpha, s.lambda_p, s.lambda_g, s.lambda_c) == (
+        7, 500, 0.1, 0.5, 1.75, 0.5, 0.5, 0.05
+    )
+    assert (t.lr, t.momentum, t.weight_decay, t.batch_size, s.warmup_epochs) == (1e-3, 0.9, 5e-4, 8, 3)
+    assert (cfg.model.arch, cfg.model.num_parts, cfg.data.height, cfg.data.width) == ("resnet50", 8, 256, 128)
