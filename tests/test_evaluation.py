@@ -1,0 +1,88 @@
+"""evaluate_rank against torchreid's per-query loop and a case worked out by hand."""
+
+import numpy as np
+import pytest
+
+from reidlib.errors import DataError
+from reidlib.evaluation import evaluate, evaluate_rank, format_results
+
+
+def naive_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
+    """The classic per-query loop (torchreid's eval_market1501), plus INP."""
+    num_q, num_g = distmat.shape
+    max_rank = min(max_rank, num_g)
+    indices = np.argsort(distmat, axis=1, kind="stable")
+    matches = (g_pids[indices] == q_pids[:, None]).astype(np.int32)
+    all_cmc, all_ap, all_inp = [], [], []
+    for q in range(num_q):
+        order = indices[q]
+        remove = (g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q])
+        raw = matches[q][~remove]
+        if not raw.any():
+            continue
+        cmc = raw.cumsum()
+        last = np.where(raw == 1)[0].max()
+        all_inp.append(cmc[last] / (last + 1.0))
+        cmc[cmc > 1] = 1
+        all_cmc.append(cmc[:max_rank])
+        num_rel = raw.sum()
+        precision = raw.cumsum() / (np.arange(len(raw)) + 1.0)
+        all_ap.append((precision * raw).sum() / num_rel)
+    return np.mean(all_cmc, axis=0), np.mean(all_ap), np.mean(all_inp), len(all_ap)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_naive_loop(seed):
+    rng = np.random.default_rng(seed)
+    num_q, num_g = 37, 120
+    q_pids = rng.integers(0, 15, num_q)
+    g_pids = rng.integers(0, 15, num_g)
+    q_camids = rng.integers(0, 4, num_q)
+    g_camids = rng.integers(0, 4, num_g)
+    distmat = rng.random((num_q, num_g))
+    cmc, mAP, mINP, valid = naive_eval(distmat, q_pids, g_pids, q_camids, g_camids)
+    res = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, chunk=8)
+    np.testing.assert_allclose(res.cmc, cmc)
+    assert res.mAP == pytest.approx(mAP)
+    assert res.mINP == pytest.approx(mINP)
+    assert res.num_valid_queries == valid
+    assert res.num_skipped_queries == num_q - valid
+    got_cmc, got_map = evaluate_rank(distmat, q_pids, g_pids, q_camids, g_camids)
+    np.testing.assert_allclose(got_cmc, cmc)
+    assert got_map == pytest.approx(mAP)
+
+
+def test_hand_computed():
+    # Query 0: pid 1, camera 0. Gallery by distance: g0 (pid 1, cam 0: same id and camera, removed),
+    # g1 (pid 2), g2 (pid 1, cam 1), g3 (pid 3), g4 (pid 1, cam 2).
+    # Kept ranking: g1 x, g2 v, g3 x, g4 v -> matches at ranks 2 and 4.
+    # AP = (1/2 + 2/4) / 2 = 0.5; INP = 2 / 4 = 0.5; first match at rank 2.
+    # Query 1: pid 2, camera 1. g1 (pid 2, cam 1) is removed; no other pid 2: skipped.
+    distmat = np.array([[0.1, 0.2, 0.3, 0.4, 0.5], [0.5, 0.1, 0.2, 0.3, 0.4]])
+    q_pids, q_camids = np.array([1, 2]), np.array([0, 1])
+    g_pids, g_camids = np.array([1, 2, 1, 3, 1]), np.array([0, 1, 1, 0, 2])
+    res = evaluate(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=5)
+    assert res.mAP == pytest.approx(0.5)
+    assert res.mINP == pytest.approx(0.5)
+    np.testing.assert_allclose(res.cmc, [0, 1, 1, 1, 1])
+    assert (res.num_valid_queries, res.num_skipped_queries) == (1, 1)
+
+
+def test_perfect_ranking():
+    distmat = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 2.0]])
+    res = evaluate(distmat, np.array([5, 6]), np.array([5, 6, 7]), np.array([0, 0]), np.array([1, 1, 1]))
+    assert res.mAP == 1.0 and res.mINP == 1.0 and res.cmc[0] == 1.0
+
+
+def test_errors():
+    with pytest.raises(DataError, match="distmat is 2 x 3"):
+        evaluate(np.zeros((2, 3)), np.zeros(2), np.zeros(4), np.zeros(2), np.zeros(3))
+    with pytest.raises(DataError, match="none of the 1 queries"):
+        evaluate(np.zeros((1, 2)), np.array([1]), np.array([2, 3]), np.array([0]), np.array([0, 1]))
+
+
+def test_format_names_protocol():
+    res = evaluate(np.array([[0.0, 1.0]]), np.array([1]), np.array([1, 2]), np.array([0]), np.array([1, 1]))
+    text = format_results({"combined": res}, protocol="market1501")
+    assert "protocol: market1501" in text and "100.0" in text
+    assert "NON-STANDARD" in format_results({"x": res}, protocol="market1501+camera-penalty")
