@@ -14,8 +14,7 @@ from reidlib.evaluation import evaluate
 
 
 def per_query_loop(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
-    """The reference: one query at a time, as the original research code and torchreid's
-    Python fallback do."""
+    """A lean reference: one query at a time, numpy within the row."""
     all_cmc, all_ap = [], []
     for q in range(distmat.shape[0]):
         order = np.argsort(distmat[q])
@@ -28,6 +27,28 @@ def per_query_loop(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
         all_cmc.append(cmc[:max_rank])
         precision = raw.cumsum() / np.arange(1, len(raw) + 1)
         all_ap.append((precision * raw).sum() / raw.sum())
+    return np.mean(all_cmc, axis=0), float(np.mean(all_ap))
+
+
+def torchreid_style_loop(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
+    """torchreid's pure-Python ``eval_market1501``: per query, with a list comprehension for AP."""
+    indices = np.argsort(distmat, axis=1)
+    matches = (g_pids[indices] == q_pids[:, np.newaxis]).astype(np.int32)
+    all_cmc, all_ap = [], []
+    for q in range(distmat.shape[0]):
+        order = indices[q]
+        remove = (g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q])
+        raw_cmc = matches[q][np.invert(remove)]
+        if not np.any(raw_cmc):
+            continue
+        cmc = raw_cmc.cumsum()
+        cmc[cmc > 1] = 1
+        all_cmc.append(cmc[:max_rank])
+        num_rel = raw_cmc.sum()
+        tmp_cmc = raw_cmc.cumsum()
+        tmp_cmc = [x / (i + 1.0) for i, x in enumerate(tmp_cmc)]
+        tmp_cmc = np.asarray(tmp_cmc) * raw_cmc
+        all_ap.append(tmp_cmc.sum() / num_rel)
     return np.mean(all_cmc, axis=0), float(np.mean(all_ap))
 
 
@@ -51,12 +72,19 @@ def main() -> None:
     t0 = time.perf_counter()
     cmc, mAP = per_query_loop(distmat, q_pids, g_pids, q_camids, g_camids)
     t_loop = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    cmc2, mAP2 = torchreid_style_loop(distmat, q_pids, g_pids, q_camids, g_camids)
+    t_tr = time.perf_counter() - t0
 
     print(f"{'path':<26} {'seconds':>8} {'mAP':>8} {'R-1':>8}")
-    print(f"{'per-query loop':<26} {t_loop:8.2f} {100 * mAP:8.3f} {100 * cmc[0]:8.3f}")
+    print(f"{'torchreid-style loop':<26} {t_tr:8.2f} {100 * mAP2:8.3f} {100 * cmc2[0]:8.3f}")
+    print(f"{'per-query numpy loop':<26} {t_loop:8.2f} {100 * mAP:8.3f} {100 * cmc[0]:8.3f}")
     print(f"{'vectorised evaluate_rank':<26} {t_vec:8.2f} {100 * res.mAP:8.3f} {100 * res.cmc[0]:8.3f}")
-    print(f"speed-up: {t_loop / t_vec:.1f}x; same figures: "
-          f"{np.allclose(cmc, res.cmc) and abs(mAP - res.mAP) < 1e-9}")
+    same = np.allclose(cmc, res.cmc) and abs(mAP - res.mAP) < 1e-9
+    print(f"speed-up: {t_tr / t_vec:.1f}x over the torchreid-style loop, "
+          f"{t_loop / t_vec:.1f}x over the numpy loop (argsort dominates both)")
+    print(f"same figures: {same} "
+          f"(largest CMC difference {np.abs(cmc - res.cmc).max():.1e}, mAP {abs(mAP - res.mAP):.1e})")
 
 
 if __name__ == "__main__":

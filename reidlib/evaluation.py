@@ -74,7 +74,7 @@ def evaluate(
     valid = 0
     for start in range(0, num_q, chunk):
         stop = min(start + chunk, num_q)
-        order = np.argsort(distmat[start:stop], axis=1, kind="stable")  # (c, num_g)
+        order = np.argsort(distmat[start:stop], axis=1)  # (c, num_g)
         pids, cams = g_pids[order], g_camids[order]
         match = pids == q_pids[start:stop, None]
         keep = ~(match & (cams == q_camids[start:stop, None]))  # drop same id AND same camera
