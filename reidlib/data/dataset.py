@@ -1,0 +1,86 @@
+"""The torch ``Dataset`` of person crops, and the train / test transforms.
+
+An item is a dict ``{"img", "pid", "camid", "index", "path"}``; ``index`` is the record's
+position, which for the training split is the image's memory slot.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+from torchvision import transforms as T
+
+from reidlib.data.layouts import ImageRecord
+from reidlib.errors import DataError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def read_image(path: str) -> Image.Image:
+    """Open an image as RGB; a missing, empty or corrupt file is a DataError naming it."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.convert("RGB")
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: image file not found") from err
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DataError(f"{path}: unreadable image ({err})") from err
+
+
+class ReidDataset(Dataset):
+    """Person crops from a list of records.
+
+    Args:
+        records: ImageRecord list (a split of :class:`~reidlib.data.ReidData`).
+        transform: applied to the PIL image (e.g. :func:`build_transforms`).
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], transform: Callable | None = None) -> None:
+        self.records = list(records)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        record = self.records[index]
+        img = read_image(record.path)
+        if self.transform is not None:
+            img = self.transform(img)
+        return {"img": img, "pid": record.pid, "camid": record.camid, "index": index, "path": record.path}
+
+
+def build_transforms(
+    height: int = 256,
+    width: int = 128,
+    *,
+    train: bool,
+    flip: bool = True,
+    pad: int = 10,
+    random_erasing: float = 0.5,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> T.Compose:
+    """Test: resize, to tensor, normalise. Train adds flip, pad-and-crop and random erasing.
+
+    Args:
+        height, width: the network's input size.
+        train: build the training (augmenting) pipeline.
+        flip: random horizontal flip (train).
+        pad: pad by this many pixels, then crop back at random (train; 0 disables).
+        random_erasing: probability of erasing a random rectangle (train; 0 disables).
+    """
+    steps: list[Callable] = [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)]
+    if train:
+        if flip:
+            steps.append(T.RandomHorizontalFlip())
+        if pad:
+            steps += [T.Pad(pad), T.RandomCrop((height, width))]
+    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    if train and random_erasing > 0:
+        steps.append(T.RandomErasing(p=random_erasing, value=0))
+    return T.Compose(steps)

@@ -1,0 +1,268 @@
+"""Readers of the public person re-ID datasets' folder layouts.
+
+Every reader returns a :class:`ReidData` with ``train``, ``query`` and ``gallery`` lists of
+:class:`ImageRecord` ``(path, pid, camid)``, camid counted from 0. Files are sorted, so the order
+(and hence each training image's memory slot) is the same on every machine.
+
+What is dropped, and only that: Market-1501's junk images (pid -1) everywhere, and its
+distractors (pid 0) from the query (they stay in the gallery, as the protocol wants). Any other
+file that is not an image (by extension) is an error, not silently skipped, so a stray file
+or a typo in a name is found.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from reidlib.errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IGNORED_FILES = ("Thumbs.db", ".DS_Store", "readme.txt", "manifest.json")  # known non-images
+
+
+class ImageRecord(NamedTuple):
+    path: str
+    pid: int
+    camid: int  # counted from 0
+
+
+@dataclass(frozen=True)
+class ReidData:
+    """The three splits of a re-ID dataset."""
+
+    name: str
+    root: str
+    train: list[ImageRecord]
+    query: list[ImageRecord]
+    gallery: list[ImageRecord]
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({r.pid for r in self.train})
+
+    @property
+    def num_cameras(self) -> int:
+        return len({r.camid for r in self.train + self.query + self.gallery})
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared plumbing
+
+
+def _require_dir(path: Path, expected: str) -> Path:
+    if not path.is_dir():
+        raise DataError(f"missing folder {path} (expected {expected})")
+    return path
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = []
+    for path in sorted(folder.iterdir()):
+        if path.is_dir() or path.name in IGNORED_FILES:
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise DataError(
+                f"{path}: not an image ({', '.join(IMAGE_EXTENSIONS)} expected); move it out of {folder}"
+            )
+        files.append(path)
+    return files
+
+
+def _read_folder(
+    folder: Path, pattern: re.Pattern, pattern_text: str, *, drop_distractors: bool, cam_base: int = 1
+) -> list[ImageRecord]:
+    """Parse every image name in ``folder`` with ``pattern`` (groups: pid, camera)."""
+    records = []
+    for path in _image_files(folder):
+        match = pattern.fullmatch(path.name)
+        if match is None:
+            raise DataError(f"{path}: name does not parse; expected {pattern_text}")
+        pid, cam = int(match.group(1)), int(match.group(2))
+        if pid == -1 or (drop_distractors and pid == 0):
+            continue  # junk everywhere; distractors only outside the gallery
+        if cam < cam_base:
+            raise DataError(f"{path}: camera {cam} is below {cam_base}, the first camera's number")
+        records.append(ImageRecord(str(path), pid, cam - cam_base))
+    if not records:
+        raise DataError(f"{folder}: no usable images (expected names like {pattern_text})")
+    return records
+
+
+def _three_folders(root: Path, name: str, pattern: re.Pattern, pattern_text: str) -> ReidData:
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset root not found: {root}")
+    expected = "bounding_box_train/, query/ and bounding_box_test/"
+    train = _read_folder(
+        _require_dir(root / "bounding_box_train", expected), pattern, pattern_text, drop_distractors=True
+    )
+    query = _read_folder(_require_dir(root / "query", expected), pattern, pattern_text, drop_distractors=True)
+    gallery = _read_folder(
+        _require_dir(root / "bounding_box_test", expected), pattern, pattern_text, drop_distractors=False
+    )
+    return ReidData(name, str(root), train, query, gallery)
+
+
+# ---------------------------------------------------------------------------------------------
+# The datasets
+
+MARKET_PATTERN = re.compile(r"(-?\d+)_c(\d+)s\d+_\d+_\d+\.(?:jpg|jpeg|png)", re.IGNORECASE)
+DUKE_PATTERN = re.compile(r"(\d+)_c(\d+)_f\d+\.(?:jpg|jpeg|png)", re.IGNORECASE)
+CUHK03_PATTERN = re.compile(r"(\d+)_c(\d+)_\d+\.(?:jpg|jpeg|png)", re.IGNORECASE)
+
+
+def read_market_layout(root: str | Path) -> ReidData:
+    """Market-1501 (Zheng et al., *Scalable Person Re-identification: A Benchmark*, ICCV 2015).
+
+    Folders ``bounding_box_train/``, ``query/``, ``bounding_box_test/``; names
+    ``PPPP_cCsS_FFFFFF_NN.jpg`` (pid, camera C from 1, sequence S, frame, box). pid -1 (junk) is
+    dropped; pid 0 (distractors) is kept in the gallery only. The synthetic benchmark writes this
+    layout too.
+
+    Expected statistics (Market-1501): train 751 ids / 12,936 images; query 750 / 3,368;
+    gallery 751 / 15,913 after junk removal (incl. distractors, pid 0); 6 cameras.
+    """
+    pattern_text = "PPPP_cCsS_FFFFFF_NN.jpg, e.g. 0002_c1s1_000451_03.jpg"
+    return _three_folders(Path(root), "market1501", MARKET_PATTERN, pattern_text)
+
+
+def read_dukemtmc(root: str | Path) -> ReidData:
+    """DukeMTMC-reID (Zheng, Zheng, Yang, ICCV 2017; from Ristani et al., ECCV-W 2016).
+
+    Same folders as Market-1501; names ``PPPP_cC_fFFFFFFF.jpg``. Expected statistics:
+    train 702 ids / 16,522 images; query 702 / 2,228; gallery 1,110 / 17,661; 8 cameras.
+    """
+    return _three_folders(Path(root), "dukemtmc", DUKE_PATTERN, "PPPP_cC_fFFFFFFF.jpg, e.g. 0001_c2_f0046182.jpg")
+
+
+def read_cuhk03(root: str | Path, variant: str = "detected") -> ReidData:
+    """CUHK03 under the new protocol (Li et al., CVPR 2014; split of Zhong et al., CVPR 2017).
+
+    ``root/detected/`` or ``root/labeled/`` (``variant``), each with the three Market-style
+    folders and names ``PPPP_cC_NN.png``. Expected statistics (767/700 split): train 767 ids /
+    7,365 (detected) or 7,368 (labeled) images; query 700 / 1,400; gallery 700 / 5,332; 2 cameras.
+    """
+    if variant not in ("detected", "labeled"):
+        raise DataError(f"CUHK03 variant must be 'detected' or 'labeled', got {variant!r}")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset root not found: {root}")
+    sub = _require_dir(root / variant, "detected/ or labeled/ (CUHK03 new-protocol layout)")
+    data = _three_folders(sub, f"cuhk03-{variant}", CUHK03_PATTERN, "PPPP_cC_NN.png, e.g. 0001_c1_01.png")
+    return ReidData(data.name, str(root), data.train, data.query, data.gallery)
+
+
+MSMT_CAMERA = re.compile(r"\d+_\d+_(\d+)_")
+
+
+def _read_msmt_list(root: Path, list_file: Path, image_dir: Path) -> list[ImageRecord]:
+    if not list_file.is_file():
+        raise DataError(f"missing list file {list_file} (MSMT17 layout: list_train.txt, list_query.txt, list_gallery.txt)")
+    records = []
+    for number, line in enumerate(list_file.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DataError(f"{list_file}:{number}: expected 'relative/path.jpg PID', got {line!r}")
+        rel, pid = parts[0], int(parts[1])
+        cam = MSMT_CAMERA.match(Path(rel).name)
+        if cam is None:
+            raise DataError(f"{list_file}:{number}: image name {Path(rel).name!r} does not parse; expected PPPP_NNN_CC_...jpg")
+        records.append(ImageRecord(str(image_dir / rel), pid, int(cam.group(1)) - 1))
+    if not records:
+        raise DataError(f"{list_file}: empty split")
+    return records
+
+
+def read_msmt17(root: str | Path) -> ReidData:
+    """MSMT17 (Wei et al., *Person Transfer GAN to Bridge Domain Gap for Person Re-ID*, CVPR 2018).
+
+    List files ``list_train.txt`` (+ ``list_val.txt`` if present, merged into train as is
+    customary), ``list_query.txt``, ``list_gallery.txt``, lines ``relative/path PID``; images under
+    ``train/`` and ``test/`` (or ``mask_train_v2/`` and ``mask_test_v2/`` for MSMT17_V2); camera
+    from the name ``PPPP_NNN_CC_...jpg``. Expected statistics: train 1,041 ids / 32,621 images;
+    query 3,060 / 11,659; gallery 3,060 / 82,161; 15 cameras.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"dataset root not found: {root}")
+    train_dir, test_dir = root / "train", root / "test"
+    if not train_dir.is_dir() and (root / "mask_train_v2").is_dir():
+        train_dir, test_dir = root / "mask_train_v2", root / "mask_test_v2"
+    train = _read_msmt_list(root, root / "list_train.txt", train_dir)
+    if (root / "list_val.txt").is_file():
+        train += _read_msmt_list(root, root / "list_val.txt", train_dir)
+    query = _read_msmt_list(root, root / "list_query.txt", test_dir)
+    gallery = _read_msmt_list(root, root / "list_gallery.txt", test_dir)
+    return ReidData("msmt17", str(root), train, query, gallery)
+
+
+READERS: dict[str, Callable[[Path], ReidData]] = {
+    "market1501": read_market_layout,
+    "dukemtmc": read_dukemtmc,
+    "msmt17": read_msmt17,
+    "cuhk03": read_cuhk03,
+}
+
+
+def detect_layout(root: Path) -> str:
+    """Guess the layout of ``root`` from its files."""
+    if (root / "list_train.txt").is_file():
+        return "msmt17"
+    if (root / "detected").is_dir() or (root / "labeled").is_dir():
+        return "cuhk03"
+    train = root / "bounding_box_train"
+    if train.is_dir():
+        first = next((p.name for p in sorted(train.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS), "")
+        if DUKE_PATTERN.fullmatch(first):
+            return "dukemtmc"
+    return "market1501"
+
+
+def read_dataset(root: str | Path, layout: str = "auto") -> ReidData:
+    """Read a dataset by layout name, or detect it (``"auto"``)."""
+    root = Path(root)
+    if layout != "auto" and layout not in READERS:
+        raise DataError(f"unknown layout {layout!r}; known: auto, {', '.join(READERS)}")
+    if not str(root) or not root.is_dir():
+        raise DataError(f"dataset root not found: {root}")
+    name = detect_layout(root) if layout == "auto" else layout
+    log.debug("reading %s as %s", root, name)
+    return READERS[name](root)
+
+
+def summarize(data: ReidData) -> list[dict[str, int | str]]:
+    """ids / images / cameras per split."""
+    return [
+        {
+            "split": split,
+            "ids": len({r.pid for r in records}),
+            "images": len(records),
+            "cameras": len({r.camid for r in records}),
+        }
+        for split, records in (("train", data.train), ("query", data.query), ("gallery", data.gallery))
+    ]
+
+
+def format_summary(data: ReidData) -> str:
+    """The table re-ID users expect (as torchreid prints it)."""
+    rows = summarize(data)
+    lines = [
+        f"=> {data.name} ({data.root})",
+        "  ----------------------------------------",
+        "  subset   | # ids | # images | # cameras",
+        "  ----------------------------------------",
+    ]
+    lines += [f"  {r['split']:<8} | {r['ids']:5d} | {r['images']:8d} | {r['cameras']:9d}" for r in rows]
+    lines.append("  ----------------------------------------")
+    distractors = sum(r.pid == 0 for r in data.gallery)
+    if distractors:
+        lines.append(f"  (gallery includes {distractors} distractor images, pid 0)")
+    return "\n".join(lines)
