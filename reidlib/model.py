@@ -32,7 +32,8 @@ from reidlib.errors import ConfigError, ReidlibError
 log = logging.getLogger(__name__)
 
 ARCHS = ("resnet50", "resnet18", "mobilenet_v2", "resnet_mini")
-MINI_WIDTHS = (32, 64, 128, 256)  # resnet_mini: a ResNet-18 layout at a quarter of its width
+MOBILENET_LAST_DOWNSAMPLE = 14  # the last stride-2 inverted residual block of mobilenet_v2.features
+MINI_WIDTHS = (32, 64, 128, 256)  # resnet_mini: ResNet-18 at half its width
 
 
 class Features(NamedTuple):
@@ -103,7 +104,7 @@ def _resnet_trunk(net: ResNet, last_stride: int) -> tuple[nn.Module, int]:
 
 
 def _resnet_mini() -> ResNet:
-    """ResNet-18's layout with stage widths MINI_WIDTHS, for CPU demos (about 0.7 M parameters)."""
+    """ResNet-18 with stage widths MINI_WIDTHS, for CPU demos (2.8 M parameters, a quarter of ResNet-18)."""
     net = ResNet(BasicBlock, [2, 2, 2, 2])
     net.inplanes = MINI_WIDTHS[0]
     net.conv1 = nn.Conv2d(3, MINI_WIDTHS[0], kernel_size=7, stride=2, padding=3, bias=False)
@@ -189,8 +190,9 @@ def build_model(
         feat_dim: D, the global feature size (and of the concatenated stripes).
         num_parts: P, the number of horizontal stripes; must divide D.
         pretrained: None (random init), "imagenet", or a local weights file.
-        last_stride: stride of the ResNets' last stage (1 keeps a 16 x 8 map at 256 x 128).
-            MobileNetV2 keeps its own strides (an 8 x 4 map at 256 x 128).
+        last_stride: stride of the last downsampling stage: ResNet's layer4, MobileNetV2's
+            block 14 (strides change no weight shapes, so pretrained weights still load). With 1,
+            a 256 x 128 input gives a 16 x 8 map, enough rows for 8 stripes.
 
     Returns:
         ReidModel whose forward gives ``Features(global_ (B, D), parts (B, P, D/P))``.
@@ -201,6 +203,7 @@ def build_model(
         net = models.mobilenet_v2(weights=None)
         if pretrained == "imagenet":
             _load_mobilenet_imagenet(net.features)
+        net.features[MOBILENET_LAST_DOWNSAMPLE].conv[1][0].stride = (last_stride, last_stride)
         backbone, channels = net.features, net.last_channel
     else:
         net = _resnet_mini() if arch == "resnet_mini" else getattr(models, arch)(weights=None)

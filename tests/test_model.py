@@ -39,6 +39,7 @@ def test_mobilenet_shape():
     model = build_model("mobilenet_v2", feat_dim=64, num_parts=8).eval()
     with torch.no_grad():
         f = model(torch.randn(2, 3, 256, 128))
+        assert model.backbone(torch.randn(1, 3, 256, 128)).shape == (1, 1280, 16, 8)  # last stride 1
     assert f.parts.shape == (2, 8, 8)
 
 

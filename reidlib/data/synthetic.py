@@ -1,0 +1,441 @@
+"""A procedural multi-camera pedestrian benchmark: the project's embedded default dataset.
+
+Public re-ID datasets cannot be downloaded everywhere, and students need one whose difficulty they
+can turn. ``python -m reidlib synth OUT_DIR --preset demo`` writes a Market-1501-layout dataset
+(JPEG, ``PPPP_cCs1_FFFFFF_01.jpg``) and a ``manifest.json`` with the generator version, seed,
+every parameter and the counts.
+
+Identity lives in body parts: hair or hat, upper garment (colour, pattern, a logo seen only from
+the front), lower garment (colour; trousers, shorts or skirt), shoes, a backpack or shoulder bag
+seen from some viewpoints only, height and build. A share of *look-alike* identities copies another
+identity and changes one garment only, so that part features matter. Each camera has its own scene
+(background), colour cast, gamma, brightness, blur, resolution, noise and distance; each image
+jitters crop, scale, pose, viewpoint and may be partly occluded. Same-camera images of different
+people therefore look alike, and cross-camera images of one person less so: the confusions SCL's
+cross-camera encouragement targets.
+
+Guarantees: train and test identities are disjoint; every test identity is seen by at least two
+cameras; the query holds one image per identity per camera, the gallery the rest plus distractors
+(pid 0); the same seed and parameters give byte-identical files (every random draw comes from a
+generator seeded by (seed, what, identity, camera, image), independent of order).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+from tqdm.auto import tqdm
+
+from reidlib.errors import DataError
+
+log = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "1.0"
+HEIGHT, WIDTH = 128, 64  # Market-1501's crop size
+SS = 2  # supersampling: draw at 2x, then downscale (smooth edges)
+
+# Garment colours (RGB): distinct hues and greys, jittered per identity.
+PALETTE = np.array(
+    [
+        (200, 30, 30), (230, 120, 20), (230, 200, 40), (40, 150, 50), (30, 90, 200),
+        (120, 50, 170), (230, 110, 170), (120, 70, 30), (20, 20, 25), (235, 235, 235),
+        (120, 120, 125), (30, 40, 90), (20, 150, 150), (160, 180, 60), (180, 150, 110),
+    ],
+    dtype=np.float64,
+)
+SKIN = np.array([(245, 205, 170), (225, 175, 135), (190, 135, 95), (140, 95, 60), (95, 65, 45)], dtype=np.float64)
+HAIR = np.array([(25, 20, 15), (70, 45, 25), (140, 100, 50), (200, 170, 100), (150, 150, 150)], dtype=np.float64)
+VIEWS = ("front", "back", "left", "right")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Every knob of the generator (saved in the manifest)."""
+
+    num_train_ids: int = 200
+    num_test_ids: int = 100
+    num_distractors: int = 150  # gallery images of one-off people (pid 0)
+    num_cameras: int = 5
+    train_images_per_id: tuple[int, int] = (6, 10)  # drawn per identity, inclusive
+    cameras_per_id: tuple[int, int] = (2, 4)
+    gallery_per_camera: tuple[int, int] = (1, 2)  # test: gallery images per (identity, camera)
+    lookalike_share: float = 0.3  # identities that copy another and change one garment
+    colour_jitter: float = 18.0  # per-identity garment colour jitter (RGB units)
+    cast_strength: float = 0.25  # camera colour gains drawn in 1 +- this
+    gamma_range: tuple[float, float] = (0.7, 1.4)
+    brightness_range: tuple[float, float] = (0.65, 1.25)
+    blur_range: tuple[float, float] = (0.0, 1.2)  # Gaussian radius at output size
+    lowres_share: float = 0.4  # cameras that record at reduced resolution
+    noise_range: tuple[float, float] = (2.0, 10.0)
+    distance_range: tuple[float, float] = (0.8, 0.96)  # person height / frame height per camera
+    scale_jitter: float = 0.06
+    offset_jitter: float = 0.07  # share of the frame width / height
+    occlusion_prob: float = 0.2
+    clutter: int = 14  # scene objects per camera background
+    scene_colour: float = 30.0  # how far a camera's scene tint strays from grey (RGB units)
+    clutter_contrast: float = 45.0  # brightness spread of scene objects around the scene's tone
+    jpeg_quality: int = 90
+
+
+PRESETS: dict[str, SynthConfig] = {
+    "tiny": SynthConfig(
+        num_train_ids=12, num_test_ids=8, num_distractors=6, num_cameras=3,
+        train_images_per_id=(4, 6), cameras_per_id=(2, 3), gallery_per_camera=(1, 1),
+    ),
+    "demo": SynthConfig(),
+    "hard": SynthConfig(
+        num_train_ids=400, num_test_ids=200, num_distractors=400, num_cameras=6,
+        lookalike_share=0.5, colour_jitter=12.0, cast_strength=0.35, gamma_range=(0.6, 1.6),
+        brightness_range=(0.5, 1.35), blur_range=(0.3, 1.6), lowres_share=0.5, scene_colour=60.0,
+        clutter_contrast=80.0,
+        noise_range=(4.0, 14.0), occlusion_prob=0.35, scale_jitter=0.1, offset_jitter=0.1,
+    ),
+}
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *keys])
+
+
+# ---------------------------------------------------------------------------------------------
+# Identities
+
+
+def _colour(rng: np.random.Generator, jitter: float) -> tuple[int, int, int]:
+    base = PALETTE[rng.integers(len(PALETTE))]
+    return tuple(int(v) for v in np.clip(base + rng.normal(0, jitter, 3), 0, 255))
+
+
+def _identity(rng: np.random.Generator, cfg: SynthConfig) -> dict:
+    c = lambda: _colour(rng, cfg.colour_jitter)  # noqa: E731
+    return {
+        "skin": tuple(int(v) for v in SKIN[rng.integers(len(SKIN))]),
+        "hair": tuple(int(v) for v in HAIR[rng.integers(len(HAIR))]),
+        "hair_style": str(rng.choice(["short", "long", "hat"], p=[0.5, 0.3, 0.2])),
+        "hat": c(),
+        "upper": c(),
+        "upper2": c(),  # pattern / sleeve colour
+        "pattern": str(rng.choice(["plain", "hstripes", "vstripes", "sleeves"], p=[0.4, 0.25, 0.15, 0.2])),
+        "logo": str(rng.choice(["none", "circle", "square", "triangle"], p=[0.5, 0.2, 0.15, 0.15])),
+        "logo_colour": c(),
+        "lower": c(),
+        "lower_type": str(rng.choice(["trousers", "shorts", "skirt"], p=[0.6, 0.2, 0.2])),
+        "shoes": c(),
+        "bag": str(rng.choice(["none", "backpack", "shoulder"], p=[0.45, 0.35, 0.2])),
+        "bag_colour": c(),
+        "height": float(rng.uniform(0.88, 1.0)),
+        "build": float(rng.uniform(0.82, 1.18)),
+    }
+
+
+LOOKALIKE_CHANGES = (
+    ("upper",), ("lower", "lower_type"), ("hair_style", "hat", "hair"), ("bag", "bag_colour"),
+    ("pattern", "upper2"), ("logo", "logo_colour"), ("shoes",),
+)
+
+
+def _identities(cfg: SynthConfig, seed: int, pids: list[int], tag: int) -> dict[int, dict]:
+    """Attributes of ``pids``; a share are look-alikes of an earlier pid differing in one part."""
+    people: dict[int, dict] = {}
+    for n, pid in enumerate(pids):
+        rng = _rng(seed, tag, pid)
+        person = _identity(rng, cfg)
+        if n and rng.random() < cfg.lookalike_share:
+            twin = dict(people[pids[int(rng.integers(n))]])
+            fresh = _identity(rng, cfg)
+            for key in LOOKALIKE_CHANGES[int(rng.integers(len(LOOKALIKE_CHANGES)))]:
+                twin[key] = fresh[key]
+            person = twin
+        people[pid] = person
+    return people
+
+
+# ---------------------------------------------------------------------------------------------
+# Cameras
+
+
+@dataclass(frozen=True)
+class Camera:
+    scene: np.ndarray  # (H*SS, 3*W*SS, 3) uint8 panorama; each image crops a window of it
+    gains: tuple[float, float, float]
+    gamma: float
+    brightness: float
+    blur: float
+    lowres: float  # 1 = full resolution, else the factor it is recorded at
+    noise: float
+    distance: float
+
+
+def _camera(cfg: SynthConfig, seed: int, cam: int) -> Camera:
+    rng = _rng(seed, 7, cam)
+    h, w = HEIGHT * SS, 3 * WIDTH * SS
+    grey = rng.uniform(70, 190)
+    base = grey + rng.uniform(-cfg.scene_colour, cfg.scene_colour, 3)  # a muted, tinted scene
+    yy = np.linspace(0, 1, h)[:, None, None]
+    scene = base * (0.85 + 0.3 * yy) + rng.normal(0, 5, (h, w, 3))  # vertical gradient + grain
+    img = Image.fromarray(np.clip(scene, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+
+    def shade() -> tuple[int, ...]:
+        tone = base + rng.uniform(-cfg.clutter_contrast, cfg.clutter_contrast) + rng.normal(0, 8, 3)
+        return tuple(int(v) for v in np.clip(tone, 0, 255))
+
+    horizon = int(h * rng.uniform(0.6, 0.8))
+    draw.rectangle([0, horizon, w, h], fill=shade())  # ground
+    for _ in range(cfg.clutter):  # walls, windows, poles, signs
+        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, horizon))
+        x1, y1 = x0 + int(rng.integers(6, 60)), y0 + int(rng.integers(10, 120))
+        draw.rectangle([x0, y0, x1, y1], fill=shade())
+    lo, hi = cfg.gamma_range
+    return Camera(
+        scene=np.asarray(img),
+        gains=tuple(float(g) for g in rng.uniform(1 - cfg.cast_strength, 1 + cfg.cast_strength, 3)),
+        gamma=float(rng.uniform(lo, hi)),
+        brightness=float(rng.uniform(*cfg.brightness_range)),
+        blur=float(rng.uniform(*cfg.blur_range)),
+        lowres=float(rng.uniform(0.45, 0.7)) if rng.random() < cfg.lowres_share else 1.0,
+        noise=float(rng.uniform(*cfg.noise_range)),
+        distance=float(rng.uniform(*cfg.distance_range)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering one image
+
+
+def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet: float, tall: float,
+                 stride: float) -> None:
+    """Draw person ``p`` seen from ``view``, feet at (cx, feet), ``tall`` pixels high."""
+    side = view in ("left", "right")
+    facing = 1 if view == "right" else -1  # side views: which way the nose points
+    top = feet - tall
+    head_r = 0.065 * tall
+    half = 0.15 * tall * p["build"] * (0.6 if side else 1.0)  # half torso width
+    sh, waist, knee = top + 0.16 * tall, top + 0.52 * tall, top + 0.74 * tall
+    ankle = feet - 0.04 * tall
+    leg_w = 0.055 * tall * p["build"]
+
+    # legs (behind the torso), with stride
+    for sign in (-1, 1):
+        hip_x = cx + (sign * 0.5 * half if not side else 0)
+        foot_x = hip_x + sign * stride * tall * (1.0 if side else 0.35)
+        lower_end = {"trousers": ankle, "shorts": knee - 0.02 * tall, "skirt": waist}[p["lower_type"]]
+        leg = [(hip_x - leg_w, waist), (hip_x + leg_w, waist), (foot_x + leg_w, ankle), (foot_x - leg_w, ankle)]
+        draw.polygon(leg, fill=p["skin"])
+        if lower_end > waist:
+            t = (lower_end - waist) / (ankle - waist)
+            kx = hip_x + (foot_x - hip_x) * t
+            draw.polygon([(hip_x - leg_w, waist), (hip_x + leg_w, waist), (kx + leg_w, lower_end),
+                          (kx - leg_w, lower_end)], fill=p["lower"])
+        draw.ellipse([foot_x - 1.5 * leg_w, ankle - 0.5 * leg_w, foot_x + 1.5 * leg_w + facing * side * leg_w,
+                      feet], fill=p["shoes"])
+    if p["lower_type"] == "skirt":
+        draw.polygon([(cx - half, waist - 2), (cx + half, waist - 2), (cx + 1.5 * half, knee), (cx - 1.5 * half, knee)],
+                     fill=p["lower"])
+    if p["lower_type"] == "shorts":
+        draw.rectangle([cx - half, waist - 2, cx + half, waist + 0.05 * tall], fill=p["lower"])
+
+    # backpack behind the torso when seen from the side
+    if p["bag"] == "backpack" and side:
+        bx = cx - facing * half
+        draw.rectangle([bx - 0.09 * tall, sh + 0.02 * tall, bx + 0.09 * tall, waist - 0.02 * tall], fill=p["bag_colour"])
+
+    # torso and its pattern
+    sleeve = p["upper2"] if p["pattern"] == "sleeves" else p["upper"]
+    arm_w = 0.045 * tall
+    arms = [cx] if side else [cx - half - arm_w, cx + half + arm_w]
+    for ax in arms:
+        swing = stride * tall * 0.6 * (1 if ax >= cx else -1)
+        draw.polygon([(ax - arm_w, sh), (ax + arm_w, sh), (ax + swing + arm_w, waist), (ax + swing - arm_w, waist)],
+                     fill=sleeve)
+        draw.ellipse([ax + swing - arm_w, waist - arm_w, ax + swing + arm_w, waist + arm_w], fill=p["skin"])
+    draw.rectangle([cx - half, sh, cx + half, waist], fill=p["upper"])
+    if p["pattern"] == "hstripes":
+        band = (waist - sh) / 7
+        for i in range(1, 7, 2):
+            draw.rectangle([cx - half, sh + i * band, cx + half, sh + (i + 1) * band], fill=p["upper2"])
+    elif p["pattern"] == "vstripes":
+        band = 2 * half / 5
+        for i in range(1, 5, 2):
+            draw.rectangle([cx - half + i * band, sh, cx - half + (i + 1) * band, waist], fill=p["upper2"])
+    if side and arms:  # the near arm crosses the torso in a side view
+        swing = stride * tall * 0.6 * facing
+        draw.polygon([(cx - arm_w, sh), (cx + arm_w, sh), (cx + swing + arm_w, waist), (cx + swing - arm_w, waist)],
+                     fill=sleeve)
+    if view == "front" and p["logo"] != "none":
+        r, ly = 0.05 * tall, sh + 0.1 * tall
+        box = [cx - r, ly - r, cx + r, ly + r]
+        if p["logo"] == "circle":
+            draw.ellipse(box, fill=p["logo_colour"])
+        elif p["logo"] == "square":
+            draw.rectangle(box, fill=p["logo_colour"])
+        else:
+            draw.polygon([(cx, ly - r), (cx + r, ly + r), (cx - r, ly + r)], fill=p["logo_colour"])
+    if p["bag"] == "backpack" and view == "back":
+        draw.rectangle([cx - 0.7 * half, sh + 0.03 * tall, cx + 0.7 * half, waist - 0.03 * tall], fill=p["bag_colour"])
+    if p["bag"] == "backpack" and view == "front":  # straps only
+        for sx in (cx - 0.55 * half, cx + 0.45 * half):
+            draw.rectangle([sx, sh, sx + 0.1 * half, waist - 0.1 * tall], fill=p["bag_colour"])
+    if p["bag"] == "shoulder" and view != "left":
+        bx = cx + half if not side else cx
+        draw.line([(cx - half, sh), (bx, waist - 0.04 * tall)], fill=p["bag_colour"], width=max(1, int(0.015 * tall)))
+        draw.rectangle([bx - 0.06 * tall, waist - 0.06 * tall, bx + 0.06 * tall, waist + 0.05 * tall], fill=p["bag_colour"])
+
+    # neck and head
+    hy = sh - head_r * 0.9
+    draw.rectangle([cx - 0.3 * head_r, hy, cx + 0.3 * head_r, sh + 1], fill=p["skin"])
+    face = [cx - head_r, hy - head_r, cx + head_r, hy + head_r]
+    draw.ellipse(face, fill=p["hair"] if view == "back" else p["skin"])
+    if p["hair_style"] == "hat":
+        draw.rectangle([cx - 1.25 * head_r, hy - 0.35 * head_r, cx + 1.25 * head_r, hy - 0.15 * head_r], fill=p["hat"])
+        draw.ellipse([cx - head_r, hy - 1.15 * head_r, cx + head_r, hy], fill=p["hat"])
+    else:
+        draw.chord(face, 180, 360, fill=p["hair"])
+        if p["hair_style"] == "long":
+            back = cx - facing * head_r * 0.5 if side else cx
+            if view != "front":
+                draw.rectangle([back - 0.8 * head_r, hy, back + 0.8 * head_r, sh + 0.12 * tall], fill=p["hair"])
+            else:
+                for sx in (cx - head_r, cx + 0.65 * head_r):
+                    draw.rectangle([sx, hy, sx + 0.35 * head_r, sh + 0.08 * tall], fill=p["hair"])
+
+
+def render(person: dict, camera: Camera, rng: np.random.Generator, cfg: SynthConfig) -> Image.Image:
+    """One crop of ``person`` by ``camera``; ``rng`` draws the per-image jitter."""
+    h, w = HEIGHT * SS, WIDTH * SS
+    x0 = int(rng.integers(0, camera.scene.shape[1] - w))
+    img = Image.fromarray(camera.scene[:, x0 : x0 + w].copy())
+    draw = ImageDraw.Draw(img)
+    view = VIEWS[int(rng.integers(len(VIEWS)))]
+    tall = h * camera.distance * person["height"] * (1 + rng.normal(0, cfg.scale_jitter))
+    cx = w / 2 + rng.normal(0, cfg.offset_jitter) * w
+    feet = h - 0.04 * h + rng.normal(0, cfg.offset_jitter / 2) * h
+    feet = min(max(feet, tall + 2), h + 0.05 * h)
+    _draw_person(draw, person, view, cx, feet, tall, stride=float(rng.uniform(-0.08, 0.08)))
+    if rng.random() < cfg.occlusion_prob:  # a pole, a car, a passer-by's shoulder
+        colour = tuple(int(v) for v in rng.uniform(0, 255, 3))
+        if rng.random() < 0.5:
+            top = int(h * rng.uniform(0.6, 0.8))
+            draw.rectangle([0, top, w, h], fill=colour)
+        else:
+            left = int(rng.choice([0, w * rng.uniform(0.6, 0.8)]))
+            draw.rectangle([left, 0, left + int(w * rng.uniform(0.2, 0.35)), h], fill=colour)
+
+    size = (max(8, round(WIDTH * camera.lowres)), max(16, round(HEIGHT * camera.lowres)))
+    img = img.resize(size, Image.BILINEAR)
+    if size != (WIDTH, HEIGHT):
+        img = img.resize((WIDTH, HEIGHT), Image.BILINEAR)
+    if camera.blur > 0.05:
+        img = img.filter(ImageFilter.GaussianBlur(camera.blur))
+    x = np.asarray(img, dtype=np.float32) / 255.0
+    x = x * np.asarray(camera.gains, dtype=np.float32) * camera.brightness * float(rng.uniform(0.9, 1.1))
+    x = np.clip(x, 0, 1) ** camera.gamma
+    x = x * 255.0 + rng.normal(0, camera.noise, x.shape).astype(np.float32)
+    return Image.fromarray(np.clip(x + 0.5, 0, 255).astype(np.uint8))
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset
+
+
+def _plan(cfg: SynthConfig, seed: int) -> list[tuple[str, int, int, dict, int]]:
+    """Every image to draw: (folder, pid, camera, identity attributes, image key)."""
+    train_pids = list(range(1, cfg.num_train_ids + 1))
+    test_pids = list(range(cfg.num_train_ids + 1, cfg.num_train_ids + cfg.num_test_ids + 1))
+    people = {**_identities(cfg, seed, train_pids, 1), **_identities(cfg, seed, test_pids, 2)}
+    plan = []
+    for pid in train_pids:
+        rng = _rng(seed, 3, pid)
+        cams = rng.choice(cfg.num_cameras, size=min(int(rng.integers(*np.add(cfg.cameras_per_id, (0, 1)))), cfg.num_cameras), replace=False)
+        count = int(rng.integers(cfg.train_images_per_id[0], cfg.train_images_per_id[1] + 1))
+        for n in range(count):
+            cam = int(cams[n % len(cams)])
+            plan.append(("bounding_box_train", pid, cam, people[pid], n))
+    for pid in test_pids:
+        rng = _rng(seed, 4, pid)
+        size = max(2, min(int(rng.integers(cfg.cameras_per_id[0], cfg.cameras_per_id[1] + 1)), cfg.num_cameras))
+        for cam in sorted(int(c) for c in rng.choice(cfg.num_cameras, size=size, replace=False)):
+            plan.append(("query", pid, cam, people[pid], 0))
+            for n in range(int(rng.integers(cfg.gallery_per_camera[0], cfg.gallery_per_camera[1] + 1))):
+                plan.append(("bounding_box_test", pid, cam, people[pid], n + 1))
+    for n in range(cfg.num_distractors):
+        rng = _rng(seed, 5, n)
+        plan.append(("bounding_box_test", 0, int(rng.integers(cfg.num_cameras)), _identity(rng, cfg), n))
+    return plan
+
+
+def _manifest(cfg: SynthConfig, preset: str, seed: int, plan: list) -> dict:
+    def ids(folder: str) -> int:
+        return len({pid for f, pid, *_ in plan if f == folder and pid != 0})
+
+    def images(folder: str) -> int:
+        return sum(f == folder for f, *_ in plan)
+
+    counts = {
+        "train_ids": ids("bounding_box_train"),
+        "train_images": images("bounding_box_train"),
+        "query_ids": ids("query"),
+        "query_images": images("query"),
+        "gallery_ids": ids("bounding_box_test"),
+        "gallery_images": images("bounding_box_test"),
+        "distractor_images": cfg.num_distractors,
+        "cameras": cfg.num_cameras,
+    }
+    return {
+        "generator": "reidlib.data.synthetic",
+        "version": GENERATOR_VERSION,
+        "preset": preset,
+        "seed": seed,
+        "image_size": [HEIGHT, WIDTH],
+        "params": asdict(cfg),
+        "counts": counts,
+    }
+
+
+def generate(out_dir: str | Path, preset: str = "demo", seed: int = 0, **overrides) -> dict:
+    """Write the synthetic dataset into ``out_dir`` (Market-1501 layout) and return its manifest.
+
+    Args:
+        out_dir: a new or empty folder; one that already holds the identical dataset is left as
+            it is (so ``make demo`` can run again); any other content is an error.
+        preset: tiny (tests), demo (the CPU demo) or hard.
+        seed: the random seed; the same seed and parameters give byte-identical files.
+        **overrides: SynthConfig fields that replace the preset's.
+
+    Returns:
+        The manifest (also written to ``out_dir/manifest.json``), with ``counts``.
+    """
+    if preset not in PRESETS:
+        raise DataError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    try:
+        cfg = replace(PRESETS[preset], **overrides)
+    except TypeError as err:
+        raise DataError(f"unknown synthetic parameter: {err}") from err
+    plan = _plan(cfg, seed)
+    manifest = _manifest(cfg, preset, seed, plan)
+    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    out = Path(out_dir)
+    manifest_path = out / "manifest.json"
+    if out.exists() and any(out.iterdir()):
+        if manifest_path.is_file() and manifest_path.read_text() == text:
+            log.info("%s already holds this dataset (preset %s, seed %d)", out, preset, seed)
+            return manifest
+        raise DataError(
+            f"{out} is not empty and does not hold this dataset (preset {preset}, seed {seed}); "
+            "choose a new folder or delete it"
+        )
+    cameras = [_camera(cfg, seed, c) for c in range(cfg.num_cameras)]
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    for frame, (folder, pid, cam, person, key) in enumerate(tqdm(plan, desc=f"synth {preset}", unit="img")):
+        rng = _rng(seed, 6, pid, cam, key, frame if pid == 0 else 0)
+        img = render(person, cameras[cam], rng, cfg)
+        name = f"{pid:04d}_c{cam + 1}s1_{frame:06d}_01.jpg"
+        img.save(out / folder / name, quality=cfg.jpeg_quality)
+    manifest_path.write_text(text)  # last: a folder without it is an interrupted run
+    return manifest

@@ -1,0 +1,121 @@
+"""End to end on the tiny synthetic set: run-dir files, falling loss, resume, refusals, CLI errors."""
+
+import json
+
+import pytest
+import torch
+
+from reidlib import runs
+from reidlib.cli import main
+from reidlib.config import load_config
+from reidlib.errors import RunDirError
+from reidlib.train import evaluate_run, train
+
+TINY = {
+    "arch": "resnet_mini", "feat_dim": 32, "num_parts": 4, "height": 64, "width": 32,
+    "epochs": 3, "warmup_epochs": 1, "k": 2, "m": 12, "batch_size": 8, "threads": 1,
+    "optimizer": "adam", "lr": 1e-3, "random_erasing": 0.0,
+}
+
+
+def tiny_cfg(data_dir, **overrides):
+    return load_config(overrides={**TINY, "data_dir": str(data_dir), **overrides})
+
+
+def test_run_dir_files_and_diagnostics(tiny_synthetic, tmp_path):
+    metrics = train(tiny_cfg(tiny_synthetic), tmp_path / "run")
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.yaml", "metrics.jsonl", "metrics.json", "last.pt", "features.npz"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert set(metrics) >= {"mAP", "rank1", "rank5", "rank10", "protocol"}
+    assert metrics["protocol"] == "market1501" and metrics["epochs"] == 3
+    assert set(metrics["by_feature"]) == {"combined", "global", "parts"}
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
+    rows = runs.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[0]["warmup"] and rows[0]["pos_precision"] is None  # warm-up: no neighbours
+    for r in rows[1:]:
+        assert 0.0 <= r["pos_precision"] <= 1.0 and 0.0 <= r["pos_same_camera"] <= 1.0
+        assert 0.0 <= r["neg_false_rate"] <= 1.0
+    feats = dict(__import__("numpy").load(tmp_path / "run" / "features.npz"))
+    assert feats["query_global"].shape[1] == 32 and feats["gallery_parts"].shape[1:] == (4, 8)
+    assert len(feats["query_paths"]) == len(feats["query_pids"])
+    again = evaluate_run(tmp_path / "run")
+    assert again["mAP"] == pytest.approx(metrics["mAP"], abs=1e-6)
+
+
+def test_loss_falls(tiny_synthetic, tmp_path):
+    cfg = tiny_cfg(tiny_synthetic, epochs=4, warmup_epochs=0, mixture_init="features")
+    train(cfg, tmp_path / "run")
+    losses = [r["loss"] for r in runs.read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+    assert losses[-1] < losses[0]
+
+
+def test_untrained_evaluation(tiny_synthetic, tmp_path):
+    metrics = train(tiny_cfg(tiny_synthetic, epochs=0), tmp_path / "run")
+    assert metrics["epochs"] == 0 and 0.0 <= metrics["mAP"] <= 1.0
+    assert runs.read_jsonl(tmp_path / "run" / "metrics.jsonl") == []
+
+
+def test_resume_equals_uninterrupted(tiny_synthetic, tmp_path, monkeypatch):
+    cfg = tiny_cfg(tiny_synthetic, deterministic=True)
+    whole = train(cfg, tmp_path / "whole")
+
+    import reidlib.train as engine
+
+    real = engine.train_one_epoch
+
+    def crash_in_third_epoch(state, cfg, loader, epoch, device):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real(state, cfg, loader, epoch, device)
+
+    monkeypatch.setattr(engine, "train_one_epoch", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "cut")
+    assert runs.load_checkpoint(tmp_path / "cut")["epoch"] == 2
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    resumed = train(cfg, tmp_path / "cut")
+    assert resumed == whole
+    a, b = runs.load_checkpoint(tmp_path / "whole"), runs.load_checkpoint(tmp_path / "cut")
+    for key in ("model", "mixture_bank", "global_bank", "part_bank"):
+        assert all(torch.equal(x, y) for x, y in zip(a[key].values(), b[key].values())), key
+
+
+def test_other_config_is_refused_and_nothing_overwritten(tiny_synthetic, tmp_path):
+    train(tiny_cfg(tiny_synthetic, epochs=1), tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    with pytest.raises(RunDirError, match=r"scl.k: 2 -> 3"):
+        train(tiny_cfg(tiny_synthetic, epochs=1, k=3), tmp_path / "run")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("x")
+    with pytest.raises(RunDirError, match="not empty"):
+        train(tiny_cfg(tiny_synthetic, epochs=1), tmp_path / "busy")
+
+
+def cli(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_train_and_errors(tiny_synthetic, tmp_path, capsys):
+    base = ["train", "--data", str(tiny_synthetic), "--run-dir", str(tmp_path / "run")]
+    sets = [a for key, value in {**TINY, "epochs": 1}.items() for a in ("--set", f"{key}={value}")]
+    code, out, err = cli(base + sets, capsys)
+    assert code == 0 and "protocol: market1501" in out and "combined" in out
+    code, out, err = cli(["evaluate", "--run-dir", str(tmp_path / "run"), "--camera-aware"], capsys)
+    assert code == 0 and "NON-STANDARD" in out
+
+    code, _, err = cli(base + ["--set", "kk=3"], capsys)
+    assert code == 2 and "unknown config key 'kk'" in err and "Traceback" not in err
+    code, _, err = cli(base + ["--set", "k=seven"], capsys)
+    assert code == 2 and "'scl.k' expects int" in err
+    code, _, err = cli(base + sets + ["--set", "k=500"], capsys)
+    assert code == 2 and "scl.k + scl.m" in err
+    code, _, err = cli(["train", "--data", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "r2")], capsys)
+    assert code == 2 and "dataset root not found" in err and "nowhere" in err
+    assert not (tmp_path / "r2").exists()  # nothing written for a bad input
+    code, _, err = cli(base + sets + ["--set", "batch_size=4096"], capsys)
+    assert code == 2 and "batch_size" in err
