@@ -18,10 +18,14 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
+# Generate the synthetic set, show it, score untrained baselines, train, compare.
 demo: $(VENV)/.installed
-	$(PY) -m reidlib synth $(DATA) --preset demo
+	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
 	$(PY) -m reidlib describe $(DATA)
 	$(PY) -m reidlib baseline --data $(DATA)
+	$(PY) -m reidlib train --data $(DATA) --run-dir $(RUN)-untrained --config configs/demo.yaml --set epochs=0
+	$(PY) -m reidlib train --data $(DATA) --run-dir $(RUN) --config configs/demo.yaml
+	$(PY) -m reidlib compare $(RUN)-untrained $(RUN)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -75,6 +75,32 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     print(format_metrics(metrics, f"{args.run_dir}"))
 
 
+def _cmd_compare(args: argparse.Namespace) -> None:
+    import json
+    from pathlib import Path
+
+    from reidlib.errors import RunDirError
+
+    rows = []
+    for run_dir in args.run_dirs:
+        path = Path(run_dir) / "metrics.json"
+        if not path.is_file():
+            raise RunDirError(f"{path} not found: has {run_dir} finished training?")
+        rows.append((run_dir, json.loads(path.read_text())))
+    protocols = {m["protocol"] for _, m in rows}
+    width = max(len(r) for r, _ in rows)
+    lines = [
+        f"protocol: {', '.join(sorted(protocols))} (combined global + part distance)",
+        f"{'run':<{width}} {'epochs':>6} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6}",
+    ]
+    for run_dir, m in rows:
+        values = " ".join(f"{100 * m[k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10"))
+        lines.append(f"{run_dir:<{width}} {m['epochs']:>6} {values}")
+    if len(rows) == 2 and rows[0][1]["mAP"] > 0:
+        lines.append(f"mAP ratio (last / first): {rows[1][1]['mAP'] / rows[0][1]['mAP']:.1f}x")
+    print("\n".join(lines))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reidlib",
@@ -121,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="add lambda_c to same-camera pairs, as the original code did (non-standard protocol)",
     )
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("compare", help="print the final figures of run dirs side by side")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

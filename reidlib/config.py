@@ -33,6 +33,7 @@ class DataConfig:
     flip: bool = True
     pad: int = 10
     random_erasing: float = 0.5
+    color_jitter: float = 0.0  # brightness / contrast / saturation jitter strength (0: the paper's)
     num_workers: int = 0
 
 
@@ -283,6 +284,7 @@ def validate(cfg: Config) -> None:
     if t.lr <= 0:
         raise ConfigError(f"config key 'train.lr' must be > 0, got {t.lr}")
     _in_unit("data.random_erasing", d.random_erasing)
+    _in_unit("data.color_jitter", d.color_jitter)
     if m.feat_dim % m.num_parts:
         raise ConfigError(
             f"model.feat_dim ({m.feat_dim}) must be divisible by model.num_parts ({m.num_parts})"

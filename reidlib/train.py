@@ -353,7 +353,13 @@ def train_one_epoch(
 def _train_loader(cfg: Config, data: ReidData, epoch: int) -> DataLoader:
     d = cfg.data
     transform = build_transforms(
-        d.height, d.width, train=True, flip=d.flip, pad=d.pad, random_erasing=d.random_erasing
+        d.height,
+        d.width,
+        train=True,
+        flip=d.flip,
+        pad=d.pad,
+        random_erasing=d.random_erasing,
+        color_jitter=d.color_jitter,
     )
     return DataLoader(
         ReidDataset(data.train, transform),

@@ -62,6 +62,7 @@ def build_transforms(
     flip: bool = True,
     pad: int = 10,
     random_erasing: float = 0.5,
+    color_jitter: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> T.Compose:
@@ -73,6 +74,9 @@ def build_transforms(
         flip: random horizontal flip (train).
         pad: pad by this many pixels, then crop back at random (train; 0 disables).
         random_erasing: probability of erasing a random rectangle (train; 0 disables).
+        color_jitter: strength s of brightness / contrast / saturation jitter (each by up to s)
+            and hue jitter (up to s / 10), train only; 0 (the paper) disables. It teaches
+            invariance to the cameras' colour casts.
     """
     steps: list[Callable] = [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)]
     if train:
@@ -80,6 +84,8 @@ def build_transforms(
             steps.append(T.RandomHorizontalFlip())
         if pad:
             steps += [T.Pad(pad), T.RandomCrop((height, width))]
+        if color_jitter > 0:
+            steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter, min(0.5, color_jitter / 10)))
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     if train and random_erasing > 0:
         steps.append(T.RandomErasing(p=random_erasing, value=0))
