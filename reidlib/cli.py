@@ -30,6 +30,15 @@ def _cmd_describe(args: argparse.Namespace) -> None:
     print(format_summary(read_dataset(args.data_dir, layout=args.layout)))
 
 
+def _cmd_sheet(args: argparse.Namespace) -> None:
+    from reidlib.data import read_dataset
+    from reidlib.viz import identity_sheet
+
+    data = read_dataset(args.data_dir, layout=args.layout)
+    out = identity_sheet(getattr(data, args.split), args.out, num_ids=args.ids, seed=args.seed)
+    print(f"wrote {out}")
+
+
 def _cmd_baseline(args: argparse.Namespace) -> None:
     from reidlib.baselines import format_baselines, run_baselines
     from reidlib.data import read_dataset
@@ -123,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", default="auto", choices=layouts)
     p.set_defaults(func=_cmd_describe)
 
+    p = sub.add_parser("sheet", help="draw identities (rows) across cameras (columns) as a PNG")
+    p.add_argument("data_dir", help="dataset root")
+    p.add_argument("out", help="PNG file to write")
+    p.add_argument("--split", default="train", choices=["train", "query", "gallery"])
+    p.add_argument("--ids", type=int, default=8, help="identities to draw (default 8)")
+    p.add_argument("--layout", default="auto", choices=layouts)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sheet)
+
     p = sub.add_parser("baseline", help="evaluate untrained features (raw pixels, random CNN)")
     p.add_argument("--data", required=True, help="dataset root")
     p.add_argument("--layout", default="auto", choices=layouts)
@@ -134,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True, help="where config, metrics and checkpoints go")
     p.add_argument("--config", help="a YAML config, e.g. configs/demo.yaml")
     p.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)"
+        "--set",
+        action="extend",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="override config fields: --set epochs=5 k=0 (repeatable)",
     )
     p.set_defaults(func=_cmd_train)
 

@@ -90,3 +90,19 @@ def test_baselines_run(tiny_synthetic):
     for r in rows.values():
         assert 0.0 <= r.mAP <= 1.0 and np.all((0 <= r.cmc) & (r.cmc <= 1))
     assert "protocol: market1501" in format_baselines(rows)
+
+
+def test_identity_sheet_cli(tiny_synthetic, tmp_path, capsys):
+    from PIL import Image
+
+    from reidlib.cli import main
+    from reidlib.viz import CELL_H, HEADER_H, GAP
+
+    out = tmp_path / "sheet.png"
+    assert main(["sheet", str(tiny_synthetic), str(out), "--ids", "3"]) == 0
+    img = Image.open(out)
+    assert img.size[1] == HEADER_H + 3 * (CELL_H + GAP)
+    colours = {tuple(c) for c in np.asarray(img.convert("RGB")).reshape(-1, 3)}
+    assert len(colours) > 100  # pictures were pasted, not an empty white grid
+    assert main(["sheet", str(tmp_path / "missing"), str(tmp_path / "x.png")]) == 2
+    assert "missing" in capsys.readouterr().err and not (tmp_path / "x.png").exists()

@@ -102,7 +102,7 @@ def cli(args, capsys):
 
 def test_cli_train_and_errors(tiny_synthetic, tmp_path, capsys):
     base = ["train", "--data", str(tiny_synthetic), "--run-dir", str(tmp_path / "run")]
-    sets = [a for key, value in {**TINY, "epochs": 1}.items() for a in ("--set", f"{key}={value}")]
+    sets = ["--set"] + [f"{key}={value}" for key, value in {**TINY, "epochs": 1}.items()]  # one --set, many
     code, out, err = cli(base + sets, capsys)
     assert code == 0 and "protocol: market1501" in out and "combined" in out
     code, out, err = cli(["evaluate", "--run-dir", str(tmp_path / "run"), "--camera-aware"], capsys)

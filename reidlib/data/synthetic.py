@@ -35,7 +35,7 @@ from reidlib.errors import DataError
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 HEIGHT, WIDTH = 128, 64  # Market-1501's crop size
 SS = 2  # supersampling: draw at 2x, then downscale (smooth edges)
 
@@ -61,14 +61,14 @@ class SynthConfig:
     num_test_ids: int = 100
     num_distractors: int = 150  # gallery images of one-off people (pid 0)
     num_cameras: int = 5
-    train_images_per_id: tuple[int, int] = (6, 10)  # drawn per identity, inclusive
+    train_images_per_id: tuple[int, int] = (8, 12)  # drawn per identity, inclusive
     cameras_per_id: tuple[int, int] = (2, 4)
     gallery_per_camera: tuple[int, int] = (1, 2)  # test: gallery images per (identity, camera)
     lookalike_share: float = 0.3  # identities that copy another and change one garment
     colour_jitter: float = 18.0  # per-identity garment colour jitter (RGB units)
-    cast_strength: float = 0.25  # camera colour gains drawn in 1 +- this
-    gamma_range: tuple[float, float] = (0.7, 1.4)
-    brightness_range: tuple[float, float] = (0.65, 1.25)
+    cast_strength: float = 0.12  # camera colour gains drawn in 1 +- this
+    gamma_range: tuple[float, float] = (0.85, 1.2)
+    brightness_range: tuple[float, float] = (0.8, 1.15)
     blur_range: tuple[float, float] = (0.0, 1.2)  # Gaussian radius at output size
     lowres_share: float = 0.4  # cameras that record at reduced resolution
     noise_range: tuple[float, float] = (2.0, 10.0)
@@ -77,8 +77,8 @@ class SynthConfig:
     offset_jitter: float = 0.07  # share of the frame width / height
     occlusion_prob: float = 0.2
     clutter: int = 14  # scene objects per camera background
-    scene_colour: float = 30.0  # how far a camera's scene tint strays from grey (RGB units)
-    clutter_contrast: float = 45.0  # brightness spread of scene objects around the scene's tone
+    scene_colour: float = 18.0  # how far a camera's scene tint strays from grey (RGB units)
+    clutter_contrast: float = 30.0  # brightness spread of scene objects around the scene's tone
     jpeg_quality: int = 90
 
 
