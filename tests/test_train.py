@@ -45,10 +45,11 @@ def test_run_dir_files_and_diagnostics(tiny_synthetic, tmp_path):
 
 
 def test_loss_falls(tiny_synthetic, tmp_path):
-    cfg = tiny_cfg(tiny_synthetic, epochs=4, warmup_epochs=0, mixture_init="features")
-    train(cfg, tmp_path / "run")
+    # The target moves (the banks are written every step), so compare the first selective epoch,
+    # picked from a randomly initialised model, with the last two.
+    train(tiny_cfg(tiny_synthetic, epochs=8, warmup_epochs=1), tmp_path / "run")
     losses = [r["loss"] for r in runs.read_jsonl(tmp_path / "run" / "metrics.jsonl")]
-    assert losses[-1] < losses[0]
+    assert sum(losses[-2:]) / 2 < losses[1] - 0.5, losses
 
 
 def test_untrained_evaluation(tiny_synthetic, tmp_path):
