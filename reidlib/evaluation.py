@@ -74,28 +74,31 @@ def evaluate(
     valid = 0
     for start in range(0, num_q, chunk):
         stop = min(start + chunk, num_q)
+        c = stop - start
         order = np.argsort(distmat[start:stop], axis=1)  # (c, num_g)
-        pids, cams = g_pids[order], g_camids[order]
-        match = pids == q_pids[start:stop, None]
-        keep = ~(match & (cams == q_camids[start:stop, None]))  # drop same id AND same camera
-        # Compact each row to its kept items, in rank order: a kept item's rank is the number of
-        # kept items before it, so cumulative sums over the mask give every rank at once.
-        hit = match & keep
-        n_hits = hit.sum(axis=1)
+        match = g_pids[order] == q_pids[start:stop, None]  # (c, num_g), sparse
+        # Only the matches matter from here, so work on their coordinates, not on full rows.
+        rows, cols = np.nonzero(match)  # row-major: sorted by (row, col)
+        same_cam = g_camids[order[rows, cols]] == q_camids[start + rows]  # removed by the protocol
+        hit_row, hit_col = rows[~same_cam], cols[~same_cam]
+        removed_key = rows[same_cam] * num_g + cols[same_cam]  # sorted
+        # 1-based rank of a true match among kept items: its column minus the removed items before it.
+        removed_before = np.searchsorted(removed_key, hit_row * num_g + hit_col) - np.searchsorted(
+            removed_key, hit_row * num_g
+        )
+        rank = hit_col + 1 - removed_before
+        n_hits = np.bincount(hit_row, minlength=c)  # (c,)
         ok = n_hits > 0
         if not ok.any():
             continue
-        hit, keep, n_hits = hit[ok], keep[ok], n_hits[ok]
-        rank = np.cumsum(keep, axis=1)  # 1-based rank of each kept item
-        hits_so_far = np.cumsum(hit, axis=1)
+        first = np.concatenate([[0], np.cumsum(n_hits)[:-1]])  # index of each row's first hit
+        hits_so_far = np.arange(len(hit_row)) - first[hit_row] + 1
         # AP: mean over true matches of (matches so far) / (rank)
-        precision_at_hits = np.where(hit, hits_so_far / np.maximum(rank, 1), 0.0)
-        ap_sum += (precision_at_hits.sum(axis=1) / n_hits).sum()
+        ap_sum += (np.bincount(hit_row, hits_so_far / rank, minlength=c)[ok] / n_hits[ok]).sum()
         # INP: matches / rank of the last (hardest) match
-        last_rank = np.where(hit, rank, 0).max(axis=1)
-        inp_sum += (n_hits / last_rank).sum()
+        inp_sum += (n_hits[ok] / rank[first[ok] + n_hits[ok] - 1]).sum()
         # CMC: the first match's rank r gives 1 from r on
-        first_rank = np.where(hit, rank, np.iinfo(np.int64).max).min(axis=1)  # (c,)
+        first_rank = rank[first[ok]]
         cmc_sum += (first_rank[:, None] <= np.arange(1, max_rank + 1)[None, :]).sum(axis=0)
         valid += int(ok.sum())
 
