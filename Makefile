@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= data/synthetic-demo
 RUN    ?= runs/demo
 
-.PHONY: test demo install clean-venv
+.PHONY: test demo report lab install clean-venv
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
-# Generate the synthetic set, show it, score untrained baselines, train, compare.
+# Generate the synthetic set, show it, score untrained baselines, train, compare, report.
 demo: $(VENV)/.installed
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
 	$(PY) -m reidlib describe $(DATA)
@@ -26,6 +26,15 @@ demo: $(VENV)/.installed
 	$(PY) -m reidlib train --data $(DATA) --run-dir $(RUN)-untrained --config configs/demo.yaml --set epochs=0
 	$(PY) -m reidlib train --data $(DATA) --run-dir $(RUN) --config configs/demo.yaml
 	$(PY) -m reidlib compare $(RUN)-untrained $(RUN)
+	$(PY) -m reidlib report --run-dir $(RUN)
+
+# Run the report notebooks on a run dir (default runs/demo) into reports/<name>.html.
+report: $(VENV)/.installed
+	$(PY) -m reidlib report --run-dir $(RUN)
+
+# JupyterLab on notebooks/ with the project's environment as its Python kernel.
+lab: $(VENV)/.installed
+	$(PY) -m jupyter lab --notebook-dir notebooks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -110,6 +110,12 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+def _cmd_report(args: argparse.Namespace) -> None:
+    from reidlib.report import report
+
+    print(f"wrote {report(args.run_dir, args.out)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reidlib",
@@ -169,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="add lambda_c to same-camera pairs, as the original code did (non-standard protocol)",
     )
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("report", help="run the report notebooks on a run dir and export HTML to reports/")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out", help="HTML file (default: reports/<run dir name>.html)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("compare", help="print the final figures of run dirs side by side")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

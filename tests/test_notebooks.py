@@ -1,0 +1,67 @@
+"""Notebooks: stored without outputs, parameters that are config fields, run by papermill, exported."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from reidlib.cli import main
+from reidlib.errors import ConfigError
+from reidlib.report import NOTEBOOK_DIR, check_parameters, notebook_parameters, report, run_notebook
+from reidlib.train import train
+from test_train import tiny_cfg
+
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert [p.name for p in NOTEBOOKS][:1] == ["01_train.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_without_outputs(path):
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} carries outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_parameters_are_config_fields(path):
+    params = notebook_parameters(path)
+    assert params, f"{path.name} has no parameters cell"
+    check_parameters(path, {})  # raises if a parameter is neither a config field nor run_dir
+    tagged = [c for c in nbformat.read(str(path), as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+
+
+def test_unknown_parameter_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="no parameter 'epochz'"):
+        run_notebook(NOTEBOOK_DIR / "01_train.ipynb", tmp_path / "out.ipynb", {"epochz": 3})
+    assert not (tmp_path / "out.ipynb").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_synthetic, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    train(tiny_cfg(tiny_synthetic, epochs=3, warmup_epochs=1, eval_every=2), run_dir)
+    return run_dir
+
+
+def test_report_runs_the_notebooks_and_embeds_images(tiny_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # reports/ goes under the current directory
+    html = report(tiny_run)
+    assert html == Path("reports") / "tiny.html"
+    text = html.read_text()
+    assert text.count("data:image/png;base64,") >= 3  # loss, diagnostics, test curves
+    assert "python -m reidlib report --run-dir" in text and "batch/s" not in text
+    executed = nbformat.read(str(tiny_run / "01_train.ipynb"), as_version=4)
+    last = executed.cells[-1].outputs[0]["text"]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert json.loads(last)["mAP"] == pytest.approx(metrics["mAP"])
+
+
+def test_report_cli_errors(tmp_path, capsys):
+    assert main(["report", "--run-dir", str(tmp_path / "nothing")]) == 2
+    assert "holds no config.yaml" in capsys.readouterr().err
