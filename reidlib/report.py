@@ -24,7 +24,7 @@ from reidlib.runs import write_text
 log = logging.getLogger(__name__)
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-REPORT_NOTEBOOKS = ("01_train.ipynb",)
+REPORT_NOTEBOOKS = ("01_train.ipynb", "03_visualise.ipynb")
 NON_CONFIG_PARAMETERS = frozenset({"run_dir"})
 WIDGET = "application/vnd.jupyter.widget-view+json"
 

@@ -64,3 +64,45 @@ def identity_sheet(
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     return out
+
+
+def retrieval_grid(
+    query: dict, gallery: dict, distmat, query_rows: list[int], top: int = 10
+):
+    """A matplotlib figure: each chosen query, then its ``top`` nearest gallery images under the
+    standard protocol (same identity and camera removed), true matches framed green, false red.
+
+    Args:
+        query, gallery: dicts with ``paths``, ``pids`` and ``camids`` (as in ``features.npz``).
+        distmat: (num_query, num_gallery) distances.
+        query_rows: which queries to show.
+
+    Returns:
+        the figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(len(query_rows), top + 1, figsize=(1.1 * (top + 1), 2.3 * len(query_rows)))
+    axes = np.atleast_2d(axes)
+    for row, q in enumerate(query_rows):
+        order = np.argsort(distmat[q])
+        junk = (gallery["pids"][order] == query["pids"][q]) & (gallery["camids"][order] == query["camids"][q])
+        order = order[~junk][:top]
+        cells = [(query["paths"][q], None, f"query\nid {query['pids'][q]} c{query['camids'][q] + 1}")]
+        cells += [
+            (gallery["paths"][g], gallery["pids"][g] == query["pids"][q], f"{rank + 1}\nc{gallery['camids'][g] + 1}")
+            for rank, g in enumerate(order)
+        ]
+        for ax, (path, correct, label) in zip(axes[row], cells):
+            ax.imshow(read_image(str(path)))
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(label, fontsize=8)
+            colour = "black" if correct is None else ("limegreen" if correct else "red")
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(1 if correct is None else 4)
+        for ax in axes[row][len(cells):]:
+            ax.axis("off")
+    fig.tight_layout()
+    return fig

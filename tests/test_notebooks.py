@@ -16,7 +16,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-    assert [p.name for p in NOTEBOOKS][:1] == ["01_train.ipynb"]
+    assert {"01_train.ipynb", "03_visualise.ipynb"} <= {p.name for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -54,12 +54,16 @@ def test_report_runs_the_notebooks_and_embeds_images(tiny_run, tmp_path, monkeyp
     html = report(tiny_run)
     assert html == Path("reports") / "tiny.html"
     text = html.read_text()
-    assert text.count("data:image/png;base64,") >= 3  # loss, diagnostics, test curves
+    # 01: loss, diagnostics, test curves; 03: UMAP, cluster scores, retrievals, distances
+    assert text.count("data:image/png;base64,") >= 7
     assert "python -m reidlib report --run-dir" in text and "batch/s" not in text
     executed = nbformat.read(str(tiny_run / "01_train.ipynb"), as_version=4)
     last = executed.cells[-1].outputs[0]["text"]
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert json.loads(last)["mAP"] == pytest.approx(metrics["mAP"])
+    visual = nbformat.read(str(tiny_run / "03_visualise.ipynb"), as_version=4)
+    scores = json.loads(visual.cells[-1].outputs[0]["text"])
+    assert set(scores) == {"before", "after"} and all(0 <= v["purity"] <= 1 for v in scores.values())
 
 
 def test_report_cli_errors(tmp_path, capsys):

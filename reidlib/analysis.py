@@ -1,0 +1,135 @@
+"""Looking inside the learned features: clusters against identities, and distance distributions.
+
+The visualisation notebook is a view over these functions. They use the test split's identities
+to *measure* what training did, as evaluation does; nothing here feeds back into training.
+Shape letters: n test images (query + gallery), D dim, P parts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.cluster import AgglomerativeClustering
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from reidlib.config import Config
+from reidlib.data import ReidData
+from reidlib.distances import query_gallery_distance
+from reidlib.errors import RunDirError
+from reidlib.model import build_model
+from reidlib.train import evaluate_model, seed_everything, setup_torch
+
+FEATURES_KEYS = ("global", "parts", "pids", "camids", "paths")
+
+__all__ = [
+    "load_test_features",
+    "untrained_test_features",
+    "test_set_distance",
+    "purity",
+    "cluster_scores",
+    "pair_distances",
+]
+
+
+def _join(query: dict[str, np.ndarray], gallery: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {key: np.concatenate([query[key], gallery[key]]) for key in FEATURES_KEYS}
+
+
+def load_test_features(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """The run's query and gallery features (``features.npz``) as one test set.
+
+    Returns:
+        ``global`` (n, D), ``parts`` (n, P, D/P), ``pids``, ``camids``, ``paths`` and ``is_query``.
+    """
+    path = Path(run_dir) / "features.npz"
+    if not path.is_file():
+        raise RunDirError(f"{path} not found: has {run_dir} finished training?")
+    with np.load(path) as npz:
+        query = {key: npz[f"query_{key}"] for key in FEATURES_KEYS}
+        gallery = {key: npz[f"gallery_{key}"] for key in FEATURES_KEYS}
+    out = _join(query, gallery)
+    out["is_query"] = np.arange(len(out["pids"])) < len(query["pids"])
+    return out
+
+
+def untrained_test_features(cfg: Config, data: ReidData) -> dict[str, np.ndarray]:
+    """Test-set features of the model a run *started* from (same seed, same initial weights)."""
+    device = setup_torch(cfg)
+    seed_everything(cfg.train.seed)  # as train() does before it builds the model
+    m = cfg.model
+    model = build_model(
+        m.arch, feat_dim=m.feat_dim, num_parts=m.num_parts, pretrained=m.pretrained, last_stride=m.last_stride
+    ).to(device)
+    with torch.no_grad():
+        _, query, gallery = evaluate_model(model, cfg, data, device)
+    out = _join(query, gallery)
+    out["is_query"] = np.arange(len(out["pids"])) < len(query["pids"])
+    return out
+
+
+def test_set_distance(feats: dict[str, np.ndarray], lambda_g: float) -> np.ndarray:
+    """(n, n) combined distance (the evaluation's, no camera penalty) between all test images."""
+    return query_gallery_distance(feats, feats, lambda_g=lambda_g)
+
+
+def purity(true_labels: np.ndarray, cluster_labels: np.ndarray) -> float:
+    """Share of images whose cluster's most common true label is their own."""
+    true_labels, cluster_labels = np.asarray(true_labels), np.asarray(cluster_labels)
+    _, t = np.unique(true_labels, return_inverse=True)
+    _, c = np.unique(cluster_labels, return_inverse=True)
+    table = np.zeros((c.max() + 1, t.max() + 1), dtype=np.int64)  # (clusters, identities)
+    np.add.at(table, (c, t), 1)
+    return float(table.max(axis=1).sum() / len(true_labels))
+
+
+def cluster_scores(
+    dist: np.ndarray, pids: np.ndarray, thresholds: np.ndarray, linkage: str = "average"
+) -> list[dict[str, float]]:
+    """Agglomerative clusters of a precomputed distance at each threshold, scored against ``pids``.
+
+    Distractors (pid 0) are left out: they are one-off people, not one identity. Purity alone rewards many tiny clusters, so NMI and ARI sit beside it, with the number of
+    clusters against the number of identities.
+
+    Returns:
+        one dict per threshold: ``threshold``, ``clusters``, ``purity``, ``nmi``, ``ari``.
+    """
+    keep = np.asarray(pids) != 0
+    dist, pids = dist[np.ix_(keep, keep)], np.asarray(pids)[keep]
+    rows = []
+    for threshold in thresholds:
+        labels = AgglomerativeClustering(
+            n_clusters=None, metric="precomputed", linkage=linkage, distance_threshold=float(threshold)
+        ).fit_predict(dist)
+        rows.append(
+            {
+                "threshold": float(threshold),
+                "clusters": int(labels.max() + 1),
+                "purity": purity(pids, labels),
+                "nmi": float(normalized_mutual_info_score(pids, labels)),
+                "ari": float(adjusted_rand_score(pids, labels)),
+            }
+        )
+    return rows
+
+
+def pair_distances(dist: np.ndarray, pids: np.ndarray, camids: np.ndarray) -> dict[str, np.ndarray]:
+    """Distances of all distinct pairs, split by same / different identity and camera.
+
+    Distractors (pid 0) are one-off people: a pair of two distractors counts as two identities.
+
+    Returns:
+        ``same id, same camera``, ``same id, other camera``, ``other id, same camera``,
+        ``other id, other camera``: 1-D arrays.
+    """
+    i, j = np.triu_indices(len(pids), k=1)
+    same_id = (pids[i] == pids[j]) & (pids[i] != 0)
+    same_cam = camids[i] == camids[j]
+    d = dist[i, j]
+    return {
+        "same id, same camera": d[same_id & same_cam],
+        "same id, other camera": d[same_id & ~same_cam],
+        "other id, same camera": d[~same_id & same_cam],
+        "other id, other camera": d[~same_id & ~same_cam],
+    }

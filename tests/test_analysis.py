@@ -1,0 +1,35 @@
+"""Cluster scores and pair distances, against hand-computed cases."""
+
+import numpy as np
+import pytest
+
+from reidlib.analysis import cluster_scores, pair_distances, purity
+
+
+def test_purity_hand_computed():
+    # cluster 0 holds ids 1, 1, 2 (2 right); cluster 1 holds ids 2, 3 (1 right): 3 of 5
+    assert purity([1, 1, 2, 2, 3], [0, 0, 0, 1, 1]) == pytest.approx(3 / 5)
+    assert purity([5, 5, 7], [9, 9, 4]) == 1.0
+
+
+def test_cluster_scores_on_separated_identities():
+    rng = np.random.default_rng(0)
+    pids = np.repeat([1, 2, 3, 0, 0], 4)  # three identities and 8 distractor images
+    centres = rng.normal(size=(5, 8)) * 10
+    x = centres[np.arange(20) // 4] + rng.normal(size=(20, 8)) * 0.01
+    dist = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    rows = cluster_scores(dist, pids, np.array([1.0, 1e6]))
+    assert rows[0] == pytest.approx({"threshold": 1.0, "clusters": 3, "purity": 1.0, "nmi": 1.0, "ari": 1.0})
+    assert rows[1]["clusters"] == 1 and rows[1]["purity"] == pytest.approx(1 / 3) and rows[1]["ari"] == 0.0
+
+
+def test_pair_distances_split():
+    pids = np.array([1, 1, 2, 0, 0])
+    camids = np.array([0, 1, 0, 0, 1])
+    dist = np.arange(25, dtype=float).reshape(5, 5)
+    pairs = pair_distances(dist, pids, camids)
+    assert pairs["same id, other camera"].tolist() == [1.0]  # (0, 1)
+    assert pairs["same id, same camera"].size == 0
+    # distractors are one-off people: (3, 4) is a pair of two identities
+    assert 19.0 in pairs["other id, other camera"]
+    assert sum(len(v) for v in pairs.values()) == 10
