@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= data/synthetic-demo
 RUN    ?= runs/demo
 
-.PHONY: test demo report lab install clean-venv
+.PHONY: test demo report walkthrough lab install clean-venv
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ demo: $(VENV)/.installed
 # Run the report notebooks on a run dir (default runs/demo) into reports/<name>.html.
 report: $(VENV)/.installed
 	$(PY) -m reidlib report --run-dir $(RUN)
+
+# The teaching walkthrough (about a minute on a CPU) into reports/walkthrough.html.
+walkthrough: $(VENV)/.installed
+	$(PY) -m reidlib notebook 00_walkthrough --out reports/walkthrough.html
 
 # JupyterLab on notebooks/ with the project's environment as its Python kernel.
 lab: $(VENV)/.installed

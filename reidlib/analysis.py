@@ -25,6 +25,7 @@ FEATURES_KEYS = ("global", "parts", "pids", "camids", "paths")
 
 __all__ = [
     "load_test_features",
+    "initial_model",
     "untrained_test_features",
     "test_set_distance",
     "purity",
@@ -54,14 +55,20 @@ def load_test_features(run_dir: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def untrained_test_features(cfg: Config, data: ReidData) -> dict[str, np.ndarray]:
-    """Test-set features of the model a run *started* from (same seed, same initial weights)."""
+def initial_model(cfg: Config) -> tuple[torch.nn.Module, torch.device]:
+    """The model a run with ``cfg`` starts from: same seed, so the same initial weights."""
     device = setup_torch(cfg)
     seed_everything(cfg.train.seed)  # as train() does before it builds the model
     m = cfg.model
     model = build_model(
         m.arch, feat_dim=m.feat_dim, num_parts=m.num_parts, pretrained=m.pretrained, last_stride=m.last_stride
     ).to(device)
+    return model, device
+
+
+def untrained_test_features(cfg: Config, data: ReidData) -> dict[str, np.ndarray]:
+    """Test-set features of the model a run *started* from (:func:`initial_model`)."""
+    model, device = initial_model(cfg)
     with torch.no_grad():
         _, query, gallery = evaluate_model(model, cfg, data, device)
     out = _join(query, gallery)

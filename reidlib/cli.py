@@ -116,6 +116,18 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {report(args.run_dir, args.out)}")
 
 
+def _cmd_notebook(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from reidlib.config import parse_set
+    from reidlib.report import render
+
+    params = parse_set(args.set or [])
+    with tempfile.TemporaryDirectory() as tmp:
+        out = render(args.name, params, args.out, out_notebook=f"{tmp}/executed.ipynb")
+    print(f"wrote {out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reidlib",
@@ -180,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True)
     p.add_argument("--out", help="HTML file (default: reports/<run dir name>.html)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("notebook", help="run one notebook with papermill and export it as HTML")
+    p.add_argument("name", help="a notebook of notebooks/, e.g. 00_walkthrough")
+    p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="notebook parameters")
+    p.add_argument("--out", required=True, help="HTML file to write, e.g. reports/walkthrough.html")
+    p.set_defaults(func=_cmd_notebook)
 
     p = sub.add_parser("compare", help="print the final figures of run dirs side by side")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")

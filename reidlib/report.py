@@ -118,6 +118,19 @@ def export_html(executed: list[Path], out_html: str | Path, title: str, command:
     return out
 
 
+def render(name: str, params: dict[str, Any], out_html: str | Path, out_notebook: str | Path | None = None) -> Path:
+    """Run one notebook of ``notebooks/`` (``name`` with or without ``.ipynb``) and export it."""
+    notebook = NOTEBOOK_DIR / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+    if not notebook.is_file():
+        known = ", ".join(p.stem for p in sorted(NOTEBOOK_DIR.glob("*.ipynb")))
+        raise ConfigError(f"no notebook {notebook.name} in {NOTEBOOK_DIR}; known: {known}")
+    executed = Path(out_notebook) if out_notebook else Path(out_html).with_suffix(".ipynb")
+    run_notebook(notebook, executed, params)
+    sets = "".join(f" --set {k}={v}" for k, v in params.items())
+    command = f"python -m reidlib notebook {notebook.stem}{sets} --out {out_html}"
+    return export_html([executed], out_html, title=f"reidlib: {notebook.stem}", command=command)
+
+
 def report(run_dir: str | Path, out_html: str | Path | None = None) -> Path:
     """Run the report notebooks on ``run_dir`` and export ``reports/<run name>.html``."""
     run_dir = Path(run_dir)

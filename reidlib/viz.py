@@ -106,3 +106,44 @@ def retrieval_grid(
             ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def selection_figure(records: list[ImageRecord], anchor: int, picks: dict[str, tuple], num_neg: int = 6):
+    """One row per setting: the anchor, its selected positives, then its first hard negatives.
+
+    Positives of the anchor's true identity are framed green, others red; negatives of the
+    anchor's identity (false negatives) are framed red, true negatives grey. Labels are read only
+    to draw the frames.
+
+    Args:
+        records: the training records, indexed like the memory slots.
+        anchor: the anchor's slot.
+        picks: ``{row title: (pos_idx (1+K,), neg_idx (M,))}`` with ``pos_idx[0] == anchor``.
+        num_neg: negatives to show per row.
+
+    Returns:
+        the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    width = max(len(p) + min(num_neg, len(n)) for p, n in picks.values())
+    fig, axes = plt.subplots(len(picks), width, figsize=(1.05 * width, 2.4 * len(picks)))
+    axes = np.atleast_2d(axes)
+    me = records[anchor]
+    for row, (title, (pos, neg)) in enumerate(picks.items()):
+        cells = [(int(pos[0]), "anchor", "black")]
+        cells += [(int(j), f"pos {i + 1}", "limegreen" if records[j].pid == me.pid else "red") for i, j in enumerate(pos[1:])]
+        cells += [(int(j), f"neg {i + 1}", "red" if records[j].pid == me.pid else "0.6") for i, j in enumerate(neg[:num_neg])]
+        for ax, (slot, label, colour) in zip(axes[row], cells):
+            ax.imshow(read_image(records[slot].path))
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"{label}\nc{records[slot].camid + 1}", fontsize=8)
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(4 if colour != "black" else 1)
+        for ax in axes[row][len(cells):]:
+            ax.axis("off")
+        axes[row][0].set_ylabel(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -69,3 +69,15 @@ def test_report_runs_the_notebooks_and_embeds_images(tiny_run, tmp_path, monkeyp
 def test_report_cli_errors(tmp_path, capsys):
     assert main(["report", "--run-dir", str(tmp_path / "nothing")]) == 2
     assert "holds no config.yaml" in capsys.readouterr().err
+
+
+def test_walkthrough_runs_on_tiny_data(tiny_synthetic, tmp_path, capsys):
+    out = tmp_path / "walkthrough.html"
+    argv = ["notebook", "00_walkthrough", "--set", f"data_dir={tiny_synthetic}", "k=2", "m=10",
+            f"run_dir={tmp_path / 'no-run'}", "--out", str(out)]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert text.count("data:image/png;base64,") >= 4  # bank, selection, weights, first epochs
+    assert "closed form" in text and "python -m reidlib notebook 00_walkthrough" in text
+    assert main(["notebook", "00_walkthrough", "--set", "kk=2", "--out", str(tmp_path / "x.html")]) == 2
+    assert "no parameter 'kk'" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
