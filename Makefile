@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= data/synthetic-demo
 RUN    ?= runs/demo
 
-.PHONY: test demo report walkthrough lab install clean-venv
+.PHONY: test demo report walkthrough ablations lab install clean-venv
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,12 @@ report: $(VENV)/.installed
 # The teaching walkthrough (about a minute on a CPU) into reports/walkthrough.html.
 walkthrough: $(VENV)/.installed
 	$(PY) -m reidlib notebook 00_walkthrough --out reports/walkthrough.html
+
+# The paper's ablations, 6 arms x 3 seeds on the demo set (resumable; runs in runs/ablations).
+ABLATION_EPOCHS ?= 12
+ablations: $(VENV)/.installed
+	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
+	$(PY) -m reidlib notebook 02_ablations --set data_dir=$(DATA) epochs=$(ABLATION_EPOCHS) --out reports/ablations.html
 
 # JupyterLab on notebooks/ with the project's environment as its Python kernel.
 lab: $(VENV)/.installed

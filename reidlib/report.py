@@ -65,6 +65,7 @@ def run_notebook(notebook: str | Path, out_notebook: str | Path, params: dict[st
         parameters=params,
         cwd=os.getcwd(),
         progress_bar=True,  # papermill's own bar, one step per cell, in the terminal
+        log_output=True,  # the kernel's log lines (e.g. the ablation grid's "run 3/18") reach the terminal
         kernel_name="python3",
     )
     return out

@@ -12,6 +12,7 @@ from reidlib.report import NOTEBOOK_DIR, check_parameters, notebook_parameters, 
 from reidlib.train import train
 from test_train import tiny_cfg
 
+ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
@@ -81,3 +82,27 @@ def test_walkthrough_runs_on_tiny_data(tiny_synthetic, tmp_path, capsys):
     assert "closed form" in text and "python -m reidlib notebook 00_walkthrough" in text
     assert main(["notebook", "00_walkthrough", "--set", "kk=2", "--out", str(tmp_path / "x.html")]) == 2
     assert "no parameter 'kk'" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
+
+
+def test_ablation_notebook_and_resumable_grid(tiny_synthetic, tmp_path):
+    from reidlib.ablations import ARMS, run_grid
+    from reidlib.config import load_config
+
+    grid = tmp_path / "grid"
+    out = tmp_path / "ablations.html"
+    argv = ["notebook", "02_ablations", "--set", f"data_dir={tiny_synthetic}", "epochs=1", "m=10",
+            f"run_dir={grid}", "--out", str(out)]
+    assert main(argv) == 0
+    text = out.read_text()
+    assert "data:image/png;base64," in text
+    assert any(verdict in text for verdict in ("held", "reversed", "within noise"))
+    assert not out.with_suffix(".ipynb").exists()  # the CLI keeps the executed notebook out of reports/
+    assert len(list(grid.glob("*/seed-*/metrics.json"))) == len(ARMS) * 3
+
+    # a second pass reads the finished runs instead of training them again
+    stamps = {p: p.stat().st_mtime_ns for p in grid.glob("*/seed-*/metrics.json")}
+    base = load_config(ROOT / "configs" / "demo.yaml", {"data_dir": str(tiny_synthetic), "epochs": 1, "m": 10})
+    rows = run_grid(base, grid, [0, 1, 2])
+    assert len(rows) == len(ARMS) * 3 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    k0 = load_config(grid / "single-positive-k-0" / "seed-1" / "config.yaml")
+    assert k0.scl.k == 0 and k0.train.seed == 1

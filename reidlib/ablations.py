@@ -1,0 +1,88 @@
+"""The paper's ablations as a grid of runs: arms x seeds, each arm one change to a base config.
+
+- single positive (k = 0) vs multiple positives;
+- selected hard negatives vs all negatives (m = None);
+- global only vs parts only vs both (the loss weight λp and the selection weight λg together);
+- cross-camera encouragement on vs off (λc = 0).
+
+Every run is an ordinary run dir (``OUT/<arm>/seed-<n>``), so an interrupted grid resumes where
+it stopped and a finished run is read, not retrained. ``02_ablations.ipynb`` runs the grid and
+tabulates it; ``make ablations`` runs that notebook with papermill.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from reidlib.config import Config, apply_overrides
+from reidlib.data import ReidData, read_dataset
+from reidlib.runs import read_run_config
+from reidlib.train import train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    overrides: dict[str, Any]
+    feature: str = "combined"  # which evaluation feature space the arm is judged on
+
+
+ARMS: tuple[Arm, ...] = (
+    Arm("SCL (k positives, m selected negatives, both, λc)", {}),
+    Arm("single positive (k=0)", {"k": 0}),
+    Arm("all negatives (m=all)", {"m": None}),
+    Arm("global only (λp=0, λg=1)", {"lambda_p": 0.0, "lambda_g": 1.0}, feature="global"),
+    Arm("parts only (λp=1, λg=0)", {"lambda_p": 1.0, "lambda_g": 0.0}, feature="parts"),
+    Arm("no cross-camera encouragement (λc=0)", {"lambda_c": 0.0}),
+)
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def run_grid(
+    base: Config, out_dir: str | Path, seeds: list[int], arms: tuple[Arm, ...] = ARMS, data: ReidData | None = None
+) -> list[dict[str, Any]]:
+    """Train (or resume, or read) every arm x seed under ``out_dir``.
+
+    Returns:
+        one row per run: ``arm``, ``seed``, ``feature``, ``mAP`` and ``rank1`` of the arm's feature
+        space, the combined figures, and ``run_dir``.
+    """
+    if data is None:
+        data = read_dataset(base.data.data_dir, layout=base.data.layout)
+    jobs = [(arm, seed) for arm in arms for seed in seeds]
+    rows = []
+    for number, (arm, seed) in enumerate(tqdm(jobs, desc="ablation grid", unit="run"), start=1):
+        cfg = apply_overrides(base, {**arm.overrides, "seed": seed})
+        run_dir = Path(out_dir) / slug(arm.name) / f"seed-{seed}"
+        done = run_dir / "metrics.json"
+        if done.is_file() and read_run_config(run_dir) == cfg:
+            metrics = json.loads(done.read_text())  # finished: read, not retrained
+        else:
+            metrics = train(cfg, run_dir, data=data)
+        figures = metrics["by_feature"][arm.feature]
+        rows.append(
+            {
+                "arm": arm.name,
+                "seed": seed,
+                "feature": arm.feature,
+                "mAP": figures["mAP"],
+                "rank1": figures["rank1"],
+                "combined_mAP": metrics["mAP"],
+                "combined_rank1": metrics["rank1"],
+                "run_dir": str(run_dir),
+            }
+        )
+        log.info("run %d/%d: %s, seed %d: mAP %.1f%%", number, len(jobs), arm.name, seed, 100 * figures["mAP"])
+    return rows
