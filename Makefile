@@ -37,7 +37,7 @@ walkthrough: $(VENV)/.installed
 	$(PY) -m reidlib notebook 00_walkthrough --out reports/walkthrough.html
 
 # The paper's ablations, 6 arms x 3 seeds on the demo set (resumable; runs in runs/ablations).
-ABLATION_EPOCHS ?= 12
+ABLATION_EPOCHS ?= 8
 ablations: $(VENV)/.installed
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
 	$(PY) -m reidlib notebook 02_ablations --set data_dir=$(DATA) epochs=$(ABLATION_EPOCHS) --out reports/ablations.html
