@@ -12,7 +12,6 @@ tabulates it; ``make ablations`` runs that notebook with papermill.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from tqdm.auto import tqdm
 
 from reidlib.config import Config, apply_overrides
 from reidlib.data import ReidData, read_dataset
-from reidlib.runs import read_run_config
+from reidlib import runs
 from reidlib.train import train
 
 log = logging.getLogger(__name__)
@@ -66,9 +65,8 @@ def run_grid(
     for number, (arm, seed) in enumerate(tqdm(jobs, desc="ablation grid", unit="run"), start=1):
         cfg = apply_overrides(base, {**arm.overrides, "seed": seed})
         run_dir = Path(out_dir) / slug(arm.name) / f"seed-{seed}"
-        done = run_dir / "metrics.json"
-        if done.is_file() and read_run_config(run_dir) == cfg:
-            metrics = json.loads(done.read_text())  # finished: read, not retrained
+        if (run_dir / runs.METRICS).is_file() and runs.read_run_config(run_dir) == cfg:
+            metrics = runs.read_metrics(run_dir)  # finished: read, not retrained
         else:
             metrics = train(cfg, run_dir, data=data)
         figures = metrics["by_feature"][arm.feature]

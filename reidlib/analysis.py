@@ -14,12 +14,12 @@ import torch
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
+from reidlib import runs
 from reidlib.config import Config
 from reidlib.data import ReidData
 from reidlib.distances import query_gallery_distance
 from reidlib.errors import RunDirError
-from reidlib.model import build_model
-from reidlib.train import evaluate_model, seed_everything, setup_torch
+from reidlib.train import evaluate_model, make_model, seed_everything, setup_torch
 
 FEATURES_KEYS = ("global", "parts", "pids", "camids", "paths")
 
@@ -34,8 +34,11 @@ __all__ = [
 ]
 
 
-def _join(query: dict[str, np.ndarray], gallery: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {key: np.concatenate([query[key], gallery[key]]) for key in FEATURES_KEYS}
+def _test_set(query: dict[str, np.ndarray], gallery: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Query then gallery as one set, with ``is_query`` marking which is which."""
+    out = {key: np.concatenate([query[key], gallery[key]]) for key in FEATURES_KEYS}
+    out["is_query"] = np.arange(len(out["pids"])) < len(query["pids"])
+    return out
 
 
 def load_test_features(run_dir: str | Path) -> dict[str, np.ndarray]:
@@ -44,26 +47,20 @@ def load_test_features(run_dir: str | Path) -> dict[str, np.ndarray]:
     Returns:
         ``global`` (n, D), ``parts`` (n, P, D/P), ``pids``, ``camids``, ``paths`` and ``is_query``.
     """
-    path = Path(run_dir) / "features.npz"
+    path = Path(run_dir) / runs.FEATURES
     if not path.is_file():
         raise RunDirError(f"{path} not found: has {run_dir} finished training?")
     with np.load(path) as npz:
         query = {key: npz[f"query_{key}"] for key in FEATURES_KEYS}
         gallery = {key: npz[f"gallery_{key}"] for key in FEATURES_KEYS}
-    out = _join(query, gallery)
-    out["is_query"] = np.arange(len(out["pids"])) < len(query["pids"])
-    return out
+    return _test_set(query, gallery)
 
 
 def initial_model(cfg: Config) -> tuple[torch.nn.Module, torch.device]:
     """The model a run with ``cfg`` starts from: same seed, so the same initial weights."""
     device = setup_torch(cfg)
     seed_everything(cfg.train.seed)  # as train() does before it builds the model
-    m = cfg.model
-    model = build_model(
-        m.arch, feat_dim=m.feat_dim, num_parts=m.num_parts, pretrained=m.pretrained, last_stride=m.last_stride
-    ).to(device)
-    return model, device
+    return make_model(cfg, device), device
 
 
 def untrained_test_features(cfg: Config, data: ReidData) -> dict[str, np.ndarray]:
@@ -71,9 +68,7 @@ def untrained_test_features(cfg: Config, data: ReidData) -> dict[str, np.ndarray
     model, device = initial_model(cfg)
     with torch.no_grad():
         _, query, gallery = evaluate_model(model, cfg, data, device)
-    out = _join(query, gallery)
-    out["is_query"] = np.arange(len(out["pids"])) < len(query["pids"])
-    return out
+    return _test_set(query, gallery)
 
 
 def test_set_distance(feats: dict[str, np.ndarray], lambda_g: float) -> np.ndarray:
@@ -96,8 +91,9 @@ def cluster_scores(
 ) -> list[dict[str, float]]:
     """Agglomerative clusters of a precomputed distance at each threshold, scored against ``pids``.
 
-    Distractors (pid 0) are left out: they are one-off people, not one identity. Purity alone rewards many tiny clusters, so NMI and ARI sit beside it, with the number of
-    clusters against the number of identities.
+    Distractors (pid 0) are left out: they are one-off people, not one identity. Purity alone
+    rewards many tiny clusters, so NMI and ARI sit beside it, with the number of clusters against
+    the number of identities.
 
     Returns:
         one dict per threshold: ``threshold``, ``clusters``, ``purity``, ``nmi``, ``ari``.

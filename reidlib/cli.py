@@ -85,17 +85,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    import json
-    from pathlib import Path
+    from reidlib.runs import read_metrics
 
-    from reidlib.errors import RunDirError
-
-    rows = []
-    for run_dir in args.run_dirs:
-        path = Path(run_dir) / "metrics.json"
-        if not path.is_file():
-            raise RunDirError(f"{path} not found: has {run_dir} finished training?")
-        rows.append((run_dir, json.loads(path.read_text())))
+    rows = [(run_dir, read_metrics(run_dir)) for run_dir in args.run_dirs]
     protocols = {m["protocol"] for _, m in rows}
     width = max(len(r) for r, _ in rows)
     lines = [

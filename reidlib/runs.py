@@ -72,6 +72,14 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """The final figures of a finished run (``metrics.json``)."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        raise RunDirError(f"{path} not found: has {run_dir} finished training?")
+    return json.loads(path.read_text())
+
+
 def save_features(path: Path, **arrays: np.ndarray) -> None:
     _atomic(Path(path), lambda fh: np.savez(fh, **arrays))
 

@@ -225,16 +225,23 @@ def _check_sizes(cfg: Config, num_train: int) -> None:
         )
 
 
-def build_state(cfg: Config, data: ReidData, device: torch.device) -> TrainState:
-    """Model, optimiser and the three banks, the global and part banks filled by one pass."""
-    m, s, t = cfg.model, cfg.scl, cfg.train
-    model = build_model(
+def make_model(cfg: Config, device: torch.device, *, load_pretrained: bool = True) -> ReidModel:
+    """The model of ``cfg.model`` on ``device``; ``load_pretrained=False`` skips the start weights
+    (when a checkpoint will replace them anyway)."""
+    m = cfg.model
+    return build_model(
         m.arch,
         feat_dim=m.feat_dim,
         num_parts=m.num_parts,
-        pretrained=m.pretrained,
+        pretrained=m.pretrained if load_pretrained else None,
         last_stride=m.last_stride,
     ).to(device)
+
+
+def build_state(cfg: Config, data: ReidData, device: torch.device) -> TrainState:
+    """Model, optimiser and the three banks, the global and part banks filled by one pass."""
+    m, s, t = cfg.model, cfg.scl, cfg.train
+    model = make_model(cfg, device)
     if t.optimizer == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
@@ -489,10 +496,7 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, camera_aware:
         raise ReidlibError(f"{run_dir} holds no checkpoint ({runs.CHECKPOINT}); train first")
     data = read_dataset(data_dir or cfg.data.data_dir, layout=cfg.data.layout)
     device = setup_torch(cfg)
-    m = cfg.model
-    model = build_model(
-        m.arch, feat_dim=m.feat_dim, num_parts=m.num_parts, pretrained=None, last_stride=m.last_stride
-    ).to(device)
+    model = make_model(cfg, device, load_pretrained=False)
     model.load_state_dict(checkpoint["model"])
     results, _, _ = evaluate_model(model, cfg, data, device)
     return final_metrics(results, int(checkpoint["epoch"]))

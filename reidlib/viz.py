@@ -66,6 +66,16 @@ def identity_sheet(
     return out
 
 
+def _framed(ax, path: str, title: str, colour: str) -> None:
+    """Draw one image in ``ax``, titled and framed: black (the anchor / query) thin, others thick."""
+    ax.imshow(read_image(path))
+    ax.set_xticks([]), ax.set_yticks([])
+    ax.set_title(title, fontsize=8)
+    for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(1 if colour == "black" else 4)
+
+
 def retrieval_grid(
     query: dict, gallery: dict, distmat, query_rows: list[int], top: int = 10
 ):
@@ -95,13 +105,7 @@ def retrieval_grid(
             for rank, g in enumerate(order)
         ]
         for ax, (path, correct, label) in zip(axes[row], cells):
-            ax.imshow(read_image(str(path)))
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(label, fontsize=8)
-            colour = "black" if correct is None else ("limegreen" if correct else "red")
-            for spine in ax.spines.values():
-                spine.set_edgecolor(colour)
-                spine.set_linewidth(1 if correct is None else 4)
+            _framed(ax, str(path), label, "black" if correct is None else ("limegreen" if correct else "red"))
         for ax in axes[row][len(cells):]:
             ax.axis("off")
     fig.tight_layout()
@@ -136,12 +140,7 @@ def selection_figure(records: list[ImageRecord], anchor: int, picks: dict[str, t
         cells += [(int(j), f"pos {i + 1}", "limegreen" if records[j].pid == me.pid else "red") for i, j in enumerate(pos[1:])]
         cells += [(int(j), f"neg {i + 1}", "red" if records[j].pid == me.pid else "0.6") for i, j in enumerate(neg[:num_neg])]
         for ax, (slot, label, colour) in zip(axes[row], cells):
-            ax.imshow(read_image(records[slot].path))
-            ax.set_xticks([]), ax.set_yticks([])
-            ax.set_title(f"{label}\nc{records[slot].camid + 1}", fontsize=8)
-            for spine in ax.spines.values():
-                spine.set_edgecolor(colour)
-                spine.set_linewidth(4 if colour != "black" else 1)
+            _framed(ax, records[slot].path, f"{label}\nc{records[slot].camid + 1}", colour)
         for ax in axes[row][len(cells):]:
             ax.axis("off")
         axes[row][0].set_ylabel(title, fontsize=9)
