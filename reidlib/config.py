@@ -63,6 +63,10 @@ class SCLConfig:
     bank_momentum: float = 0.5  # global / part bank: slot <- normalise(mu * old + (1 - mu) * new)
     mixture_update: str = "positives"  # positives (public code) | own
     mixture_init: str = "zeros"  # zeros (public code) | features
+    # which features write the mixture bank: both (public code) | global | parts. An arm that
+    # trains one feature space alone should let only that space write, or its loss chases targets
+    # half made of the other, untrained space.
+    mixture_writers: str = "both"
     warmup_epochs: int = 3  # own slot only, random negatives
 
 
@@ -259,6 +263,7 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'scl.warmup_epochs' must be >= 0, got {s.warmup_epochs}")
     _one_of("scl.mixture_update", s.mixture_update, ("positives", "own"))
     _one_of("scl.mixture_init", s.mixture_init, ("zeros", "features"))
+    _one_of("scl.mixture_writers", s.mixture_writers, ("both", "global", "parts"))
     _one_of("train.optimizer", t.optimizer, ("sgd", "adam"))
     _one_of("train.lr_schedule", t.lr_schedule, ("constant", "cosine"))
     _one_of("data.layout", d.layout, ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03"))

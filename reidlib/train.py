@@ -10,7 +10,8 @@ One step, in the order the paper's method needs (and that ``train_one_epoch`` sh
    (random negatives during warm-up);
 3. the loss reads the mixture bank at those indices; ``backward()``; the optimiser steps;
 4. only then do the banks change: the own slots of G and L, and the mixture bank X at the own slot
-   and the selected positives, written by g and then by the concatenated stripes.
+   and the selected positives, written by g and then by the concatenated stripes
+   (``mixture_writers`` can let only one of them write).
 
 The loop owns epoch and step; every schedule is a function of them. Labels are never used to
 train: the training identities only *measure* the selection (the diagnostics).
@@ -270,11 +271,19 @@ def init_banks(state: TrainState, cfg: Config, data: ReidData, device: torch.dev
     p = torch.from_numpy(feats["parts"]).to(device)
     state.global_bank.fill(g)
     state.part_bank.fill(p)
-    if cfg.scl.mixture_init == "features":  # as if every slot had seen its own write once
+    if cfg.scl.mixture_init == "features":  # as if every slot had seen its own writes once
+        first, *rest = mixture_writes(cfg, g, p.flatten(1))
+        state.mixture_bank.fill(first)
         every = torch.arange(len(g), device=device)
-        state.mixture_bank.fill(g)
-        state.mixture_bank.update(every, p.flatten(1))
+        for feats in rest:
+            state.mixture_bank.update(every, feats)
     # "zeros" (the public code): the buffer already holds zeros
+
+
+def mixture_writes(cfg: Config, g: Tensor, p_cat: Tensor) -> list[Tensor]:
+    """The features that write the mixture bank, in order: g then the concatenated stripes
+    (``mixture_writers: both``, the public code), or only one of them."""
+    return {"both": [g, p_cat], "global": [g], "parts": [p_cat]}[cfg.scl.mixture_writers]
 
 
 def select(
@@ -344,8 +353,8 @@ def train_one_epoch(
             state.global_bank.update(idx, g.detach())
             state.part_bank.update(idx, p.detach())
             writes = sel.pos_idx if s.mixture_update == "positives" else sel.pos_idx[:, :1]
-            state.mixture_bank.update(writes, g.detach())
-            state.mixture_bank.update(writes, p_cat.detach())
+            for feats in mixture_writes(cfg, g.detach(), p_cat.detach()):
+                state.mixture_bank.update(writes, feats)
         stats.add(sel, idx, state.train_pids, state.train_camids)
         totals["loss"] += loss.item()
         totals["loss_part"] += loss_part.item()

@@ -120,3 +120,15 @@ def test_cli_train_and_errors(tiny_synthetic, tmp_path, capsys):
     assert not (tmp_path / "r2").exists()  # nothing written for a bad input
     code, _, err = cli(base + sets + ["--set", "batch_size=4096"], capsys)
     assert code == 2 and "batch_size" in err
+
+
+@pytest.mark.parametrize("writers", ["both", "global", "parts"])
+def test_mixture_writers(tiny_synthetic, tmp_path, writers):
+    # mixture_init=features writes each slot once, as a step does, so the bank shows who wrote it
+    train(tiny_cfg(tiny_synthetic, epochs=0, mixture_init="features", mixture_writers=writers), tmp_path / "run")
+    state = runs.load_checkpoint(tmp_path / "run")
+    g = state["global_bank"]["features"]  # (N, D), unit rows
+    p_cat = state["part_bank"]["features"].flatten(1)  # (N, D), norm sqrt(P): P unit stripes
+    unit = torch.nn.functional.normalize
+    want = {"global": g, "parts": unit(p_cat, dim=1), "both": unit(g + p_cat, dim=1)}[writers]
+    assert torch.allclose(state["mixture_bank"]["features"], want, atol=1e-5)
