@@ -19,7 +19,8 @@ from reidlib.config import Config
 from reidlib.data import ReidData
 from reidlib.distances import query_gallery_distance
 from reidlib.errors import RunDirError
-from reidlib.train import evaluate_model, make_model, seed_everything, setup_torch
+from reidlib.inference import evaluate_model, make_model, setup_torch
+from reidlib.train import seed_everything
 
 FEATURES_KEYS = ("global", "parts", "pids", "camids", "paths")
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from reidlib.errors import ReidlibError
+from reidlib.interrupts import Interrupted
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -63,7 +65,11 @@ def format_metrics(metrics: dict, title: str) -> str:
         )
     skipped = by["combined"]["skipped_queries"]
     if skipped:
-        lines.append(f"({skipped} queries had no valid gallery match and were skipped)")
+        one = skipped == 1
+        lines.append(
+            f"({skipped} {'query' if one else 'queries'} had no valid gallery match and "
+            f"{'was' if one else 'were'} skipped; {by['combined'].get('valid_queries', '?')} were scored)"
+        )
     return "\n".join(lines)
 
 
@@ -74,11 +80,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
     overrides = {"data_dir": args.data, **parse_set(args.set or [])}
     cfg = load_config(args.config, overrides)
     metrics = train(cfg, args.run_dir)
-    print(format_metrics(metrics, f"{args.run_dir}"))
+    if metrics is not None:  # None on the processes other than rank 0 under torchrun
+        print(format_metrics(metrics, f"{args.run_dir}"))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from reidlib.train import evaluate_run
+    from reidlib.inference import evaluate_run
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data, camera_aware=args.camera_aware)
     print(format_metrics(metrics, f"{args.run_dir}"))
@@ -199,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet = int(os.environ.get("RANK", "0")) > 0  # under torchrun, rank 0 speaks for all
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
@@ -209,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     except ReidlibError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        again = " ".join(["python -m reidlib", *(argv if argv is not None else sys.argv[1:])])
+        print(f"{stop}\nresume with the same command: {again}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

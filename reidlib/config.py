@@ -85,6 +85,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
 
 
 @dataclass(frozen=True)
@@ -270,6 +271,7 @@ def validate(cfg: Config) -> None:
     for key, value in (
         ("train.epochs", t.epochs),
         ("train.threads", t.threads),
+        ("train.checkpoint_every", t.checkpoint_every),
         ("data.pad", d.pad),
         ("data.num_workers", d.num_workers),
         ("eval.eval_every", cfg.eval.eval_every),

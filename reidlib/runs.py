@@ -5,8 +5,11 @@ A run dir holds
 - ``config.yaml``: the resolved config; a run dir made with another config is refused;
 - ``metrics.jsonl``: one JSON line per epoch (loss, selection diagnostics, evaluation when due);
 - ``metrics.json``: the final figures (``mAP``, ``rank1``, ``rank5``, ``rank10``, ``protocol``, ...);
-- ``last.pt`` (and ``previous.pt``, the checkpoint before it): model, optimiser, the three banks;
-- ``features.npz``: the test set's features (global, parts, pids, camids, paths) for the notebooks.
+- ``last.pt`` (and ``previous.pt``, the checkpoint before it): model, optimiser, the three banks,
+  and within an epoch the step reached, its running sums and the random generators' states;
+- ``features.npz``: the test set's features (global, parts, pids, camids, paths) for the notebooks;
+- ``provenance.json``: one entry per start or resume: command, git commit, package versions,
+  machine, and a fingerprint of the data (and the synthetic set's manifest).
 
 Every file is written to a temporary name in the same folder and renamed into place, so an
 interrupted write never leaves a partial file behind.
@@ -15,8 +18,11 @@ interrupted write never leaves a partial file behind.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +39,9 @@ PREVIOUS = "previous.pt"
 METRICS_LOG = "metrics.jsonl"
 METRICS = "metrics.json"
 FEATURES = "features.npz"
+PROVENANCE = "provenance.json"
+
+log = logging.getLogger(__name__)
 
 
 def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
@@ -85,34 +94,98 @@ def save_features(path: Path, **arrays: np.ndarray) -> None:
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write ``last.pt`` atomically, keeping the one before it as ``previous.pt``."""
-    run_dir = Path(run_dir)
-    last = run_dir / CHECKPOINT
-    tmp = run_dir / f".{CHECKPOINT}.new"
-    _atomic(tmp, lambda fh: torch.save(state, fh))
-    if last.exists():
-        os.replace(last, run_dir / PREVIOUS)
-    os.replace(tmp, last)
+    """Write ``last.pt``, keeping the one before it as ``previous.pt``.
 
-
-def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The newest readable checkpoint of ``run_dir``, or None if it has none.
-
-    A damaged ``last.pt`` falls back to ``previous.pt``; if both are damaged the error names them.
+    At every moment ``last.pt`` is a complete checkpoint, the old one or the new one: the new one
+    is written under a temporary name, the old one is hard-linked to ``previous.pt``, and only
+    then does a rename put the new one in place.
     """
     run_dir = Path(run_dir)
-    errors = []
+    last = run_dir / CHECKPOINT
+    new = run_dir / f".{CHECKPOINT}.new.tmp"
+    _atomic(new, lambda fh: torch.save(state, fh))
+    if last.exists():
+        link = run_dir / f".{PREVIOUS}.link.tmp"
+        link.unlink(missing_ok=True)
+        try:
+            os.link(last, link)
+        except OSError:  # a filesystem without hard links
+            shutil.copyfile(last, link)
+        os.replace(link, run_dir / PREVIOUS)
+    os.replace(new, last)
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete checkpoint (truncated, corrupt), or None if it is.
+
+    ``torch.save`` writes a zip archive; its directory and every member's CRC are checked
+    without unpickling anything.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as err:
+        return f"{type(err).__name__}: {err}"
+    return f"member {bad} fails its CRC check" if bad else None
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of ``run_dir`` (``last.pt``, else ``previous.pt``), or None.
+
+    A damaged ``last.pt`` is reported, renamed ``last.pt.damaged`` (kept, never deleted) and
+    ``previous.pt`` is used. If every checkpoint is damaged, nothing is renamed and the error
+    names each file and its fault.
+    """
+    run_dir = Path(run_dir)
+    problems = []
     for name in (CHECKPOINT, PREVIOUS):
         path = run_dir / name
         if not path.exists():
             continue
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # torch raises several types for a truncated or corrupt file
-            errors.append(f"{path}: {type(err).__name__}: {err}")
-    if errors:
-        raise RunDirError("no readable checkpoint: " + "; ".join(errors))
+        problem = checkpoint_problem(path)
+        if problem is None:
+            for bad, why in problems:
+                kept = bad.with_name(bad.name + ".damaged")
+                os.replace(bad, kept)
+                log.warning("%s is damaged (%s); kept as %s, resuming from %s", bad, why, kept.name, name)
+            return path
+        problems.append((path, problem))
+    if problems:
+        raise RunDirError(
+            "no readable checkpoint: " + "; ".join(f"{path}: {why}" for path, why in problems)
+        )
     return None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises several types for a file it cannot unpickle
+        raise RunDirError(f"{path}: cannot read the checkpoint ({type(err).__name__}: {err})") from err
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The newest complete checkpoint of ``run_dir`` (see :func:`latest_checkpoint`), or None."""
+    path = latest_checkpoint(run_dir)
+    return None if path is None else read_checkpoint(path)
+
+
+def truncate_metrics_log(run_dir: Path, epochs_done: int) -> None:
+    """Drop ``metrics.jsonl`` rows of epochs after ``epochs_done``: they were written by a run
+    whose checkpoint for them was lost, and the resumed run writes them again."""
+    path = Path(run_dir) / METRICS_LOG
+    rows = read_jsonl(path)
+    kept = [row for row in rows if row["epoch"] <= epochs_done]
+    if len(kept) < len(rows):
+        log.warning("%s: dropping rows of epochs after %d (their checkpoint was lost)", path, epochs_done)
+        write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+
+
+def append_provenance(run_dir: Path, entry: dict[str, Any]) -> None:
+    """Add one session (a start or a resume) to ``provenance.json``."""
+    path = Path(run_dir) / PROVENANCE
+    sessions = json.loads(path.read_text())["sessions"] if path.exists() else []
+    write_json(path, {"sessions": [*sessions, entry]})
 
 
 def prepare_run_dir(run_dir: Path, cfg: Config) -> bool:
@@ -137,6 +210,9 @@ def prepare_run_dir(run_dir: Path, cfg: Config) -> bool:
                 f"{run_dir} belongs to another config ({diff}); choose a new --run-dir "
                 "or train with the saved config"
             )
+        for stale in run_dir.glob(".*.tmp"):  # a write that a kill -9 cut short
+            log.info("removing %s, an unfinished write of an earlier run", stale)
+            stale.unlink()
         return True
     if run_dir.exists() and any(run_dir.iterdir()):
         raise RunDirError(f"{run_dir} is not empty and holds no {CONFIG}; choose a new --run-dir")

@@ -12,10 +12,15 @@ Shape letters: B batch, N memory slots, K positives besides the anchor's own slo
   drawn at random.
 
 Both return a :class:`Selection` whose ``pos_idx[:, 0]`` is the anchor's own slot.
+
+:class:`SelectionStats` measures how good the picks were with the training identities, which
+never reach the loss: the precision of the positives, how many come from the anchor's camera,
+and how many negatives are in fact the anchor's identity.
 """
 
 from __future__ import annotations
 
+from dataclasses import astuple, dataclass
 from typing import NamedTuple
 
 import torch
@@ -80,3 +85,44 @@ def select_random(
     count = num_slots - 1 if num_neg is None else num_neg
     neg_idx = torch.topk(scores, count, dim=1, sorted=False).indices
     return Selection(self_idx[:, None], neg_idx)
+
+
+@dataclass
+class SelectionStats:
+    """Running sums over an epoch of how good the selected positives and negatives are."""
+
+    anchors: int = 0
+    pos_true: float = 0.0  # neighbours (own slot excluded) sharing the anchor's identity
+    pos_same_cam: float = 0.0  # neighbours from the anchor's camera
+    pos_count: int = 0
+    neg_false: float = 0.0  # negatives that are in fact the anchor's identity
+    neg_count: int = 0
+
+    @torch.no_grad()
+    def add(self, sel: Selection, idx: Tensor, pids: Tensor, camids: Tensor) -> None:
+        anchor_pid, anchor_cam = pids[idx][:, None], camids[idx][:, None]  # (B, 1)
+        neighbours = sel.pos_idx[:, 1:]  # (B, K)
+        self.anchors += len(idx)
+        self.pos_true += (pids[neighbours] == anchor_pid).sum().item()
+        self.pos_same_cam += (camids[neighbours] == anchor_cam).sum().item()
+        self.pos_count += neighbours.numel()
+        self.neg_false += (pids[sel.neg_idx] == anchor_pid).sum().item()
+        self.neg_count += sel.neg_idx.numel()
+
+    def as_tensor(self) -> Tensor:
+        """The sums as one float64 tensor (to add them up over processes)."""
+        return torch.tensor(astuple(self), dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls, values: Tensor) -> "SelectionStats":
+        a, pt, ps, pc, nf, nc = values.tolist()
+        return cls(int(a), pt, ps, int(pc), nf, int(nc))
+
+    def summary(self) -> dict[str, float | None]:
+        share = lambda a, b: a / b if b else None  # noqa: E731
+        return {
+            "pos_precision": share(self.pos_true, self.pos_count),
+            "pos_same_camera": share(self.pos_same_cam, self.pos_count),
+            "neg_false_rate": share(self.neg_false, self.neg_count),
+            "neg_false_per_anchor": share(self.neg_false, self.anchors),
+        }

@@ -1,4 +1,4 @@
-"""The training loop of selective contrastive learning, and evaluation of a trained model.
+"""The training loop of selective contrastive learning: steps, epochs, checkpoints, resuming.
 
 Shape letters: B batch, N training images (memory slots), D feature dim, P stripes, K positives,
 M negatives.
@@ -13,8 +13,15 @@ One step, in the order the paper's method needs (and that ``train_one_epoch`` sh
    and the selected positives, written by g and then by the concatenated stripes
    (``mixture_writers`` can let only one of them write).
 
-The loop owns epoch and step; every schedule is a function of them. Labels are never used to
-train: the training identities only *measure* the selection (the diagnostics).
+The loop owns epoch and step; every schedule and every random seed is a function of them. Labels
+are never used to train: the training identities only *measure* the selection (the diagnostics).
+
+A checkpoint is written at the end of every epoch and, with ``checkpoint_every``, every N steps;
+one written inside an epoch also holds the step reached, the epoch's running sums and the random
+generators' states, so that resuming it under ``deterministic=true`` gives the same result, bit
+for bit, as a run never stopped (on a CPU, with ``num_workers=0``). SIGINT and SIGTERM save one
+and stop (:mod:`reidlib.interrupts`). Under ``torchrun`` every process runs this loop on its
+share of each epoch and the banks stay identical everywhere (:mod:`reidlib.distributed`).
 """
 
 from __future__ import annotations
@@ -22,27 +29,31 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
-from reidlib import runs
+from reidlib import distributed as dist
+from reidlib import provenance, runs
 from reidlib.config import Config
-from reidlib.data import ImageRecord, ReidData, ReidDataset, build_transforms, read_dataset
-from reidlib.distances import combined_distance, query_gallery_distance
-from reidlib.errors import ConfigError, ReidlibError
-from reidlib.evaluation import evaluate
+from reidlib.data import ReidData, ReidDataset, build_transforms, check_images, read_dataset
+from reidlib.distances import combined_distance
+from reidlib.errors import ConfigError, ReidlibError, RunDirError
+from reidlib.inference import evaluate_model, extract_features, final_metrics, make_model, setup_torch
+from reidlib.interrupts import Interrupted, StopSignals
 from reidlib.losses import scl_total_loss
 from reidlib.memory import MemoryBank, build_banks
-from reidlib.model import ReidModel, build_model
-from reidlib.selection import Selection, select_neighbours, select_random
+from reidlib.model import ReidModel
+from reidlib.selection import Selection, SelectionStats, select_neighbours, select_random
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +68,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """The seed of one epoch's random draws (augmentation, warm-up negatives) on one process."""
+    return seed * 10_007 + epoch + 1_000_003 * rank
+
+
 def learning_rate(cfg: Config, epoch: int) -> float:
     """The learning rate of ``epoch`` (a pure function of it)."""
     t = cfg.train
@@ -66,114 +82,7 @@ def learning_rate(cfg: Config, epoch: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Features
-
-
-@torch.no_grad()
-def extract_features(
-    model: ReidModel, records: list[ImageRecord], cfg: Config, device: torch.device, desc: str
-) -> dict[str, np.ndarray]:
-    """Run the model (eval mode, test transforms) over ``records``.
-
-    Returns:
-        ``global`` (n, D) and ``parts`` (n, P, D/P) float32, ``pids``, ``camids`` and ``paths``.
-    """
-    transform = build_transforms(cfg.data.height, cfg.data.width, train=False)
-    loader = DataLoader(
-        ReidDataset(records, transform),
-        batch_size=cfg.eval.eval_batch_size,
-        shuffle=False,
-        num_workers=cfg.data.num_workers,
-    )
-    was_training = model.training
-    model.eval()
-    globals_, parts = [], []
-    for batch in tqdm(loader, desc=desc, leave=False, unit="batch"):
-        feats = model(batch["img"].to(device))
-        globals_.append(feats.global_.float().cpu())
-        parts.append(feats.parts.float().cpu())
-    model.train(was_training)
-    return {
-        "global": torch.cat(globals_).numpy(),
-        "parts": torch.cat(parts).numpy(),
-        "pids": np.array([r.pid for r in records], dtype=np.int64),
-        "camids": np.array([r.camid for r in records], dtype=np.int64),
-        "paths": np.array([r.path for r in records]),
-    }
-
-
-FEATURE_SPACES = {"combined": None, "global": 1.0, "parts": 0.0}  # lambda_g forced, or None: config
-
-
-def evaluate_features(
-    query: dict[str, np.ndarray], gallery: dict[str, np.ndarray], cfg: Config
-) -> dict[str, dict[str, Any]]:
-    """Query -> gallery figures for the combined, global-only and part-only distances.
-
-    The standard Market-1501 protocol, unless ``eval.camera_aware`` adds the training camera
-    penalty to same-camera pairs (the original research code's test-time trick), in which case
-    every figure is labelled with that protocol.
-    """
-    protocol = "market1501+camera-penalty" if cfg.eval.camera_aware else "market1501"
-    out = {}
-    for name, forced in FEATURE_SPACES.items():
-        distmat = query_gallery_distance(
-            query,
-            gallery,
-            lambda_g=cfg.scl.lambda_g if forced is None else forced,
-            camera_penalty=cfg.scl.lambda_c if cfg.eval.camera_aware else 0.0,
-        )
-        res = evaluate(distmat, query["pids"], gallery["pids"], query["camids"], gallery["camids"])
-        out[name] = {
-            "mAP": float(res.mAP),
-            "rank1": float(res.cmc[0]),
-            "rank5": float(res.cmc[min(4, len(res.cmc) - 1)]),
-            "rank10": float(res.cmc[min(9, len(res.cmc) - 1)]),
-            "mINP": float(res.mINP),
-            "skipped_queries": int(res.num_skipped_queries),
-            "protocol": protocol,
-        }
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Selection diagnostics: the training identities measure the selection, never train it
-
-
-@dataclass
-class SelectionStats:
-    """Running sums over an epoch of how good the selected positives and negatives are."""
-
-    anchors: int = 0
-    pos_true: float = 0.0  # neighbours (own slot excluded) sharing the anchor's identity
-    pos_same_cam: float = 0.0  # neighbours from the anchor's camera
-    pos_count: int = 0
-    neg_false: float = 0.0  # negatives that are in fact the anchor's identity
-    neg_count: int = 0
-
-    @torch.no_grad()
-    def add(self, sel: Selection, idx: Tensor, pids: Tensor, camids: Tensor) -> None:
-        anchor_pid, anchor_cam = pids[idx][:, None], camids[idx][:, None]  # (B, 1)
-        neighbours = sel.pos_idx[:, 1:]  # (B, K)
-        self.anchors += len(idx)
-        self.pos_true += (pids[neighbours] == anchor_pid).sum().item()
-        self.pos_same_cam += (camids[neighbours] == anchor_cam).sum().item()
-        self.pos_count += neighbours.numel()
-        self.neg_false += (pids[sel.neg_idx] == anchor_pid).sum().item()
-        self.neg_count += sel.neg_idx.numel()
-
-    def summary(self) -> dict[str, float | None]:
-        share = lambda a, b: a / b if b else None  # noqa: E731
-        return {
-            "pos_precision": share(self.pos_true, self.pos_count),
-            "pos_same_camera": share(self.pos_same_cam, self.pos_count),
-            "neg_false_rate": share(self.neg_false, self.neg_count),
-            "neg_false_per_anchor": share(self.neg_false, self.anchors),
-        }
-
-
-# ---------------------------------------------------------------------------------------------
-# The loop
+# State
 
 
 @dataclass
@@ -188,10 +97,15 @@ class TrainState:
     train_pids: Tensor  # (N,) for the diagnostics only
     train_camids: Tensor  # (N,) for the camera penalty
     epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed in the epoch under way
+    progress: list[dict[str, Any]] | None = None  # per process, when resuming inside an epoch
 
-    def state_dict(self, cfg: Config) -> dict[str, Any]:
+    def state_dict(self, cfg: Config, world: int = 1) -> dict[str, Any]:
         return {
             "epoch": self.epoch,
+            "step": self.step,
+            "progress": self.progress,
+            "world_size": world,
             "config": cfg.to_dict(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -207,6 +121,38 @@ class TrainState:
         self.part_bank.load_state_dict(state["part_bank"])
         self.mixture_bank.load_state_dict(state["mixture_bank"])
         self.epoch = int(state["epoch"])
+        self.step = int(state.get("step", 0))
+        self.progress = state.get("progress")
+
+
+@dataclass
+class EpochProgress:
+    """Where this process stands in an epoch: steps done and the running sums of its row."""
+
+    step: int = 0
+    totals: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("loss", "loss_part", "loss_global"), 0.0))
+    stats: SelectionStats = field(default_factory=SelectionStats)
+
+
+def rng_state(generator: torch.Generator) -> dict[str, Any]:
+    """This process's random generators: torch's (augmentation), Python's, NumPy's, selection's."""
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "selection": generator.get_state(),
+    }
+
+
+def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    generator.set_state(state["selection"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
 
 
 def _check_sizes(cfg: Config, num_train: int) -> None:
@@ -226,21 +172,8 @@ def _check_sizes(cfg: Config, num_train: int) -> None:
         )
 
 
-def make_model(cfg: Config, device: torch.device, *, load_pretrained: bool = True) -> ReidModel:
-    """The model of ``cfg.model`` on ``device``; ``load_pretrained=False`` skips the start weights
-    (when a checkpoint will replace them anyway)."""
-    m = cfg.model
-    return build_model(
-        m.arch,
-        feat_dim=m.feat_dim,
-        num_parts=m.num_parts,
-        pretrained=m.pretrained if load_pretrained else None,
-        last_stride=m.last_stride,
-    ).to(device)
-
-
 def build_state(cfg: Config, data: ReidData, device: torch.device) -> TrainState:
-    """Model, optimiser and the three banks, the global and part banks filled by one pass."""
+    """Model, optimiser and the three (empty) banks."""
     m, s, t = cfg.model, cfg.scl, cfg.train
     model = make_model(cfg, device)
     if t.optimizer == "sgd":
@@ -264,19 +197,26 @@ def build_state(cfg: Config, data: ReidData, device: torch.device) -> TrainState
     )
 
 
-def init_banks(state: TrainState, cfg: Config, data: ReidData, device: torch.device) -> None:
-    """Fill the global and part banks with one pass of the model; set up the mixture bank."""
-    feats = extract_features(state.model, data.train, cfg, device, desc="filling memory banks")
-    g = torch.from_numpy(feats["global"]).to(device)
-    p = torch.from_numpy(feats["parts"]).to(device)
+def init_banks(state: TrainState, cfg: Config, data: ReidData, ctx: dist.Context) -> None:
+    """Fill the global and part banks with one pass of the model; set up the mixture bank.
+
+    Each process extracts a contiguous share of the training set and the shares are gathered,
+    so every process ends with the same N slots.
+    """
+    sizes = [len(a) for a in np.array_split(np.arange(len(data.train)), ctx.world)]
+    start = sum(sizes[: ctx.rank])
+    records = data.train[start : start + sizes[ctx.rank]]
+    feats = extract_features(state.model, records, cfg, ctx.device, desc="filling memory banks", progress=ctx.main)
+    g = dist.all_gather_rows(ctx, torch.from_numpy(feats["global"]).to(ctx.device))  # (N, D)
+    p = dist.all_gather_rows(ctx, torch.from_numpy(feats["parts"]).to(ctx.device))  # (N, P, D/P)
     state.global_bank.fill(g)
     state.part_bank.fill(p)
     if cfg.scl.mixture_init == "features":  # as if every slot had seen its own writes once
         first, *rest = mixture_writes(cfg, g, p.flatten(1))
         state.mixture_bank.fill(first)
-        every = torch.arange(len(g), device=device)
-        for feats in rest:
-            state.mixture_bank.update(every, feats)
+        every = torch.arange(len(g), device=ctx.device)
+        for feats_ in rest:
+            state.mixture_bank.update(every, feats_)
     # "zeros" (the public code): the buffer already holds zeros
 
 
@@ -295,7 +235,7 @@ def select(
     if epoch < s.warmup_epochs:
         num_neg = None if s.m is None else s.k + s.m
         return select_random(idx, len(state.global_bank), num_neg, generator=generator)
-    dist = combined_distance(
+    dist_ = combined_distance(
         g,
         p,
         state.global_bank.features,
@@ -306,26 +246,92 @@ def select(
         q_camids=cams,
         g_camids=state.train_camids,
     )  # (B, N)
-    return select_neighbours(dist, idx, s.k, s.m)
+    return select_neighbours(dist_, idx, s.k, s.m)
+
+
+def epoch_batches(num_train: int, batch_size: int, seed: int, epoch: int, ctx: dist.Context) -> list[list[int]]:
+    """This process's batches of slot indices for ``epoch``: a seeded shuffle of the training set,
+    split between the processes by torch's ``DistributedSampler`` (one process: all of it), then
+    cut into full batches; the tail that does not fill a batch on every process is dropped."""
+    sampler = DistributedSampler(
+        range(num_train), num_replicas=ctx.world, rank=ctx.rank, shuffle=True, seed=seed * 10_007, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    return list(BatchSampler(sampler, batch_size, drop_last=True))
+
+
+def _train_loader(cfg: Config, data: ReidData, batches: list[list[int]], seed: int) -> DataLoader:
+    d = cfg.data
+    transform = build_transforms(
+        d.height,
+        d.width,
+        train=True,
+        flip=d.flip,
+        pad=d.pad,
+        random_erasing=d.random_erasing,
+        color_jitter=d.color_jitter,
+    )
+    return DataLoader(
+        ReidDataset(data.train, transform),
+        batch_sampler=batches,
+        num_workers=d.num_workers,
+        generator=torch.Generator().manual_seed(seed),  # workers' seeds; keeps torch's own stream untouched
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def save_checkpoint(
+    state: TrainState, cfg: Config, ctx: dist.Context, run_dir: Path,
+    progress: EpochProgress | None = None, generator: torch.Generator | None = None,
+) -> None:
+    """Rank 0 writes ``last.pt``; inside an epoch every process first hands it its progress."""
+    state.step = progress.step if progress is not None else 0
+    state.progress = None
+    if progress is not None:
+        mine = {"totals": dict(progress.totals), "stats": asdict(progress.stats), "rng": rng_state(generator)}
+        state.progress = dist.all_gather_objects(ctx, mine)
+    if ctx.main:
+        runs.save_checkpoint(run_dir, state.state_dict(cfg, world=ctx.world))
+    dist.barrier(ctx)
 
 
 def train_one_epoch(
-    state: TrainState, cfg: Config, loader: DataLoader, epoch: int, device: torch.device
+    state: TrainState, net: nn.Module, cfg: Config, data: ReidData, ctx: dist.Context, *,
+    run_dir: Path, stop: StopSignals,
 ) -> dict[str, Any]:
-    s = cfg.scl
+    """Run the epoch ``state.epoch`` from step ``state.step`` to its end; return its metrics row.
+
+    Args:
+        net: ``state.model``, or its ``DistributedDataParallel`` wrapper under torchrun.
+        run_dir: where mid-epoch checkpoints go (``checkpoint_every``, or a stop request).
+        stop: the signal handler; a request saves a checkpoint and raises :class:`Interrupted`.
+    """
+    s, t = cfg.scl, cfg.train
+    epoch, device = state.epoch, ctx.device
     lr = learning_rate(cfg, epoch)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
-    generator = torch.Generator(device=device).manual_seed(cfg.train.seed * 10_007 + epoch)
-    stats = SelectionStats()
-    totals = {"loss": 0.0, "loss_part": 0.0, "loss_global": 0.0}
-    steps = 0
+    seed = epoch_seed(t.seed, epoch, ctx.rank)
+    generator = torch.Generator(device=device)
+    batches = epoch_batches(len(data.train), t.batch_size, t.seed, epoch, ctx)
+    if state.step:  # resuming inside this epoch
+        mine = state.progress[ctx.rank]
+        progress = EpochProgress(state.step, mine["totals"], SelectionStats(**mine["stats"]))
+        set_rng_state(mine["rng"], generator)
+    else:
+        progress = EpochProgress()
+        seed_everything(seed)
+        generator.manual_seed(seed)
+    loader = _train_loader(cfg, data, batches[progress.step :], seed)
     state.model.train()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", leave=False, unit="batch")
-    for step, batch in enumerate(bar):
+    bar = dist.progress_bar(ctx, loader, initial=progress.step, total=len(batches), desc=f"epoch {epoch + 1}/{t.epochs}")
+    for batch in bar:
         img, idx = batch["img"].to(device), batch["index"].to(device)
         cams = state.train_camids[idx]
-        feats = state.model(img)
+        feats = net(img)
         g, p = feats.global_, feats.parts  # (B, D), (B, P, D/P)
         p_cat = p.flatten(1)  # (B, D)
         with torch.no_grad():
@@ -341,146 +347,164 @@ def train_one_epoch(
             lambda_t=s.lambda_t,
             alpha=s.alpha,
         )
-        if not torch.isfinite(loss):
+        (not_finite,) = dist.any_flags(ctx, not bool(torch.isfinite(loss)))
+        if not_finite:
             raise TrainingError(
-                f"loss is {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                "the last good checkpoint is kept (try a lower lr or a higher temperature)"
+                f"the loss is {loss.item() if not torch.isfinite(loss) else 'not finite on another process'} "
+                f"at epoch {epoch + 1}, step {progress.step + 1}; the last good checkpoint is kept "
+                "(try a lower lr or a higher temperature)"
             )
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         state.optimizer.step()
         with torch.no_grad():  # the banks change only after the step has read them
-            state.global_bank.update(idx, g.detach())
-            state.part_bank.update(idx, p.detach())
-            writes = sel.pos_idx if s.mixture_update == "positives" else sel.pos_idx[:, :1]
-            for feats in mixture_writes(cfg, g.detach(), p_cat.detach()):
-                state.mixture_bank.update(writes, feats)
-        stats.add(sel, idx, state.train_pids, state.train_camids)
-        totals["loss"] += loss.item()
-        totals["loss_part"] += loss_part.item()
-        totals["loss_global"] += loss_global.item()
-        steps += 1
-        bar.set_postfix(loss=f"{totals['loss'] / steps:.3f}")
-    row = {k: v / max(steps, 1) for k, v in totals.items()}
+            gather = partial(dist.all_gather_rows, ctx)  # every process's batch, in rank order
+            idx_all, g_all, p_all, pos_all = (gather(x.detach()) for x in (idx, g, p, sel.pos_idx))
+            state.global_bank.update(idx_all, g_all)
+            state.part_bank.update(idx_all, p_all)
+            writes = pos_all if s.mixture_update == "positives" else pos_all[:, :1]
+            for feats_ in mixture_writes(cfg, g_all, p_all.flatten(1)):
+                state.mixture_bank.update(writes, feats_)
+        progress.stats.add(sel, idx, state.train_pids, state.train_camids)
+        for key, value in zip(progress.totals, (loss, loss_part, loss_global)):
+            progress.totals[key] += value.item()
+        progress.step += 1
+        bar.set_postfix(loss=f"{progress.totals['loss'] / progress.step:.3f}")
+        (stop_now,) = dist.any_flags(ctx, stop.requested)
+        unfinished = progress.step < len(batches)
+        if unfinished and (stop_now or (t.checkpoint_every and progress.step % t.checkpoint_every == 0)):
+            save_checkpoint(state, cfg, ctx, run_dir, progress, generator)
+            if stop_now:
+                raise Interrupted(
+                    stop.signum or signal.SIGTERM,
+                    f"{stop.signal_name} received: stopped at epoch {epoch + 1}, step {progress.step} "
+                    f"of {len(batches)}; checkpoint saved in {run_dir / runs.CHECKPOINT}",
+                )
+    sums = dist.all_reduce_sum(ctx, torch.tensor([*progress.totals.values(), progress.step], dtype=torch.float64))
+    stats = SelectionStats.from_tensor(dist.all_reduce_sum(ctx, progress.stats.as_tensor()))
+    steps = max(sums[-1].item(), 1.0)
+    row = {key: value / steps for key, value in zip(progress.totals, sums.tolist())}
     row.update(lr=lr, warmup=epoch < s.warmup_epochs, **stats.summary())
     return row
 
 
-def _train_loader(cfg: Config, data: ReidData, epoch: int) -> DataLoader:
-    d = cfg.data
-    transform = build_transforms(
-        d.height,
-        d.width,
-        train=True,
-        flip=d.flip,
-        pad=d.pad,
-        random_erasing=d.random_erasing,
-        color_jitter=d.color_jitter,
-    )
-    return DataLoader(
-        ReidDataset(data.train, transform),
-        batch_size=cfg.train.batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=d.num_workers,
-        generator=torch.Generator().manual_seed(cfg.train.seed * 10_007 + epoch),
-    )
+def _start(
+    state: TrainState, cfg: Config, data: ReidData, ctx: dist.Context, run_dir: Path, resumable: bool,
+    stop: StopSignals,
+) -> dict[str, Any] | None:
+    """Load the newest complete checkpoint, or fill the banks and write the first one."""
+    path = dist.on_main(ctx, lambda: runs.latest_checkpoint(run_dir)) if resumable else None
+    if path is None:
+        with stop.at_once():
+            init_banks(state, cfg, data, ctx)
+        save_checkpoint(state, cfg, ctx, run_dir)
+        return None
+    checkpoint = runs.read_checkpoint(path)
+    if checkpoint.get("step", 0) and checkpoint.get("world_size", 1) != ctx.world:
+        raise RunDirError(
+            f"{path} was saved inside epoch {checkpoint['epoch'] + 1} by {checkpoint['world_size']} "
+            f"process(es); resume it with as many (torchrun --nproc_per_node {checkpoint['world_size']}), "
+            f"not {ctx.world}"
+        )
+    state.load_state_dict(checkpoint)
+    if ctx.main:
+        runs.truncate_metrics_log(run_dir, state.epoch)
+    log.info("resuming %s at epoch %d, step %d (%s)", run_dir, state.epoch + 1, state.step, path.name)
+    return {"epoch": state.epoch, "step": state.step, "checkpoint": path.name}
 
 
-def setup_torch(cfg: Config) -> torch.device:
-    t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    torch.use_deterministic_algorithms(t.deterministic)
-    try:
-        return torch.device(t.device)
-    except RuntimeError as err:
-        raise ConfigError(f"config key 'train.device': {err}") from err
-
-
-def evaluate_model(
-    model: ReidModel, cfg: Config, data: ReidData, device: torch.device
-) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    query = extract_features(model, data.query, cfg, device, desc="query features")
-    gallery = extract_features(model, data.gallery, cfg, device, desc="gallery features")
-    return evaluate_features(query, gallery, cfg), query, gallery
-
-
-def final_metrics(results: dict[str, dict[str, Any]], epochs: int) -> dict[str, Any]:
-    """``metrics.json``: the combined figures on top, each feature space beside them."""
-    top = results["combined"]
-    return {
-        "mAP": top["mAP"],
-        "rank1": top["rank1"],
-        "rank5": top["rank5"],
-        "rank10": top["rank10"],
-        "mINP": top["mINP"],
-        "protocol": top["protocol"],
-        "epochs": epochs,
-        "by_feature": results,
-    }
-
-
-def train(cfg: Config, run_dir: str | Path, data: ReidData | None = None) -> dict[str, Any]:
+def train(cfg: Config, run_dir: str | Path, data: ReidData | None = None) -> dict[str, Any] | None:
     """Train SCL with ``cfg`` into ``run_dir`` (resuming it if it holds a checkpoint).
+
+    Every input is checked before anything is written: the config against the data's size, and
+    every image, decoded once.
 
     Args:
         cfg: the resolved config; ``cfg.data.data_dir`` names the dataset unless ``data`` is given.
-        run_dir: where config.yaml, metrics, checkpoints and features go.
+        run_dir: where config.yaml, metrics, checkpoints, features and provenance go.
         data: an already read dataset (optional).
 
     Returns:
-        The final metrics (as written to ``metrics.json``).
+        The final metrics (as written to ``metrics.json``); None on the processes other than
+        rank 0 under torchrun.
+
+    Raises:
+        Interrupted: SIGINT or SIGTERM stopped the run (after saving a checkpoint).
+        TrainingError: the loss became NaN or Inf.
     """
     run_dir = Path(run_dir)
     if data is None:
         data = read_dataset(cfg.data.data_dir, layout=cfg.data.layout)
     _check_sizes(cfg, len(data.train))
-    resumable = runs.prepare_run_dir(run_dir, cfg)
-    device = setup_torch(cfg)
+    check_images(data.train + data.query + data.gallery)
+    ctx = dist.setup(setup_torch(cfg))
+    try:
+        dist.check_world(ctx, cfg.train.batch_size, len(data.train))
+        return _train(cfg, run_dir, data, ctx)
+    finally:
+        dist.teardown(ctx)
+
+
+def _train(cfg: Config, run_dir: Path, data: ReidData, ctx: dist.Context) -> dict[str, Any] | None:
+    resumable = dist.on_main(ctx, lambda: runs.prepare_run_dir(run_dir, cfg))
     seed_everything(cfg.train.seed)
-    state = build_state(cfg, data, device)
-    checkpoint = runs.load_checkpoint(run_dir) if resumable else None
-    if checkpoint is not None:
-        state.load_state_dict(checkpoint)
-        log.info("resuming %s after epoch %d of %d", run_dir, state.epoch, cfg.train.epochs)
-    else:
-        init_banks(state, cfg, data, device)
-        runs.save_checkpoint(run_dir, state.state_dict(cfg))
+    state = build_state(cfg, data, ctx.device)
+    with StopSignals() as stop:
+        resumed = _start(state, cfg, data, ctx, run_dir, resumable, stop)
+        if ctx.main:
+            session = {"resumed_from": resumed, "world_size": ctx.world, "threads": torch.get_num_threads()}
+            runs.append_provenance(run_dir, provenance.session({**session, "data": provenance.data_fingerprint(data)}))
+        net: nn.Module = state.model
+        if ctx.distributed:
+            net = DistributedDataParallel(state.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+        eval_every = cfg.eval.eval_every
+        while state.epoch < cfg.train.epochs:
+            start = time.perf_counter()
+            row = {"epoch": state.epoch + 1, **train_one_epoch(state, net, cfg, data, ctx, run_dir=run_dir, stop=stop)}
+            row["seconds"] = round(time.perf_counter() - start, 2)
+            state.epoch, state.step, state.progress = state.epoch + 1, 0, None
+            if ctx.main:
+                if eval_every and state.epoch % eval_every == 0 and state.epoch < cfg.train.epochs:
+                    results, _, _ = evaluate_model(state.model, cfg, data, ctx.device)
+                    row["eval"] = results
+                    log.info("epoch %d: mAP %.1f%%", state.epoch, 100 * results["combined"]["mAP"])
+                log.info(
+                    "epoch %d/%d: loss %.4f, %s (%.0fs)",
+                    state.epoch, cfg.train.epochs, row["loss"], _describe_selection(row), row["seconds"],
+                )
+                runs.append_jsonl(run_dir / runs.METRICS_LOG, row)  # before the checkpoint: see runs.truncate_metrics_log
+            save_checkpoint(state, cfg, ctx, run_dir)
+            (stop_now,) = dist.any_flags(ctx, stop.requested)
+            if stop_now:
+                raise Interrupted(
+                    stop.signum or signal.SIGTERM,
+                    f"{stop.signal_name} received: stopped after epoch {state.epoch}; "
+                    f"checkpoint saved in {run_dir / runs.CHECKPOINT}",
+                )
+        with stop.at_once():
+            digests = dist.all_gather_objects(ctx, replica_digest(state))
+            if not ctx.main:
+                return None
+            results, query, gallery = evaluate_model(state.model, cfg, data, ctx.device)
+            metrics = final_metrics(results, state.epoch)
+            if ctx.distributed:
+                metrics["replicas"] = {"world_size": ctx.world, "digests": digests, "identical": len(set(digests)) == 1}
+                if len(set(digests)) > 1:
+                    log.error("the processes' banks or weights differ at the end: %s", digests)
+            runs.save_features(
+                run_dir / runs.FEATURES,
+                **{f"query_{k}": v for k, v in query.items()},
+                **{f"gallery_{k}": v for k, v in gallery.items()},
+            )
+            runs.write_json(run_dir / runs.METRICS, metrics)
+            return metrics
 
-    eval_every = cfg.eval.eval_every
-    while state.epoch < cfg.train.epochs:
-        epoch = state.epoch
-        seed_everything(cfg.train.seed * 10_007 + epoch)  # augmentation draws, per epoch
-        start = time.perf_counter()
-        row = {"epoch": epoch + 1, **train_one_epoch(state, cfg, _train_loader(cfg, data, epoch), epoch, device)}
-        row["seconds"] = round(time.perf_counter() - start, 2)
-        state.epoch = epoch + 1
-        last = state.epoch == cfg.train.epochs
-        if eval_every and state.epoch % eval_every == 0 and not last:
-            results, _, _ = evaluate_model(state.model, cfg, data, device)
-            row["eval"] = results
-            log.info("epoch %d: mAP %.1f%%", state.epoch, 100 * results["combined"]["mAP"])
-        log.info(
-            "epoch %d/%d: loss %.4f, %s (%.0fs)",
-            state.epoch,
-            cfg.train.epochs,
-            row["loss"],
-            _describe_selection(row),
-            row["seconds"],
-        )
-        runs.save_checkpoint(run_dir, state.state_dict(cfg))
-        runs.append_jsonl(run_dir / runs.METRICS_LOG, row)
 
-    results, query, gallery = evaluate_model(state.model, cfg, data, device)
-    metrics = final_metrics(results, state.epoch)
-    runs.save_features(
-        run_dir / runs.FEATURES,
-        **{f"query_{k}": v for k, v in query.items()},
-        **{f"gallery_{k}": v for k, v in gallery.items()},
-    )
-    runs.write_json(run_dir / runs.METRICS, metrics)
-    return metrics
+def replica_digest(state: TrainState) -> str:
+    """A sha256 of the three banks and the model's parameters (not its BatchNorm statistics,
+    which each process updates from its own batch between DistributedDataParallel's broadcasts)."""
+    banks = (state.global_bank.features, state.part_bank.features, state.mixture_bank.features)
+    return dist.replica_digest(*banks, *state.model.parameters())
 
 
 def _describe_selection(row: dict[str, Any]) -> str:
@@ -491,21 +515,3 @@ def _describe_selection(row: dict[str, Any]) -> str:
     if row.get("neg_false_rate") is not None:
         parts.append(f"false negatives {100 * row['neg_false_rate']:.2f}%")
     return ", ".join(parts) or "no selection"
-
-
-def evaluate_run(run_dir: str | Path, data_dir: str | None = None, camera_aware: bool = False) -> dict[str, Any]:
-    """Evaluate the checkpoint of ``run_dir`` on its (or another) dataset's test split."""
-    from dataclasses import replace
-
-    cfg = runs.read_run_config(run_dir)
-    if camera_aware:
-        cfg = replace(cfg, eval=replace(cfg.eval, camera_aware=True))
-    checkpoint = runs.load_checkpoint(Path(run_dir))
-    if checkpoint is None:
-        raise ReidlibError(f"{run_dir} holds no checkpoint ({runs.CHECKPOINT}); train first")
-    data = read_dataset(data_dir or cfg.data.data_dir, layout=cfg.data.layout)
-    device = setup_torch(cfg)
-    model = make_model(cfg, device, load_pretrained=False)
-    model.load_state_dict(checkpoint["model"])
-    results, _, _ = evaluate_model(model, cfg, data, device)
-    return final_metrics(results, int(checkpoint["epoch"]))

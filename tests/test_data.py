@@ -123,7 +123,7 @@ def test_dataset_items_and_bad_images(tmp_path):
     assert item["img"].shape == (3, 32, 16) and item["index"] == 1 and item["pid"] == 2
     empty = tmp_path / "query" / "0010_c1s1_001000_00.jpg"
     empty.write_bytes(b"")
-    with pytest.raises(DataError, match="0010_c1s1_001000_00.jpg: unreadable image"):
+    with pytest.raises(DataError, match=r"0010_c1s1_001000_00.jpg: empty image file \(0 bytes\)"):
         ReidDataset(data.query)[0]
     corrupt = tmp_path / "query" / "0011_c6s1_002000_00.jpg"
     corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")

@@ -3,7 +3,14 @@
 The synthetic benchmark lives in :mod:`reidlib.data.synthetic` (``python -m reidlib synth``).
 """
 
-from reidlib.data.dataset import IMAGENET_MEAN, IMAGENET_STD, ReidDataset, build_transforms, read_image
+from reidlib.data.dataset import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    ReidDataset,
+    build_transforms,
+    check_images,
+    read_image,
+)
 from reidlib.data.layouts import (
     ImageRecord,
     ReidData,
@@ -23,6 +30,7 @@ __all__ = [
     "ReidData",
     "ReidDataset",
     "build_transforms",
+    "check_images",
     "format_summary",
     "read_cuhk03",
     "read_dataset",

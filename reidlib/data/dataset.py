@@ -6,11 +6,13 @@ position, which for the training split is the image's memory slot.
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Sequence
 
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 from torchvision import transforms as T
+from tqdm.auto import tqdm
 
 from reidlib.data.layouts import ImageRecord
 from reidlib.errors import DataError
@@ -21,6 +23,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def read_image(path: str) -> Image.Image:
     """Open an image as RGB; a missing, empty or corrupt file is a DataError naming it."""
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise DataError(f"{path}: empty image file (0 bytes)")
     try:
         with Image.open(path) as img:
             img.load()
@@ -29,6 +33,13 @@ def read_image(path: str) -> Image.Image:
         raise DataError(f"{path}: image file not found") from err
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DataError(f"{path}: unreadable image ({err})") from err
+
+
+def check_images(records: Sequence[ImageRecord], desc: str = "checking images") -> None:
+    """Decode every image once, so that a corrupt, truncated or empty file stops a run before it
+    writes anything (and not an hour into training); the DataError names the first bad file."""
+    for record in tqdm(records, desc=desc, unit="img", leave=False, mininterval=1.0):
+        read_image(record.path)
 
 
 class ReidDataset(Dataset):
