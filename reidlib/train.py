@@ -298,6 +298,56 @@ def save_checkpoint(
     dist.barrier(ctx)
 
 
+def train_step(
+    state: TrainState, net: nn.Module, cfg: Config, ctx: dist.Context, batch: dict[str, Any],
+    generator: torch.Generator, where: str,
+) -> tuple[Selection, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """One SCL step, in the order of the module docstring; ``where`` names it in errors.
+
+    Returns:
+        The selection, the batch's slot indices (B,), and (total, part, global) losses.
+    """
+    s, device = cfg.scl, ctx.device
+    img, idx = batch["img"].to(device), batch["index"].to(device)
+    cams = state.train_camids[idx]
+    feats = net(img)
+    g, p = feats.global_, feats.parts  # (B, D), (B, P, D/P)
+    p_cat = p.flatten(1)  # (B, D)
+    with torch.no_grad():
+        sel = select(state, cfg, state.epoch, g.detach(), p.detach(), idx, cams, generator)
+    losses = scl_total_loss(
+        g,
+        p_cat,
+        state.mixture_bank.features,
+        sel.pos_idx,
+        sel.neg_idx,
+        lambda_p=s.lambda_p,
+        temperature=s.temperature,
+        lambda_t=s.lambda_t,
+        alpha=s.alpha,
+    )
+    loss = losses[0]
+    (not_finite,) = dist.any_flags(ctx, not bool(torch.isfinite(loss)))  # every process stops here
+    if not_finite:
+        value = loss.item() if not torch.isfinite(loss) else "not finite on another process"
+        raise TrainingError(
+            f"the loss is {value} at {where}; the last good checkpoint is kept "
+            "(try a lower lr or a higher temperature)"
+        )
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    state.optimizer.step()
+    with torch.no_grad():  # the banks change only after the step has read them
+        gather = partial(dist.all_gather_rows, ctx)  # every process's batch, in rank order
+        idx_all, g_all, p_all, pos_all = (gather(x.detach()) for x in (idx, g, p, sel.pos_idx))
+        state.global_bank.update(idx_all, g_all)
+        state.part_bank.update(idx_all, p_all)
+        writes = pos_all if s.mixture_update == "positives" else pos_all[:, :1]
+        for feats_ in mixture_writes(cfg, g_all, p_all.flatten(1)):
+            state.mixture_bank.update(writes, feats_)
+    return sel, idx, losses
+
+
 def train_one_epoch(
     state: TrainState, net: nn.Module, cfg: Config, data: ReidData, ctx: dist.Context, *,
     run_dir: Path, stop: StopSignals,
@@ -329,44 +379,10 @@ def train_one_epoch(
     state.model.train()
     bar = dist.progress_bar(ctx, loader, initial=progress.step, total=len(batches), desc=f"epoch {epoch + 1}/{t.epochs}")
     for batch in bar:
-        img, idx = batch["img"].to(device), batch["index"].to(device)
-        cams = state.train_camids[idx]
-        feats = net(img)
-        g, p = feats.global_, feats.parts  # (B, D), (B, P, D/P)
-        p_cat = p.flatten(1)  # (B, D)
-        with torch.no_grad():
-            sel = select(state, cfg, epoch, g.detach(), p.detach(), idx, cams, generator)
-        loss, loss_part, loss_global = scl_total_loss(
-            g,
-            p_cat,
-            state.mixture_bank.features,
-            sel.pos_idx,
-            sel.neg_idx,
-            lambda_p=s.lambda_p,
-            temperature=s.temperature,
-            lambda_t=s.lambda_t,
-            alpha=s.alpha,
-        )
-        (not_finite,) = dist.any_flags(ctx, not bool(torch.isfinite(loss)))
-        if not_finite:
-            raise TrainingError(
-                f"the loss is {loss.item() if not torch.isfinite(loss) else 'not finite on another process'} "
-                f"at epoch {epoch + 1}, step {progress.step + 1}; the last good checkpoint is kept "
-                "(try a lower lr or a higher temperature)"
-            )
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
-        with torch.no_grad():  # the banks change only after the step has read them
-            gather = partial(dist.all_gather_rows, ctx)  # every process's batch, in rank order
-            idx_all, g_all, p_all, pos_all = (gather(x.detach()) for x in (idx, g, p, sel.pos_idx))
-            state.global_bank.update(idx_all, g_all)
-            state.part_bank.update(idx_all, p_all)
-            writes = pos_all if s.mixture_update == "positives" else pos_all[:, :1]
-            for feats_ in mixture_writes(cfg, g_all, p_all.flatten(1)):
-                state.mixture_bank.update(writes, feats_)
+        where = f"epoch {epoch + 1}, step {progress.step + 1}"
+        sel, idx, losses = train_step(state, net, cfg, ctx, batch, generator, where)
         progress.stats.add(sel, idx, state.train_pids, state.train_camids)
-        for key, value in zip(progress.totals, (loss, loss_part, loss_global)):
+        for key, value in zip(progress.totals, losses):
             progress.totals[key] += value.item()
         progress.step += 1
         bar.set_postfix(loss=f"{progress.totals['loss'] / progress.step:.3f}")
