@@ -48,11 +48,24 @@ def selective_contrastive_loss(
     Returns:
         A scalar tensor.
     """
-    idx = torch.cat([pos_idx, neg_idx], dim=1)  # (B, 1+K+M)
-    logits = torch.einsum("bd,bjd->bj", feats, bank[idx].to(feats.dtype)) / temperature
-    log_prob = F.log_softmax(logits, dim=1)  # (B, 1+K+M)
-    c = positive_weights(pos_idx.shape[1] - 1, lambda_t=lambda_t, alpha=alpha).to(feats)
-    return -(log_prob[:, : pos_idx.shape[1]] * c).sum(dim=1).mean()
+    return _losses(feats[None], bank, pos_idx, neg_idx, temperature=temperature, lambda_t=lambda_t, alpha=alpha)[0]
+
+
+def _losses(
+    feats: Tensor, bank: Tensor, pos_idx: Tensor, neg_idx: Tensor, *, temperature: float, lambda_t: float, alpha: float
+) -> Tensor:
+    """The loss of S feature spaces (S, B, D) against one gather of the bank -> (S,).
+
+    The gathered slots (B, 1+K+M, D) are the largest tensor of the step (266 MB at the paper's
+    B 64, M 500, D 2048), so both feature spaces share one gather and one batched product.
+    """
+    idx = torch.cat([pos_idx, neg_idx], dim=1)  # (B, J), J = 1+K+M
+    targets = bank[idx].to(feats.dtype)  # (B, J, D)
+    logits = torch.einsum("sbd,bjd->sbj", feats, targets) / temperature  # (S, B, J)
+    log_prob = F.log_softmax(logits, dim=-1)
+    num_pos = pos_idx.shape[1]
+    c = positive_weights(num_pos - 1, lambda_t=lambda_t, alpha=alpha).to(feats)  # (1+K,)
+    return -(log_prob[..., :num_pos] * c).sum(dim=-1).mean(dim=-1)
 
 
 def scl_total_loss(
@@ -78,7 +91,8 @@ def scl_total_loss(
     Returns:
         (total, part loss, global loss), scalars.
     """
-    kw = dict(temperature=temperature, lambda_t=lambda_t, alpha=alpha)
-    part_loss = selective_contrastive_loss(parts_cat, bank, pos_idx, neg_idx, **kw)
-    global_loss = selective_contrastive_loss(global_, bank, pos_idx, neg_idx, **kw)
+    feats = torch.stack([parts_cat, global_])  # (2, B, D)
+    part_loss, global_loss = _losses(
+        feats, bank, pos_idx, neg_idx, temperature=temperature, lambda_t=lambda_t, alpha=alpha
+    )
     return lambda_p * part_loss + (1.0 - lambda_p) * global_loss, part_loss, global_loss
