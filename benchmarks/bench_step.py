@@ -1,11 +1,15 @@
 """Step overhead of SCL (selection + loss + memory update) against the backbone, and against a
 per-sample loop, at Market-1501 and MSMT17 size on this CPU.
 
-    .venv/bin/python benchmarks/bench_step.py [--threads 2] [--sizes 12936 32621] [--repeats 5]
+    .venv/bin/python benchmarks/bench_step.py [--threads 2] [--sizes 12936 32621] [--repeats 7]
         [--backbone-repeats 3] [--ref-anchors 64] [--archs resnet50 mobilenet_v2]
 
 (From a worktree whose package is not the one installed in .venv, prefix ``PYTHONPATH=.``; the
-first line of the output says which ``reidlib`` was imported.)
+first line of the output says which ``reidlib`` was imported.) The default run takes about 5 to 10
+minutes on this project's 2-core machine, most of it ResNet-50. On a shared machine, other jobs
+stall the many short multi-threaded ops of the vectorised step far more than the long backbone
+passes (a waiting OpenMP thread holds up each op); the load average is printed at the start and
+the end, and ``--threads 1`` gives steadier figures then.
 
 Shape letters: B batch, N memory slots, D feature dim, P stripes, d = D/P, K positives, M negatives.
 
@@ -415,6 +419,10 @@ def fmt_seconds(x: float) -> str:
     return f"{x:.3f}" if x < 100 else f"{x:.1f}"
 
 
+def fmt_ratio(x: float) -> str:
+    return f"{x:.1f}x" if x < 10 else f"{x:.0f}x"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
@@ -486,9 +494,9 @@ def main() -> None:
             ("per-sample reference", lambda a: fmt_seconds(cols[a]["ref"])),
             ("  of which selection", lambda a: fmt_seconds(cols[a]["ref_sel"])),
             ("    of which per-anchor distances", lambda a: fmt_seconds(cols[a]["ref_dist"])),
-            ("speed-up, reference / vectorised", lambda a: f"{cols[a]['ref'] / cols[a]['vec']['total']:.0f}x"),
+            ("speed-up, reference / vectorised", lambda a: fmt_ratio(cols[a]["ref"] / cols[a]["vec"]["total"])),
             ("reference, distances batched as public code", lambda a: fmt_seconds(cols[a]["ref_batched"])),
-            ("speed-up over that", lambda a: f"{cols[a]['ref_batched'] / cols[a]['vec']['total']:.0f}x"),
+            ("speed-up over that", lambda a: fmt_ratio(cols[a]["ref_batched"] / cols[a]["vec"]["total"])),
         ]
         width = max(len(r[0]) for r in rows) + 2
         print(" " * width + "".join(f"{h:>30}" for h in heads))
@@ -521,13 +529,13 @@ def main() -> None:
             if arch == "resnet50":
                 print(f"goal, {name}: SCL overhead {100 * share:.1f}% of the ResNet-50 step "
                       f"(<= {100 * GOAL_SHARE:.0f}%): {met(share <= GOAL_SHARE)}; vectorised "
-                      f"{speedup:.0f}x faster than the per-sample loop (>= {GOAL_SPEEDUP:.0f}x): "
-                      f"{met(speedup >= GOAL_SPEEDUP)} ({batched:.0f}x with the distances batched as "
+                      f"{fmt_ratio(speedup)} faster than the per-sample loop (>= {GOAL_SPEEDUP:.0f}x): "
+                      f"{met(speedup >= GOAL_SPEEDUP)} ({fmt_ratio(batched)} with the distances batched as "
                       f"the public code did: {met(batched >= GOAL_SPEEDUP)})")
             else:
                 print(f"context, {name}: with {arch} at D {BACKBONES[arch][2]} the SCL overhead is "
-                      f"{100 * share:.1f}% of the step; vectorised {speedup:.0f}x faster than the "
-                      f"per-sample loop ({batched:.0f}x with batched distances)")
+                      f"{100 * share:.1f}% of the step; vectorised {fmt_ratio(speedup)} faster than the "
+                      f"per-sample loop ({fmt_ratio(batched)} with batched distances)")
 
 
 if __name__ == "__main__":
