@@ -68,6 +68,15 @@ class SCLConfig:
     # half made of the other, untrained space.
     mixture_writers: str = "both"
     warmup_epochs: int = 3  # own slot only, random negatives
+    # Neighbour search (reidlib/search.py). search: torch = exact; faiss = the index below, its
+    # candidates re-ranked exactly; auto = torch below search.AUTO_FAISS_MIN_SLOTS slots (and on
+    # an accelerator), faiss from there on. m = null always searches exactly.
+    search: str = "auto"  # auto | torch | faiss
+    faiss_index: str = "ivf"  # flat (exact, N x (2D + cameras) float32) | ivf (inverted file)
+    faiss_dim: int = 256  # ivf: PCA to this many dims before indexing; 0 keeps all 2D + cameras
+    nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
+    nprobe: int = 32  # ivf: cells visited per anchor (nprobe = nlist visits all: exact)
+    rerank: float = 1.5  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
 
 
 @dataclass(frozen=True)
@@ -264,6 +273,17 @@ def validate(cfg: Config) -> None:
     _one_of("scl.mixture_update", s.mixture_update, ("positives", "own"))
     _one_of("scl.mixture_init", s.mixture_init, ("zeros", "features"))
     _one_of("scl.mixture_writers", s.mixture_writers, ("both", "global", "parts"))
+    _one_of("scl.search", s.search, ("auto", "torch", "faiss"))
+    _one_of("scl.faiss_index", s.faiss_index, ("flat", "ivf"))
+    for name in ("faiss_dim", "nlist"):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"config key 'scl.{name}' must be >= 0, got {getattr(s, name)}")
+    if s.nprobe < 1:
+        raise ConfigError(f"config key 'scl.nprobe' must be >= 1, got {s.nprobe}")
+    if s.rerank < 1:
+        raise ConfigError(f"config key 'scl.rerank' must be >= 1, got {s.rerank}")
+    if s.nlist and s.nprobe > s.nlist:
+        raise ConfigError(f"config key 'scl.nprobe' ({s.nprobe}) must be <= scl.nlist ({s.nlist})")
     _one_of("train.optimizer", t.optimizer, ("sgd", "adam"))
     _one_of("train.lr_schedule", t.lr_schedule, ("constant", "cosine"))
     _one_of("data.layout", d.layout, ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03"))
