@@ -154,6 +154,8 @@ def candidate_distance(
     camera_penalty: float = 0.0,
     q_camids: Tensor | None = None,
     c_camids: Tensor | None = None,
+    c_global_sq: Tensor | None = None,
+    c_parts_sq: Tensor | None = None,
 ) -> Tensor:
     """The selection distance (squared, as :func:`combined_distance` with ``squared=True``) from
     each anchor to its own R candidate slots, e.g. to re-rank an approximate search exactly.
@@ -169,6 +171,8 @@ def candidate_distance(
         lambda_g: global share of the distance.
         camera_penalty: lambda_c, added where ``q_camids[b] == c_camids[b, r]``.
         q_camids: (B,) anchors' cameras; c_camids: (B, R) candidates' cameras.
+        c_global_sq, c_parts_sq: (B, R) the candidates' squared norms, if known (a searcher
+            caches them per slot); computed from ``c_global`` / ``c_parts`` otherwise.
 
     Returns:
         (B, R) distances.
@@ -179,11 +183,13 @@ def candidate_distance(
     dist = torch.zeros(c_global.shape[:2], dtype=torch.float32, device=c_global.device)  # (B, R)
     if lambda_g > 0:
         dot = torch.einsum("bd,brd->br", q_global.float(), c_global)
-        sq = q_global.float().pow(2).sum(1, keepdim=True) + torch.linalg.vector_norm(c_global, dim=-1).pow(2)
+        c_sq = torch.linalg.vector_norm(c_global, dim=-1).pow(2) if c_global_sq is None else c_global_sq
+        sq = q_global.float().pow(2).sum(1, keepdim=True) + c_sq
         dist += lambda_g * (sq - 2.0 * dot).clamp_min_(0.0)
     if lambda_g < 1:
         dot = torch.einsum("bd,brd->br", q_cat.float(), c_parts)
-        sq = q_cat.float().pow(2).sum(1, keepdim=True) + torch.linalg.vector_norm(c_parts, dim=-1).pow(2)
+        c_sq = torch.linalg.vector_norm(c_parts, dim=-1).pow(2) if c_parts_sq is None else c_parts_sq
+        sq = q_cat.float().pow(2).sum(1, keepdim=True) + c_sq
         dist += (1.0 - lambda_g) / num_parts * (sq - 2.0 * dot).clamp_min_(0.0)
     if camera_penalty > 0:
         same = q_camids.to(dist.device)[:, None] == c_camids.to(dist.device)

@@ -135,6 +135,18 @@ def pca_basis(sample: Tensor, dim: int, generator: torch.Generator) -> tuple[Ten
     return mean, vh[:dim].T.contiguous()
 
 
+def _scratch(buffers: dict[str, Tensor], name: str, shape, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A reused scratch tensor of ``shape`` from ``buffers`` (grown when too small).
+
+    Fresh 100 MB allocations page-fault on every call, which costs more than the work done in them.
+    """
+    size = math.prod(shape)
+    buf = buffers.get(name)
+    if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != device:
+        buf = buffers[name] = torch.empty(size, dtype=dtype, device=device)
+    return buf[:size].view(shape)
+
+
 class TorchSearcher:
     """Exact search: the combined distance to every slot, a block of slots at a time, then topk.
 
@@ -148,6 +160,14 @@ class TorchSearcher:
     def __init__(self, global_bank, part_bank, camids: Tensor, *, lambda_g: float, lambda_c: float, chunk: int = SLOT_CHUNK):
         self.global_bank, self.part_bank, self.camids = global_bank, part_bank, camids
         self.lambda_g, self.lambda_c, self.chunk = lambda_g, lambda_c, chunk
+        self._buffers: dict[str, Tensor] = {}
+
+    def _as_float(self, name: str, block: Tensor) -> Tensor:
+        """A float32 view of a bank block: the block itself, or a float16 block copied into a
+        reused buffer (a fresh 128 MB tensor per block page-faults, which costs more than the copy)."""
+        if block.dtype == torch.float32:
+            return block
+        return _scratch(self._buffers, name, block.shape, torch.float32, block.device).copy_(block)
 
     @torch.no_grad()
     def distances(self, g: Tensor, p: Tensor, cams: Tensor) -> Tensor:
@@ -160,8 +180,8 @@ class TorchSearcher:
             out[:, start:stop] = combined_distance(
                 g.float(),
                 p.float(),
-                bank_g[start:stop].float(),  # (chunk, D): a copy only if the bank is float16
-                bank_p[start:stop].float(),  # (chunk, P, d)
+                self._as_float("global", bank_g[start:stop]),  # (chunk, D)
+                self._as_float("parts", bank_p[start:stop]),  # (chunk, P, d)
                 lambda_g=self.lambda_g,
                 squared=True,
                 camera_penalty=self.lambda_c,
@@ -222,6 +242,8 @@ class FaissSearcher:
         num_slots, full_dim = bank_g.shape[0], 2 * bank_g.shape[1] + self.num_cams
         generator = torch.Generator().manual_seed(seed)
         self.mean = self.basis = None
+        self.sq_norms = torch.empty(num_slots, 2, device=bank_g.device)  # (N, 2) global, parts, for re-ranking
+        self.fallbacks = 0  # anchors that fell back to the exact search (a diagnostic)
         if index == "flat":
             self.index = faiss.IndexFlatIP(full_dim)
         elif index == "ivf":
@@ -251,9 +273,16 @@ class FaissSearcher:
             self._stored = faiss.rev_swig_ptr(self.index.get_xb(), num_slots * full_dim).reshape(num_slots, full_dim)
 
     def _embed_slots(self, rows: Tensor, project: bool = True) -> Tensor:
+        """Embed slots ``rows`` from the banks as they are now (and cache their squared norms).
+
+        Shape:
+            rows: (n,) -> (n, E') float32 on the CPU
+        """
         bank_g, bank_p = _features(self.global_bank), _features(self.part_bank)
         rows = rows.to(bank_g.device)
-        x = embed(bank_g[rows], bank_p[rows], self.camids[rows], lambda_g=self.lambda_g, lambda_c=self.lambda_c,
+        g, p = bank_g[rows].float(), bank_p[rows].float()  # (n, D), (n, P, d)
+        self.sq_norms[rows] = torch.stack([g.pow(2).sum(1), p.pow(2).sum((1, 2))], dim=1)
+        x = embed(g, p, self.camids[rows], lambda_g=self.lambda_g, lambda_c=self.lambda_c,
                   num_cams=self.num_cams, query=False).cpu()  # (n, E)
         return self._project(x) if project else x
 
@@ -264,12 +293,7 @@ class FaissSearcher:
         return np.ascontiguousarray(self._embed_slots(rows).numpy(), dtype=np.float32)
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-        """A reused scratch tensor: fresh 100 MB allocations page-fault, which costs more than the gather."""
-        size = math.prod(shape)
-        buf = self._buffers.get(name)
-        if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != device:
-            buf = self._buffers[name] = torch.empty(size, dtype=dtype, device=device)
-        return buf[:size].view(shape)
+        return _scratch(self._buffers, name, shape, dtype, device)
 
     def _gather(self, name: str, bank: Tensor, cand: Tensor) -> Tensor:
         """Rows ``cand`` (B, R) of a (N, D) bank as a (B, R, D) float32 tensor."""
@@ -319,11 +343,14 @@ class FaissSearcher:
             camera_penalty=self.lambda_c,
             q_camids=cams.to(bank_g.device),
             c_camids=self.camids.to(bank_g.device)[cand],
+            c_global_sq=self.sq_norms[:, 0][cand],
+            c_parts_sq=self.sq_norms[:, 1][cand],
         ).masked_fill_(drop, float("inf"))  # (B, R)
         best, pos = torch.topk(dist, count, dim=1, largest=False, sorted=True)
         order = cand.gather(1, pos)  # (B, count)
         short = ~torch.isfinite(best[:, -1])  # (B,)
         if short.any():  # too few candidates in the probed cells: exact search for those anchors
+            self.fallbacks += int(short.sum())
             order[short] = self.exact.neighbours(g[short], p[short], cams[short], self_idx[short], count)
         return order.to(self_idx.device)
 
@@ -345,7 +372,8 @@ class FaissSearcher:
         invlists = self.index.invlists
         codes = self.index.ntotal * (invlists.code_size + 8)  # codes + ids
         direct_map = self.index.ntotal * 8
-        return codes + direct_map + self.index.nlist * self.index.d * 4
+        projection = 0 if self.basis is None else (self.basis.numel() + self.mean.numel()) * 4
+        return codes + direct_map + self.index.nlist * self.index.d * 4 + projection
 
 
 def choose_backend(search: str, m: int | None, num_slots: int, device: torch.device) -> str:
