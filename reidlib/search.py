@@ -91,29 +91,37 @@ def _features(bank) -> Tensor:
 
 
 def embed(
-    global_: Tensor, parts: Tensor, camids: Tensor, *, lambda_g: float, lambda_c: float, num_cams: int, query: bool
+    global_: Tensor,
+    parts: Tensor,
+    camids: Tensor | None,
+    *,
+    lambda_g: float,
+    lambda_c: float = 0.0,
+    num_cams: int = 0,
+    query: bool = True,
 ) -> Tensor:
     """The inner-product embedding of anchors (``query=True``) or bank slots (module docstring).
 
     Args:
-        global_: (n, D) unit global features; parts: (n, P, d) unit stripes; camids: (n,).
+        global_: (n, D) unit global features; parts: (n, P, d) unit stripes.
+        camids: (n,) cameras, or None for no camera term (no one-hot columns, e.g. evaluation).
         lambda_g, lambda_c: the selection distance's weights.
         num_cams: C, the one-hot width (cameras are 0..C-1).
         query: True for anchors (camera sign -), False for slots (+).
 
     Returns:
-        (n, E) float32; for an anchor q and a slot x, ``dist = 2 - 2 q . x``.
+        (n, E) float32, E = 2D (+ C with cameras); for an anchor q and a slot x,
+        ``dist = 2 - 2 q . x``.
     """
     num_parts = parts.shape[1]
-    cam_w = math.sqrt(lambda_c / 2.0) * (-1.0 if query else 1.0)
-    return torch.cat(
-        [
-            math.sqrt(lambda_g) * global_.float(),  # (n, D)
-            math.sqrt((1.0 - lambda_g) / num_parts) * parts.flatten(1).float(),  # (n, D)
-            cam_w * F.one_hot(camids.long(), num_cams).float(),  # (n, C)
-        ],
-        dim=1,
-    )
+    cols = [
+        math.sqrt(lambda_g) * global_.float(),  # (n, D)
+        math.sqrt((1.0 - lambda_g) / num_parts) * parts.flatten(1).float(),  # (n, D)
+    ]
+    if camids is not None:
+        cam_w = math.sqrt(lambda_c / 2.0) * (-1.0 if query else 1.0)
+        cols.append(cam_w * F.one_hot(camids.long(), num_cams).float())  # (n, C)
+    return torch.cat(cols, dim=1)
 
 
 def pca_basis(sample: Tensor, dim: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
