@@ -279,7 +279,10 @@ def _torch_nearest(query, gallery, *, lambda_g, squared, width, chunk, device):
         stop = start + chunk
         dist = combined_distance(q_global[start:stop], q_parts[start:stop], g_global, g_parts,
                                  lambda_g=lambda_g, squared=squared)  # (c, num_g)
-        order = torch.topk(dist, width, dim=1, largest=False, sorted=True).indices
+        if width == dist.shape[1]:  # the whole gallery: a sort (topk of every item is slower)
+            order = torch.argsort(dist, dim=1)
+        else:
+            order = torch.topk(dist, width, dim=1, largest=False, sorted=True).indices
         yield start, order.cpu().numpy()
 
 
