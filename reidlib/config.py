@@ -75,8 +75,8 @@ class SCLConfig:
     faiss_index: str = "ivf"  # flat (exact, N x (2D + cameras) float32) | ivf (inverted file)
     faiss_dim: int = 256  # ivf: PCA to this many dims before indexing; 0 keeps all 2D + cameras
     nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
-    nprobe: int = 32  # ivf: cells visited per anchor (nprobe = nlist visits all: exact)
-    rerank: float = 1.5  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
+    nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)
+    rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,11 @@ from reidlib.distances import candidate_distance, combined_distance
 from reidlib.errors import ConfigError
 from reidlib.selection import nearest_slots
 
-# `search: auto` uses faiss from this many slots on (and the exact torch path below it).
-# benchmarks/bench_selection.py measured the crossover; see the README's table.
-AUTO_FAISS_MIN_SLOTS = 200_000
+# `search: auto` uses faiss from this many slots on (and the exact torch path below it). In
+# benchmarks/bench_selection.py (one thread, B = 64, top 507) IVF with the default settings
+# (PCA 256, nprobe 256, rerank 2) kept recall >= 0.95 and beat exact search 3x at 100,000 slots
+# and 49x at 1,000,000; at 20,000 it needed nearly exhaustive probing to reach that recall.
+AUTO_FAISS_MIN_SLOTS = 100_000
 SLOT_CHUNK = 16_384  # slots per block of the exact path and of index building
 PCA_SAMPLE = 50_000  # bank rows the PCA basis is fitted on
 KMEANS_POINTS_PER_CELL = 40  # bank rows per IVF cell for k-means (faiss warns below 39)
@@ -220,7 +222,8 @@ class FaissSearcher:
         lambda_g, lambda_c: the selection distance's weights.
         index: ``flat`` (exact) or ``ivf``.
         faiss_dim: IVF only: PCA to this many dims before indexing (0: the full E dims).
-        nlist: IVF cells (0: ``4 sqrt(N)``); nprobe: cells visited per anchor.
+        nlist: IVF cells (0: ``4 sqrt(N)``, and nprobe is then capped at nlist); nprobe: cells
+            visited per anchor.
         rerank: candidates per anchor ``R = ceil(rerank * (count + 1))`` (IVF; flat takes count + 1).
         seed: seeds the PCA sample and k-means, so a build is repeatable.
     """
@@ -236,8 +239,8 @@ class FaissSearcher:
         index: str = "ivf",
         faiss_dim: int = 0,
         nlist: int = 0,
-        nprobe: int = 32,
-        rerank: float = 1.5,
+        nprobe: int = 256,
+        rerank: float = 2.0,
         seed: int = 0,
     ):
         self.global_bank, self.part_bank, self.camids = global_bank, part_bank, camids
@@ -255,7 +258,9 @@ class FaissSearcher:
         if index == "flat":
             self.index = faiss.IndexFlatIP(full_dim)
         elif index == "ivf":
-            nlist = nlist or max(1, round(4 * math.sqrt(num_slots)))
+            if not nlist:  # 4 sqrt(N) cells, and at most all of them visited
+                nlist = max(1, round(4 * math.sqrt(num_slots)))
+                nprobe = min(nprobe, nlist)
             if nlist > num_slots:
                 raise ConfigError(f"config key 'scl.nlist' ({nlist}) exceeds the {num_slots} bank slots")
             if nprobe > nlist:
