@@ -176,7 +176,7 @@ def test_make_searcher_and_auto():
     glob, parts, cams = banks()
     cfg = load_config(overrides={"search": "faiss", "faiss_index": "flat"}).scl
     assert isinstance(make_searcher(cfg, glob, parts, cams), FaissSearcher)
-    ivf = make_searcher(load_config(overrides={"search": "faiss"}).scl, glob, parts, cams)  # default IVF
+    ivf = make_searcher(load_config(overrides={"search": "faiss", "faiss_dim": 16}).scl, glob, parts, cams)
     assert ivf.index.nlist == round(4 * N**0.5) and ivf.index.nprobe == ivf.index.nlist  # capped at nlist
     cfg = load_config(overrides={"search": "faiss", "m": None}).scl
     assert isinstance(make_searcher(cfg, glob, parts, cams), TorchSearcher)  # all negatives: exact
