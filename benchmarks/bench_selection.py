@@ -1,6 +1,8 @@
 """Selection at scale: exact torch vs faiss flat, IVF (+PCA) and HNSW, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_selection.py [--sizes 100000 1000000] [--threads 2]
+    .venv/bin/python benchmarks/bench_selection.py [--sizes 100000 1000000] [--threads 1]
+
+(The default run took 16 minutes on this project's 2-core machine, peak RSS 11.5 GiB.)
 
 For each bank size N (D = 2048, P = 8, so stripes of 256; 6 cameras) the script builds float16
 global and part banks, draws batches of B = 64 anchors and asks each method for the
@@ -250,16 +252,21 @@ def run_size(n: int, args) -> None:
               f"{nbytes / 2**30:9.3f} {ref:10.1f} {goal:>5}")
     print("(goal: <= 100 ms a batch at recall >= 0.95; refresh: write one batch's 64 slots back after a bank "
           "update, HNSW cannot, nan; index GiB excludes the banks)")
+    good = [r for r in rows[1:] if r[4] >= 0.95]
+    if good:
+        name, settings, _, t, rec, _, _ = min(good, key=lambda r: r[3])
+        print(f"fastest at recall >= 0.95: {name} {settings}: {1e3 * t:.0f} ms a batch, recall {rec:.4f}, "
+              f"{t_exact / t:.1f}x faster than exact torch ({1e3 * t_exact:.0f} ms)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch and faiss threads (the machine is shared)")
     parser.add_argument("--batches", type=int, default=5, help="timed batches per method (after one warm-up)")
     parser.add_argument("--faiss-dim", type=int, default=256, help="PCA dims of the IVF / HNSW vectors")
-    parser.add_argument("--nprobe", type=int, nargs="+", default=[32, 64, 128, 256])
-    parser.add_argument("--rerank", type=float, nargs="+", default=[1.0, 1.5])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[64, 128, 256, 512])
+    parser.add_argument("--rerank", type=float, nargs="+", default=[1.0, 1.5, 2.0])
     parser.add_argument("--full-dim-ivf", action="store_true", help="also IVF without PCA where it fits")
     parser.add_argument("--hnsw-max", type=int, default=200_000, help="build HNSW only up to this N")
     parser.add_argument("--latent", type=int, default=16, help="latent dims r of the data model")
