@@ -34,9 +34,9 @@ SCL's distance are one order. ``tests/test_search.py`` checks both identities nu
   ``count`` candidates (sparse cells) falls back to the exact search.
 
 **HNSW is not offered for training.** A faiss HNSW graph cannot move or remove a vector, and the
-banks change every step; it could only be rebuilt (minutes at 1M slots, measured in
-``benchmarks/bench_selection.py``) and would search a graph built on stale slots in between.
-The benchmark measures it for comparison only.
+banks change every step; it could only be rebuilt (33 s for 100,000 PCA-256 vectors on one thread
+in ``benchmarks/bench_selection.py``, and superlinear in N) and would search a graph built on
+stale slots in between. The benchmark measures it for comparison only.
 
 **The training step** (banks change after ``backward()``, so the index follows them)::
 
@@ -46,9 +46,11 @@ The benchmark measures it for comparison only.
     ... loss, backward(), optimiser step, global_bank.update(idx, g), part_bank.update(idx, p) ...
     searcher.refresh(idx)                                                     # the slots just written
 
-IVF cells and the PCA basis are fitted once, on the bank as it is then; refreshed slots move to
-their new cell (faiss ``update_vectors`` with a direct map). If features drift far over training,
-build a new searcher (e.g. at the start of each epoch) to refit them.
+Call ``refresh`` after every bank update, warm-up steps included (or build the searcher when
+warm-up ends), and build it again after a checkpoint's banks are loaded. IVF cells and the PCA
+basis are fitted once, on the bank as it is then; refreshed slots move to their new cell (faiss
+``update_vectors`` with a direct map). If features drift far over training, build a new searcher
+(e.g. at the start of each epoch) to refit them.
 """
 
 from __future__ import annotations
