@@ -61,6 +61,9 @@ class SCLConfig:
     lambda_g: float = 0.5  # global share of the selection distance; parts get 1 - lambda_g
     lambda_c: float = 0.05  # distance added to same-camera slots (cross-camera encouragement)
     bank_momentum: float = 0.5  # global / part bank: slot <- normalise(mu * old + (1 - mu) * new)
+    # storage of the three banks: float32 | float16 (half the memory: 11.4 GiB instead of 22.9 for
+    # 1M slots of D = 2048; every read converts to float32, every write rounds to float16)
+    bank_dtype: str = "float32"
     mixture_update: str = "positives"  # positives (public code) | own
     mixture_init: str = "zeros"  # zeros (public code) | features
     # which features write the mixture bank: both (public code) | global | parts. An arm that
@@ -273,6 +276,7 @@ def validate(cfg: Config) -> None:
     _one_of("scl.mixture_update", s.mixture_update, ("positives", "own"))
     _one_of("scl.mixture_init", s.mixture_init, ("zeros", "features"))
     _one_of("scl.mixture_writers", s.mixture_writers, ("both", "global", "parts"))
+    _one_of("scl.bank_dtype", s.bank_dtype, ("float32", "float16"))
     _one_of("scl.search", s.search, ("auto", "torch", "faiss"))
     _one_of("scl.faiss_index", s.faiss_index, ("flat", "ivf"))
     for name in ("faiss_dim", "nlist"):

@@ -197,6 +197,7 @@ def test_make_searcher_and_auto():
         ({"nlist": 8, "nprobe": 9}, "scl.nprobe"),
         ({"rerank": 0.5}, "scl.rerank"),
         ({"nprobe": "many"}, "scl.nprobe"),
+        ({"bank_dtype": "bfloat16"}, "scl.bank_dtype"),
     ],
 )
 def test_invalid_config_names_the_key(overrides, key):
