@@ -219,3 +219,15 @@ def test_invalid_build_values_name_the_key():
     cfg = load_config(overrides={"search": "faiss", "nlist": 10_000}).scl
     with pytest.raises(ConfigError, match="scl.nlist"):
         make_searcher(cfg, glob, parts, cams)
+
+
+def test_float16_banks_flat_and_ivf_agree_with_exact():
+    """float16 banks go through the staging buffer of the re-ranking; the order stays exact."""
+    glob, parts, cams = banks()
+    glob16, parts16 = glob.half(), parts.half()
+    qg, qp, qc, self_idx = anchors(glob16.float(), parts16.float(), cams)
+    exact = TorchSearcher(glob16, parts16, cams, lambda_g=LG, lambda_c=LC).neighbours(qg, qp, qc, self_idx, 40)
+    flat = FaissSearcher(glob16, parts16, cams, lambda_g=LG, lambda_c=LC, index="flat")
+    ivf = FaissSearcher(glob16, parts16, cams, lambda_g=LG, lambda_c=LC, index="ivf", nlist=8, nprobe=8, rerank=1.0)
+    assert torch.equal(flat.neighbours(qg, qp, qc, self_idx, 40), exact)
+    assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 40), exact)
