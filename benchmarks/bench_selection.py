@@ -22,7 +22,7 @@ reasons. Here:
   variation N(0, 0.5^2 I);
 - global feature g = normalise(u A + s e), A (r, D) Gaussian with variance 1/r, e ~ N(0, I_D),
   s = ``--noise`` (default 0.5): the share of the variance that comes from the latent is printed
-  (0.86 for the defaults; ``--latent 32 --noise 1.0``, a harder model, gives 0.61);
+  (0.85-0.86 for the defaults; ``--latent 32 --noise 1.0``, a harder model, gives 0.60);
 - stripe s: p_s = normalise((u + 0.5 h_s) B_s + s e_s), B_s (r, D/P): every stripe sees the same
   identity through its own projection, plus its own part variation h_s ~ N(0, I): parts are
   correlated with the global feature but not copies of it;
