@@ -142,3 +142,56 @@ def query_gallery_distance(
             g_camids=g_cams,
         ).numpy()
     return out
+
+
+def candidate_distance(
+    q_global: Tensor,
+    q_parts: Tensor,
+    c_global: Tensor,
+    c_parts: Tensor,
+    *,
+    lambda_g: float,
+    camera_penalty: float = 0.0,
+    q_camids: Tensor | None = None,
+    c_camids: Tensor | None = None,
+    c_global_sq: Tensor | None = None,
+    c_parts_sq: Tensor | None = None,
+) -> Tensor:
+    """The selection distance (squared, as :func:`combined_distance` with ``squared=True``) from
+    each anchor to its own R candidate slots, e.g. to re-rank an approximate search exactly.
+
+    Uses the same ``|x|^2 + |y|^2 - 2 x.y`` form as :func:`pairwise_sq_euclidean`, so the values
+    agree with :func:`combined_distance` up to float rounding.
+
+    Args:
+        q_global: (B, D) anchors' global features.
+        q_parts: (B, P, d) anchors' stripes.
+        c_global: (B, R, D) each anchor's candidates' global features (float32).
+        c_parts: (B, R, P*d) each anchor's candidates' stripes, concatenated (float32).
+        lambda_g: global share of the distance.
+        camera_penalty: lambda_c, added where ``q_camids[b] == c_camids[b, r]``.
+        q_camids: (B,) anchors' cameras; c_camids: (B, R) candidates' cameras.
+        c_global_sq, c_parts_sq: (B, R) the candidates' squared norms, if known (a searcher
+            caches them per slot); computed from ``c_global`` / ``c_parts`` otherwise.
+
+    Returns:
+        (B, R) distances.
+    """
+    _check(lambda_g, camera_penalty, q_camids, c_camids)
+    num_parts = q_parts.shape[1]
+    q_cat = q_parts.flatten(1)  # (B, D)
+    dist = torch.zeros(c_global.shape[:2], dtype=torch.float32, device=c_global.device)  # (B, R)
+    if lambda_g > 0:
+        dot = torch.einsum("bd,brd->br", q_global.float(), c_global)
+        c_sq = torch.linalg.vector_norm(c_global, dim=-1).pow(2) if c_global_sq is None else c_global_sq
+        sq = q_global.float().pow(2).sum(1, keepdim=True) + c_sq
+        dist += lambda_g * (sq - 2.0 * dot).clamp_min_(0.0)
+    if lambda_g < 1:
+        dot = torch.einsum("bd,brd->br", q_cat.float(), c_parts)
+        c_sq = torch.linalg.vector_norm(c_parts, dim=-1).pow(2) if c_parts_sq is None else c_parts_sq
+        sq = q_cat.float().pow(2).sum(1, keepdim=True) + c_sq
+        dist += (1.0 - lambda_g) / num_parts * (sq - 2.0 * dot).clamp_min_(0.0)
+    if camera_penalty > 0:
+        same = q_camids.to(dist.device)[:, None] == c_camids.to(dist.device)
+        dist += camera_penalty * same.to(dist.dtype)
+    return dist

@@ -10,6 +10,8 @@ Shape letters: B batch, N memory slots, K positives besides the anchor's own slo
   (``m=None``: every remaining slot, the "all negatives" ablation).
 - :func:`select_random`, the warm-up rule: the own slot is the only positive, and the negatives are
   drawn at random.
+- :func:`selection_from_order`, shared by :func:`select_neighbours` and the searchers of
+  :mod:`reidlib.search`: slots sorted nearest first become a Selection.
 
 Both return a :class:`Selection` whose ``pos_idx[:, 0]`` is the anchor's own slot.
 
@@ -42,6 +44,43 @@ def _check(num_slots: int, k: int, m: int | None) -> None:
 
 
 @torch.no_grad()
+def nearest_slots(dist: Tensor, self_idx: Tensor, count: int) -> Tensor:
+    """The ``count`` nearest slots of each anchor, nearest first, leaving out its own slot.
+
+    Args:
+        dist: (B, N) distances (smaller is nearer).
+        self_idx: (B,) each anchor's own slot.
+        count: how many slots to return (at most N - 1).
+
+    Returns:
+        (B, count) int64 slot indices sorted by distance.
+    """
+    dist = dist.float().scatter(1, self_idx[:, None], float("inf"))  # the own slot sorts last
+    return torch.topk(dist, count, dim=1, largest=False, sorted=True).indices
+
+
+@torch.no_grad()
+def selection_from_order(order: Tensor, self_idx: Tensor, k: int) -> Selection:
+    """Turn each anchor's slots sorted nearest first (own slot left out) into a Selection.
+
+    The exact path (:func:`select_neighbours`) and the searchers of :mod:`reidlib.search` both end
+    here, so they split positives from negatives in one way.
+
+    Args:
+        order: (B, K+M) slots sorted nearest first, without the anchor's own slot.
+        self_idx: (B,) each anchor's own slot, which becomes ``pos_idx[:, 0]``.
+        k: K, the first K columns of ``order`` become positives, the rest negatives.
+
+    Returns:
+        Selection with ``pos_idx`` (B, 1+K) and ``neg_idx`` (B, M).
+    """
+    if not 0 <= k <= order.shape[1]:
+        raise ValueError(f"k={k} must lie in [0, {order.shape[1]}] (the slots given per anchor)")
+    pos_idx = torch.cat([self_idx[:, None], order[:, :k]], dim=1)
+    return Selection(pos_idx, order[:, k:])
+
+
+@torch.no_grad()
 def select_neighbours(dist: Tensor, self_idx: Tensor, k: int, m: int | None) -> Selection:
     """Pick the K nearest slots as positives and the next M as negatives.
 
@@ -57,11 +96,8 @@ def select_neighbours(dist: Tensor, self_idx: Tensor, k: int, m: int | None) -> 
     """
     num_slots = dist.shape[1]
     _check(num_slots, k, m)
-    dist = dist.float().scatter(1, self_idx[:, None], float("inf"))  # the own slot sorts last
     count = num_slots - 1 if m is None else k + m
-    order = torch.topk(dist, count, dim=1, largest=False, sorted=True).indices  # (B, K+M)
-    pos_idx = torch.cat([self_idx[:, None], order[:, :k]], dim=1)
-    return Selection(pos_idx, order[:, k:])
+    return selection_from_order(nearest_slots(dist, self_idx, count), self_idx, k)  # (B, K+M)
 
 
 @torch.no_grad()

@@ -86,3 +86,93 @@ def test_format_names_protocol():
     text = format_results({"combined": res}, protocol="market1501")
     assert "protocol: market1501" in text and "100.0" in text
     assert "NON-STANDARD" in format_results({"x": res}, protocol="market1501+camera-penalty")
+
+
+def feature_split(rng, n, num_ids=12, num_cams=4, d=16, parts=4):
+    """Unit global and stripe features near identity centres, with pids and cameras."""
+    pids = rng.integers(0, num_ids, n)
+    centres = rng.normal(size=(num_ids, d))
+    glob = centres[pids] + rng.normal(size=(n, d))
+    stripes = centres[pids].reshape(n, parts, d // parts) + rng.normal(size=(n, parts, d // parts))
+    glob /= np.linalg.norm(glob, axis=1, keepdims=True)
+    stripes /= np.linalg.norm(stripes, axis=2, keepdims=True)
+    return {"global": glob.astype(np.float32), "parts": stripes.astype(np.float32), "pids": pids,
+            "camids": rng.integers(0, num_cams, n)}
+
+
+def dense(query, gallery, lambda_g, squared):
+    """The dense distmat the top-R path must agree with."""
+    import torch
+
+    from reidlib.distances import combined_distance, query_gallery_distance
+
+    if not squared:
+        return query_gallery_distance(query, gallery, lambda_g=lambda_g)
+    t = lambda a: torch.from_numpy(a)  # noqa: E731
+    return combined_distance(t(query["global"]), t(query["parts"]), t(gallery["global"]), t(gallery["parts"]),
+                             lambda_g=lambda_g, squared=True).numpy()
+
+
+def truncated_ap_loop(distmat, q_pids, g_pids, q_camids, g_camids, top_r):
+    """Oracle for mAP@R and CMC: per query, precision at each match within the first R kept items,
+    summed over all true matches of the query (those beyond R count 0)."""
+    aps, firsts = [], []
+    for q in range(distmat.shape[0]):
+        order = np.argsort(distmat[q], kind="stable")
+        keep = ~((g_pids[order] == q_pids[q]) & (g_camids[order] == q_camids[q]))
+        raw = (g_pids[order] == q_pids[q])[keep].astype(float)
+        if not raw.any():
+            continue
+        hits = raw[:top_r]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        aps.append((precision * hits).sum() / raw.sum())
+        firsts.append(np.argmax(raw) + 1)
+    return float(np.mean(aps)), np.array(firsts)
+
+
+@pytest.mark.parametrize("search, distance, lambda_g", [
+    ("torch", "euclidean", 0.5), ("torch", "squared", 0.5), ("faiss", "squared", 0.5), ("faiss", "euclidean", 1.0),
+    ("faiss", "euclidean", 0.0),
+])
+def test_topk_whole_gallery_equals_evaluate(search, distance, lambda_g):
+    from reidlib.evaluation import evaluate_topk
+
+    rng = np.random.default_rng(3)
+    query, gallery = feature_split(rng, 40), feature_split(rng, 150)
+    distmat = dense(query, gallery, lambda_g, distance == "squared")
+    ref = evaluate(distmat, query["pids"], gallery["pids"], query["camids"], gallery["camids"])
+    got = evaluate_topk(query, gallery, lambda_g=lambda_g, distance=distance, search=search, chunk=16)
+    np.testing.assert_allclose(got.cmc, ref.cmc)
+    assert got.mAP == pytest.approx(ref.mAP) and got.mINP == pytest.approx(ref.mINP)
+    assert (got.num_valid_queries, got.num_skipped_queries) == (ref.num_valid_queries, ref.num_skipped_queries)
+
+
+@pytest.mark.parametrize("search, distance", [("torch", "euclidean"), ("faiss", "squared")])
+def test_topk_cmc_exact_up_to_r_and_map_at_r(search, distance):
+    from reidlib.evaluation import evaluate_topk
+
+    rng = np.random.default_rng(4)
+    query, gallery = feature_split(rng, 50), feature_split(rng, 200)
+    distmat = dense(query, gallery, 0.5, distance == "squared")
+    args = (query["pids"], gallery["pids"], query["camids"], gallery["camids"])
+    ref = evaluate(distmat, *args)
+    top_r = 12
+    got = evaluate_topk(query, gallery, lambda_g=0.5, top_r=top_r, distance=distance, search=search, chunk=7)
+    assert len(got.cmc) == top_r
+    np.testing.assert_allclose(got.cmc, ref.cmc[:top_r])
+    map_r, _ = truncated_ap_loop(distmat, *args, top_r)
+    assert got.mAP == pytest.approx(map_r)
+    assert got.mAP <= ref.mAP and got.mINP <= ref.mINP
+    assert got.num_valid_queries == ref.num_valid_queries
+
+
+def test_topk_rejects_faiss_for_euclidean_sum():
+    from reidlib.errors import ConfigError
+    from reidlib.evaluation import evaluate_topk
+
+    rng = np.random.default_rng(5)
+    query, gallery = feature_split(rng, 5), feature_split(rng, 20)
+    with pytest.raises(ConfigError, match="inner-product"):
+        evaluate_topk(query, gallery, lambda_g=0.5, search="faiss")
+    with pytest.raises(ConfigError, match="top_r"):
+        evaluate_topk(query, gallery, lambda_g=0.5, top_r=21)

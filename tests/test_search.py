@@ -1,0 +1,233 @@
+"""Neighbour search: the embedding's algebra, faiss flat == torch exact, IVF after updates, config errors."""
+
+import faiss
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reidlib.config import load_config
+from reidlib.distances import candidate_distance, combined_distance
+from reidlib.errors import ConfigError
+from reidlib.memory import MemoryBank
+from reidlib.search import (
+    FaissSearcher,
+    TorchSearcher,
+    choose_backend,
+    embed,
+    make_searcher,
+)
+from reidlib.selection import select_neighbours, selection_from_order
+
+faiss.omp_set_num_threads(1)
+torch.set_num_threads(1)
+N, D, P, C, B = 600, 32, 4, 3, 10
+LG, LC = 0.5, 0.05
+
+
+def unit_data(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    glob = F.normalize(torch.randn(n, D, generator=g), dim=-1)
+    parts = F.normalize(torch.randn(n, P, D // P, generator=g), dim=-1)
+    cams = torch.randint(0, C, (n,), generator=g)
+    return glob, parts, cams
+
+
+def banks(seed=0):
+    glob, parts, cams = unit_data(N, seed)
+    return glob, parts, cams
+
+
+def anchors(glob, parts, cams, seed=1, count=40, gap=2e-5):
+    """B anchors near their own slots (as in training), kept only if free of near-ties.
+
+    An anchor is kept if its count + 1 nearest distances (own slot left out) differ pairwise by more
+    than ``gap``, far above float32 rounding (~1e-6 here), so every exact path must agree on the
+    order.
+    """
+    g = torch.Generator().manual_seed(seed)
+    pool = 4 * B
+    self_idx = torch.randperm(N, generator=g)[:pool]
+    qg = F.normalize(glob[self_idx] + 0.3 * torch.randn(pool, D, generator=g), dim=-1)
+    qp = F.normalize(parts[self_idx] + 0.3 * torch.randn(pool, P, D // P, generator=g), dim=-1)
+    qc = cams[self_idx]
+    dist = combined_distance(qg, qp, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    top = dist.scatter(1, self_idx[:, None], float("inf")).topk(count + 1, largest=False).values
+    keep = torch.nonzero((top[:, 1:] - top[:, :-1]).min(1).values > gap).flatten()[:B]
+    assert len(keep) == B, "too few well-separated anchors; change the seed"
+    return qg[keep], qp[keep], qc[keep], self_idx[keep]
+
+
+def naive_order(qg, qp, qc, glob, parts, cams, self_idx, count):
+    """The oracle: the selection distance written per pair as in METHOD.md, sorted in Python."""
+    out = []
+    for i in range(len(qg)):
+        dist = {}
+        for j in range(len(glob)):
+            if j == self_idx[i]:
+                continue
+            d_g = ((qg[i] - glob[j]) ** 2).sum().item()
+            d_p = sum(((qp[i, s] - parts[j, s]) ** 2).sum().item() for s in range(P)) / P
+            dist[j] = LG * d_g + (1 - LG) * d_p + LC * float(qc[i] == cams[j])
+        out.append(sorted(dist, key=dist.get)[:count])
+    return torch.tensor(out)
+
+
+def test_embedding_reproduces_combined_distance():
+    glob, parts, cams = banks()
+    qg, qp, qc, _ = anchors(glob, parts, cams)
+    ref = combined_distance(qg, qp, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    q = embed(qg, qp, qc, lambda_g=LG, lambda_c=LC, num_cams=C, query=True)  # (B, E)
+    x = embed(glob, parts, cams, lambda_g=LG, lambda_c=LC, num_cams=C, query=False)  # (N, E)
+    assert q.shape == (B, 2 * D + C)
+    torch.testing.assert_close(2 - 2 * q @ x.T, ref, atol=1e-5, rtol=0)
+    # equal norms: L2 in the embedding is the selection distance plus lambda_c
+    assert torch.allclose(q.norm(dim=1) ** 2, torch.full((B,), 1 + LC / 2), atol=1e-5)
+    assert torch.allclose(x.norm(dim=1) ** 2, torch.full((N,), 1 + LC / 2), atol=1e-5)
+    torch.testing.assert_close(torch.cdist(q, x) ** 2, ref + LC, atol=1e-4, rtol=0)
+
+
+def test_candidate_distance_matches_combined():
+    glob, parts, cams = banks()
+    qg, qp, qc, _ = anchors(glob, parts, cams)
+    cand = torch.randint(0, N, (B, 7))
+    got = candidate_distance(qg, qp, glob[cand], parts[cand].flatten(2), lambda_g=LG, camera_penalty=LC,
+                             q_camids=qc, c_camids=cams[cand])
+    full = combined_distance(qg, qp, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    torch.testing.assert_close(got, full.gather(1, cand), atol=1e-5, rtol=0)
+
+
+def test_torch_searcher_matches_naive_oracle_and_select_neighbours():
+    glob, parts, cams = banks()
+    qg, qp, qc, self_idx = anchors(glob, parts, cams)
+    searcher = TorchSearcher(glob.half(), parts.half(), cams, lambda_g=LG, lambda_c=LC, chunk=97)
+    order = searcher.neighbours(qg, qp, qc, self_idx, 12)
+    glob16, parts16 = glob.half().float(), parts.half().float()  # what a float16 bank holds
+    assert torch.equal(order, naive_order(qg, qp, qc, glob16, parts16, cams, self_idx, 12))
+    dist = combined_distance(qg, qp, glob16, parts16, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    ref = select_neighbours(dist, self_idx, 3, 9)
+    sel = selection_from_order(order, self_idx, 3)
+    assert torch.equal(sel.pos_idx, ref.pos_idx) and torch.equal(sel.neg_idx, ref.neg_idx)
+
+
+def test_faiss_flat_equals_torch_path():
+    glob, parts, cams = banks()
+    qg, qp, qc, self_idx = anchors(glob, parts, cams)
+    exact = TorchSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC).neighbours(qg, qp, qc, self_idx, 40)
+    flat = FaissSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC, index="flat")
+    assert torch.equal(flat.neighbours(qg, qp, qc, self_idx, 40), exact)
+    # the raw index (before re-ranking) already gives the same order, own slot included
+    raw = flat.candidates(qg, qp, qc, 41)
+    raw_wo_self = raw[raw != self_idx[:, None]].view(B, -1)[:, :40]
+    assert torch.equal(raw_wo_self, exact)
+
+
+def test_refresh_follows_bank_updates_flat_and_ivf_all_cells():
+    glob, parts, cams = banks()
+    g_bank, p_bank = MemoryBank(N, (D,)), MemoryBank(N, (P, D // P))
+    g_bank.fill(glob)
+    p_bank.fill(parts)
+    flat = FaissSearcher(g_bank, p_bank, cams, lambda_g=LG, lambda_c=LC, index="flat")
+    ivf = FaissSearcher(g_bank, p_bank, cams, lambda_g=LG, lambda_c=LC, index="ivf", nlist=8, nprobe=8,
+                        rerank=1.0)
+    gen = torch.Generator().manual_seed(5)
+    moved = []
+    for step in range(3):  # three training steps: rewrite a batch's slots, refresh
+        idx = torch.randperm(N, generator=gen)[:50]
+        moved.append(idx)
+        new_g, new_p, _ = unit_data(50, 100 + step)
+        g_bank.update(idx, new_g)
+        p_bank.update(idx, new_p)
+        flat.refresh(idx)
+        ivf.refresh(idx)
+    glob, parts = g_bank.features, p_bank.features
+    qg, qp, qc, self_idx = anchors(glob, parts, cams, seed=7)
+    assert torch.isin(self_idx, torch.cat(moved)).any()  # some anchors' own slots moved
+    expected = naive_order(qg, qp, qc, glob, parts, cams, self_idx, 30)
+    assert torch.equal(flat.neighbours(qg, qp, qc, self_idx, 30), expected)
+    assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 30), expected)
+    # without refresh the index would be stale: an IVF built on the old banks sees old slots
+    stale = FaissSearcher(*banks()[:2], cams, lambda_g=LG, lambda_c=LC, index="ivf", nlist=8, nprobe=8)
+    stale.global_bank, stale.part_bank = glob, parts  # banks changed, index not refreshed
+    assert not torch.equal(stale.candidates(qg, qp, qc, 31), flat.candidates(qg, qp, qc, 31))
+
+
+def test_ivf_with_pca_and_few_probes_is_exact_within_candidates():
+    """PCA + 1 probe is approximate, but whatever it returns is sorted by the exact distance."""
+    glob, parts, cams = banks()
+    qg, qp, qc, self_idx = anchors(glob, parts, cams)
+    ivf = FaissSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC, index="ivf", faiss_dim=16, nlist=4, nprobe=1)
+    order = ivf.neighbours(qg, qp, qc, self_idx, 20)
+    assert order.shape == (B, 20) and not (order == self_idx[:, None]).any()
+    dist = combined_distance(qg, qp, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    got = dist.gather(1, order)
+    assert (got[:, 1:] >= got[:, :-1]).all()
+    assert all(len(set(row.tolist())) == 20 for row in order)
+
+
+def test_sparse_cells_fall_back_to_exact():
+    glob, parts, cams = banks()
+    qg, qp, qc, self_idx = anchors(glob, parts, cams)
+    ivf = FaissSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC, index="ivf", nlist=64, nprobe=1)
+    exact = TorchSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC).neighbours(qg, qp, qc, self_idx, 200)
+    assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 200), exact)  # one cell holds ~10, not 200
+
+
+def test_make_searcher_and_auto():
+    glob, parts, cams = banks()
+    cfg = load_config(overrides={"search": "faiss", "faiss_index": "flat"}).scl
+    assert isinstance(make_searcher(cfg, glob, parts, cams), FaissSearcher)
+    ivf = make_searcher(load_config(overrides={"search": "faiss", "faiss_dim": 16}).scl, glob, parts, cams)
+    assert ivf.index.nlist == round(4 * N**0.5) and ivf.index.nprobe == ivf.index.nlist  # capped at nlist
+    cfg = load_config(overrides={"search": "faiss", "m": None}).scl
+    assert isinstance(make_searcher(cfg, glob, parts, cams), TorchSearcher)  # all negatives: exact
+    assert isinstance(make_searcher(load_config().scl, glob, parts, cams), TorchSearcher)  # auto, small N
+    assert choose_backend("auto", 500, 10**7, torch.device("cpu")) == "faiss"
+    assert choose_backend("auto", 500, 10**7, torch.device("meta")) == "torch"
+    assert choose_backend("auto", None, 10**7, torch.device("cpu")) == "torch"
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        ({"search": "gpu"}, "scl.search"),
+        ({"faiss_index": "hnsw"}, "scl.faiss_index"),
+        ({"faiss_dim": -1}, "scl.faiss_dim"),
+        ({"nlist": -4}, "scl.nlist"),
+        ({"nprobe": 0}, "scl.nprobe"),
+        ({"nlist": 8, "nprobe": 9}, "scl.nprobe"),
+        ({"rerank": 0.5}, "scl.rerank"),
+        ({"nprobe": "many"}, "scl.nprobe"),
+        ({"bank_dtype": "bfloat16"}, "scl.bank_dtype"),
+    ],
+)
+def test_invalid_config_names_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(overrides=overrides)
+
+
+def test_invalid_build_values_name_the_key():
+    glob, parts, cams = banks()
+    kw = dict(lambda_g=LG, lambda_c=LC, index="ivf")
+    with pytest.raises(ConfigError, match="scl.nlist"):
+        FaissSearcher(glob, parts, cams, nlist=N + 1, **kw)
+    with pytest.raises(ConfigError, match="scl.nprobe"):
+        FaissSearcher(glob, parts, cams, nlist=4, nprobe=5, **kw)
+    with pytest.raises(ConfigError, match="scl.faiss_dim"):
+        FaissSearcher(glob, parts, cams, faiss_dim=2 * D + C, **kw)
+    with pytest.raises(ConfigError, match="scl.faiss_index"):
+        FaissSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC, index="hnsw")
+    cfg = load_config(overrides={"search": "faiss", "nlist": 10_000}).scl
+    with pytest.raises(ConfigError, match="scl.nlist"):
+        make_searcher(cfg, glob, parts, cams)
+
+
+def test_float16_banks_flat_and_ivf_agree_with_exact():
+    """float16 banks go through the staging buffer of the re-ranking; the order stays exact."""
+    glob, parts, cams = banks()
+    glob16, parts16 = glob.half(), parts.half()
+    qg, qp, qc, self_idx = anchors(glob16.float(), parts16.float(), cams)
+    exact = TorchSearcher(glob16, parts16, cams, lambda_g=LG, lambda_c=LC).neighbours(qg, qp, qc, self_idx, 40)
+    flat = FaissSearcher(glob16, parts16, cams, lambda_g=LG, lambda_c=LC, index="flat")
+    ivf = FaissSearcher(glob16, parts16, cams, lambda_g=LG, lambda_c=LC, index="ivf", nlist=8, nprobe=8, rerank=1.0)
+    assert torch.equal(flat.neighbours(qg, qp, qc, self_idx, 40), exact)
+    assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 40), exact)
