@@ -62,6 +62,7 @@ def combined_distance(
     *,
     lambda_g: float,
     squared: bool = True,
+    unit_norm: bool = False,
     camera_penalty: float = 0.0,
     q_camids: Tensor | None = None,
     g_camids: Tensor | None = None,
@@ -77,6 +78,11 @@ def combined_distance(
         squared: True (selection): squared global distance and mean squared stripe distance.
             False (evaluation): Euclidean global distance and Euclidean distance of the
             concatenated stripes.
+        unit_norm: (squared only) every global row and every stripe has unit norm, as the
+            model's features and the banks' slots do; then ``|x - y|^2 = 2 - 2 x.y`` and the
+            distance is ``2 - 2 (lambda_g g.G + (1 - lambda_g)/P p.L)``: two matrix products
+            into one buffer, with no norms computed (the norms of N slots cost more than the
+            products at MSMT17 size).
         camera_penalty: added where ``q_camids[i] == g_camids[j]`` (lambda_c).
         q_camids: (B,) cameras, needed when camera_penalty > 0.
         g_camids: (N,) cameras, needed when camera_penalty > 0.
@@ -85,16 +91,26 @@ def combined_distance(
         (B, N) distances.
     """
     _check(lambda_g, camera_penalty, q_camids, g_camids)
+    if unit_norm and not squared:
+        raise ValueError("unit_norm applies to the squared (selection) distance only")
     dist = torch.zeros(q_global.shape[0], g_global.shape[0], dtype=q_global.dtype, device=q_global.device)
-    if lambda_g > 0:
-        g = pairwise_sq_euclidean(q_global, g_global)
-        dist += lambda_g * (g if squared else g.sqrt())
-    if lambda_g < 1:
-        if squared:
-            p = part_sq_distance(q_parts, g_parts)
-        else:
-            p = pairwise_sq_euclidean(q_parts.flatten(1), g_parts.flatten(1)).sqrt()
-        dist += (1.0 - lambda_g) * p
+    if unit_norm:  # 2 - 2 (lambda_g g.G + (1 - lambda_g)/P p.L), accumulated in dist
+        if lambda_g > 0:
+            dist.addmm_(q_global, g_global.to(q_global.dtype).T, alpha=lambda_g)
+        if lambda_g < 1:
+            flat = g_parts.flatten(1).to(q_global.dtype)  # (N, D)
+            dist.addmm_(q_parts.flatten(1), flat.T, alpha=(1.0 - lambda_g) / q_parts.shape[1])
+        dist.mul_(-2.0).add_(2.0).clamp_min_(0.0)
+    else:
+        if lambda_g > 0:
+            g = pairwise_sq_euclidean(q_global, g_global)
+            dist += lambda_g * (g if squared else g.sqrt())
+        if lambda_g < 1:
+            if squared:
+                p = part_sq_distance(q_parts, g_parts)
+            else:
+                p = pairwise_sq_euclidean(q_parts.flatten(1), g_parts.flatten(1)).sqrt()
+            dist += (1.0 - lambda_g) * p
     if camera_penalty > 0:
         same = q_camids.to(dist.device)[:, None] == g_camids.to(dist.device)[None, :]
         dist += camera_penalty * same.to(dist.dtype)

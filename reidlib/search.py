@@ -196,6 +196,9 @@ class TorchSearcher:
                 self._as_float("parts", bank_p[start:stop]),  # (chunk, P, d)
                 lambda_g=self.lambda_g,
                 squared=True,
+                # float32 slots are unit vectors to rounding; float16 ones are off by ~1e-3,
+                # so their norms are computed, as the faiss path's re-ranking does
+                unit_norm=bank_g.dtype == torch.float32,
                 camera_penalty=self.lambda_c,
                 q_camids=cams,
                 g_camids=self.camids[start:stop],

@@ -46,14 +46,14 @@ from reidlib import distributed as dist
 from reidlib import provenance, runs
 from reidlib.config import Config
 from reidlib.data import ReidData, ReidDataset, build_transforms, check_images, read_dataset
-from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError, ReidlibError, RunDirError
 from reidlib.inference import evaluate_model, extract_features, final_metrics, make_model, setup_torch
 from reidlib.interrupts import Interrupted, StopSignals
 from reidlib.losses import scl_total_loss
 from reidlib.memory import MemoryBank, build_banks
 from reidlib.model import ReidModel
-from reidlib.selection import Selection, SelectionStats, select_neighbours, select_random
+from reidlib.search import Searcher, make_searcher
+from reidlib.selection import Selection, SelectionStats, select_random, selection_from_order
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0  # steps completed in the epoch under way
     progress: list[dict[str, Any]] | None = None  # per process, when resuming inside an epoch
+    searcher: Searcher | None = None  # finds neighbours in the global and part banks (not saved)
 
     def state_dict(self, cfg: Config, world: int = 1) -> dict[str, Any]:
         return {
@@ -183,8 +184,9 @@ def build_state(cfg: Config, data: ReidData, device: torch.device) -> TrainState
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     n = len(data.train)
+    dtype = getattr(torch, s.bank_dtype)
     global_bank, part_bank, mixture_bank = (
-        b.to(device) for b in build_banks(n, m.feat_dim, m.num_parts, s.bank_momentum)
+        b.to(device) for b in build_banks(n, m.feat_dim, m.num_parts, s.bank_momentum, dtype)
     )
     return TrainState(
         model=model,
@@ -230,23 +232,15 @@ def select(
     state: TrainState, cfg: Config, epoch: int, g: Tensor, p: Tensor, idx: Tensor, cams: Tensor,
     generator: torch.Generator,
 ) -> Selection:
-    """Warm-up epochs draw random negatives; later ones select by the combined distance."""
+    """Warm-up epochs draw random negatives; later ones take the nearest slots by the combined
+    distance (``state.searcher``: exact, or faiss for large banks)."""
     s = cfg.scl
     if epoch < s.warmup_epochs:
         num_neg = None if s.m is None else s.k + s.m
         return select_random(idx, len(state.global_bank), num_neg, generator=generator)
-    dist_ = combined_distance(
-        g,
-        p,
-        state.global_bank.features,
-        state.part_bank.features,
-        lambda_g=s.lambda_g,
-        squared=True,
-        camera_penalty=s.lambda_c,
-        q_camids=cams,
-        g_camids=state.train_camids,
-    )  # (B, N)
-    return select_neighbours(dist_, idx, s.k, s.m)
+    count = len(state.global_bank) - 1 if s.m is None else s.k + s.m
+    order = state.searcher.neighbours(g, p, cams, idx, count)  # (B, K+M), nearest first
+    return selection_from_order(order, idx, s.k)
 
 
 def epoch_batches(num_train: int, batch_size: int, seed: int, epoch: int, ctx: dist.Context) -> list[list[int]]:
@@ -342,6 +336,8 @@ def train_step(
         idx_all, g_all, p_all, pos_all = (gather(x.detach()) for x in (idx, g, p, sel.pos_idx))
         state.global_bank.update(idx_all, g_all)
         state.part_bank.update(idx_all, p_all)
+        if state.searcher is not None:
+            state.searcher.refresh(idx_all)  # an index follows the slots just written
         writes = pos_all if s.mixture_update == "positives" else pos_all[:, :1]
         for feats_ in mixture_writes(cfg, g_all, p_all.flatten(1)):
             state.mixture_bank.update(writes, feats_)
@@ -375,6 +371,10 @@ def train_one_epoch(
         progress = EpochProgress()
         seed_everything(seed)
         generator.manual_seed(seed)
+    # Built anew each epoch: a faiss index refits its cells to the banks as they are now.
+    state.searcher = None if epoch < s.warmup_epochs else make_searcher(
+        s, state.global_bank, state.part_bank, state.train_camids, seed=t.seed
+    )
     loader = _train_loader(cfg, data, batches[progress.step :], seed)
     state.model.train()
     bar = dist.progress_bar(ctx, loader, initial=progress.step, total=len(batches), desc=f"epoch {epoch + 1}/{t.epochs}")

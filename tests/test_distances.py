@@ -78,3 +78,17 @@ def test_query_gallery_chunks_agree():
     parts = query_gallery_distance(q, g, lambda_g=0.5, camera_penalty=0.1, chunk=3)
     np.testing.assert_allclose(whole, parts, rtol=1e-6)
     assert whole.dtype == np.float32 and whole.shape == (7, 11)
+
+
+@pytest.mark.parametrize("lambda_g", [0.0, 0.4, 1.0])
+def test_unit_norm_shortcut_equals_the_general_formula(lambda_g):
+    qg, qp = feats(6)
+    gg, gp = feats(11, seed=5)
+    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731  rows, and each stripe
+    qg, qp, gg, gp = unit(qg), unit(qp), unit(gg), unit(gp)
+    qc, gc = torch.tensor([0, 1, 2, 0, 1, 2]), torch.arange(11) % 3
+    kw = dict(lambda_g=lambda_g, camera_penalty=0.3, q_camids=qc, g_camids=gc)
+    fast = combined_distance(qg, qp, gg, gp, unit_norm=True, **kw)
+    assert torch.allclose(fast, combined_distance(qg, qp, gg, gp, **kw), atol=1e-12)
+    with pytest.raises(ValueError, match="squared"):
+        combined_distance(qg, qp, gg, gp, squared=False, unit_norm=True, lambda_g=lambda_g)

@@ -108,3 +108,13 @@ def test_mixture_writers(tiny_synthetic, tmp_path, writers):
     unit = torch.nn.functional.normalize
     want = {"global": g, "parts": unit(p_cat, dim=1), "both": unit(g + p_cat, dim=1)}[writers]
     assert torch.allclose(state["mixture_bank"]["features"], want, atol=1e-5)
+
+
+@pytest.mark.parametrize("index", ["flat", "ivf"])
+def test_faiss_selection_trains_like_the_exact_path(tiny_synthetic, tmp_path, index):
+    # nprobe = nlist: IVF visits every cell and re-ranks exactly, so it is exact too
+    exact = train(tiny_cfg(tiny_synthetic, search="torch", deterministic=True), tmp_path / "torch")
+    faiss_cfg = tiny_cfg(tiny_synthetic, search="faiss", faiss_index=index, nlist=4, nprobe=4, faiss_dim=0, deterministic=True)
+    assert train(faiss_cfg, tmp_path / index) == exact
+    rows = [runs.read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("torch", index)]
+    assert [r["pos_precision"] for r in rows[0]] == [r["pos_precision"] for r in rows[1]]
