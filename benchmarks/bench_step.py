@@ -17,8 +17,9 @@ What one step of ``reidlib.train.train_one_epoch`` adds to the backbone, timed s
 the paper's settings (k 7, m 500, lambda_g 0.5, lambda_c 0.05, lambda_t 0.5, alpha 1.75,
 lambda_p 0.5, tau 0.1) and B = 64:
 
-- **vectorised**: the library's own calls, as ``train.py`` makes them: ``combined_distance``
-  (squared, camera penalty) and ``select_neighbours``; ``scl_total_loss`` forward and backward into
+- **vectorised**: the library's own calls, as ``train.py`` makes them: the exact
+  ``reidlib.search.TorchSearcher`` (the combined squared distance with the camera penalty, as two
+  matrix products on unit features) and ``selection_from_order``; ``scl_total_loss`` forward and backward into
   the features (leaves with ``requires_grad``, standing in for the model's output); the global and
   part bank updates and the two mixture-bank writes (g, then the concatenated stripes) at
   ``sel.pos_idx``. Banks are random unit features with random cameras; every repeat starts from
@@ -60,11 +61,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import reidlib
-from reidlib.distances import combined_distance
 from reidlib.losses import scl_total_loss
 from reidlib.memory import MemoryBank, build_banks
 from reidlib.model import build_model
-from reidlib.selection import select_neighbours
+from reidlib.search import TorchSearcher
+from reidlib.selection import selection_from_order
 
 GOAL_SHARE = 0.10  # SCL overhead at most 10% of the step with ResNet-50 at 256x128
 GOAL_SPEEDUP = 50.0  # vectorised at least 50x faster than the per-sample loop
@@ -190,19 +191,10 @@ def library_step(inp: StepInputs, s: Settings) -> tuple[StepOutput, dict[str, fl
     cams = inp.bank_cams[inp.idx]  # (B,)
 
     t0 = time.perf_counter()
-    with torch.no_grad():
-        dist = combined_distance(
-            g.detach(),
-            p.detach(),
-            global_bank.features,
-            part_bank.features,
-            lambda_g=s.lambda_g,
-            squared=True,
-            camera_penalty=s.lambda_c,
-            q_camids=cams,
-            g_camids=inp.bank_cams,
-        )  # (B, N)
-        sel = select_neighbours(dist, inp.idx, s.k, s.m)  # pos (B, 1+K), neg (B, M)
+    with torch.no_grad():  # as train.select: the exact searcher, then the split into pos / neg
+        searcher = TorchSearcher(global_bank, part_bank, inp.bank_cams, lambda_g=s.lambda_g, lambda_c=s.lambda_c)
+        order = searcher.neighbours(g.detach(), p.detach(), cams, inp.idx, s.k + s.m)  # (B, K+M)
+        sel = selection_from_order(order, inp.idx, s.k)  # pos (B, 1+K), neg (B, M)
     t1 = time.perf_counter()
     p_cat = p.flatten(1)  # (B, D)
     loss, _, _ = scl_total_loss(
