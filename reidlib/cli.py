@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader logs every CPU variant it tries
     try:
         args.func(args)
     except ReidlibError as err:

@@ -58,7 +58,6 @@ from __future__ import annotations
 import math
 from typing import Protocol
 
-import faiss
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -249,6 +248,8 @@ class FaissSearcher:
         seed: int = 0,
     ):
         self.global_bank, self.part_bank, self.camids = global_bank, part_bank, camids
+        import faiss  # here, not at module level: the exact path never loads it
+
         self.lambda_g, self.lambda_c, self.rerank = lambda_g, lambda_c, rerank
         self.kind = index
         self.num_cams = int(camids.max()) + 1
