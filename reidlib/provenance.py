@@ -22,12 +22,14 @@ from typing import Any
 from reidlib.data import ReidData
 
 REPO_DIR = Path(__file__).resolve().parent.parent
+CODE_PATHS = ("reidlib", "notebooks", "configs", "pyproject.toml")
 PACKAGES = ("reidlib", "torch", "torchvision", "numpy", "faiss-cpu", "scikit-learn", "pillow")
 
 
 def git_commit(short: bool = False) -> dict[str, Any] | None:
-    """The checkout's commit and whether it has uncommitted changes to tracked files, or None
-    when reidlib does not run from a git checkout."""
+    """The checkout's commit and whether the code that makes results (the package, notebooks,
+    configs, pyproject.toml) has uncommitted changes, or None outside a git checkout. Reports and
+    README edits do not count: a report regenerated beside a new one is not a code change."""
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=REPO_DIR, capture_output=True, text=True, check=True, timeout=10
@@ -35,7 +37,7 @@ def git_commit(short: bool = False) -> dict[str, Any] | None:
 
     try:
         commit = git("rev-parse", "--short" if short else "--verify", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS))
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": dirty}
