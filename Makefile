@@ -36,7 +36,7 @@ report: $(VENV)/.installed
 walkthrough: $(VENV)/.installed
 	$(PY) -m reidlib notebook 00_walkthrough --out reports/walkthrough.html
 
-# The paper's ablations, 6 arms x 3 seeds on the demo set (resumable; runs in runs/ablations).
+# The paper's ablations, 7 arms x 3 seeds on the demo set (resumable; runs in runs/ablations).
 ABLATION_EPOCHS ?= 8
 ablations: $(VENV)/.installed
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
