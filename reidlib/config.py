@@ -75,7 +75,7 @@ class SCLConfig:
     # candidates re-ranked exactly; auto = torch below search.AUTO_FAISS_MIN_SLOTS slots (and on
     # an accelerator), faiss from there on. m = null always searches exactly.
     search: str = "auto"  # auto | torch | faiss
-    faiss_index: str = "ivf"  # flat (exact, N x (2D + cameras) float32) | ivf (inverted file)
+    faiss_index: str = "ivf"  # flat (exact, N x (2D + cameras) float32; on the GPU with faiss-gpu) | ivf (CPU)
     faiss_dim: int = 256  # ivf: PCA to this many dims before indexing; 0 keeps all 2D + cameras
     nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
     nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)

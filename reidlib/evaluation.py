@@ -291,7 +291,7 @@ def _faiss_nearest(query, gallery, *, lambda_g, squared, width, chunk, device):
     """The same by an exact flat inner-product faiss index (GPU if the device and the build allow)."""
     import faiss
 
-    from reidlib.search import embed
+    from reidlib.search import embed, faiss_gpu_available
 
     def vectors(feats):
         x = embed(torch.as_tensor(np.asarray(feats["global"])), torch.as_tensor(np.asarray(feats["parts"])), None,
@@ -300,7 +300,7 @@ def _faiss_nearest(query, gallery, *, lambda_g, squared, width, chunk, device):
 
     x = vectors(gallery)
     index = faiss.IndexFlatIP(x.shape[1])
-    if device.type == "cuda" and hasattr(faiss, "StandardGpuResources"):
+    if faiss_gpu_available(device):
         index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), device.index or 0, index)
     index.add(x)
     del x

@@ -25,13 +25,18 @@ SCL's distance are one order. ``tests/test_search.py`` checks both identities nu
   and ``topk``. A float16 bank is converted one chunk at a time, so a 1M-slot float16 bank never
   needs a full float32 copy. ``m = None`` ("all negatives") always uses it.
 - :class:`FaissSearcher` with ``faiss_index``:
-  ``flat``, an exact inner-product index over x (N x E float32: 1.6 GB at N = 100,000);
+  ``flat``, an exact inner-product index over x (N x E float32: 1.6 GB at N = 100,000); with
+  banks on a CUDA device and the faiss GPU build installed, x lives on that device as a torch
+  tensor and faiss's brute-force ``knn_gpu`` searches it (the CPU build's ``IndexFlatIP``
+  otherwise);
   ``ivf``, an inverted file (L2, ``nlist`` k-means cells, ``nprobe`` visited per anchor) over x,
   optionally reduced by PCA to ``faiss_dim`` dims first (fitted on a sample of the bank). It
   returns ``R = ceil(rerank * (count + 1))`` candidates per anchor, which are re-ranked exactly
   against the current banks with :func:`reidlib.distances.candidate_distance`: the order within
   the candidates is exact, and only membership is approximate. An anchor left with fewer than
-  ``count`` candidates (sparse cells) falls back to the exact search.
+  ``count`` candidates (sparse cells) falls back to the exact search. IVF stays on the CPU even
+  with CUDA banks: faiss's GPU IVF cannot move a slot (``update_vectors``), and ``auto`` keeps
+  the exact torch path on an accelerator anyway.
 
 **HNSW is not offered for training.** A faiss HNSW graph cannot move or remove a vector, and the
 banks change every step; it could only be rebuilt (33 s for 100,000 PCA-256 vectors on one thread
@@ -230,6 +235,8 @@ class FaissSearcher:
             visited per anchor.
         rerank: candidates per anchor ``R = ceil(rerank * (count + 1))`` (IVF; flat takes count + 1).
         seed: seeds the PCA sample and k-means, so a build is repeatable.
+        gpu: flat only: search with faiss's GPU build on the banks' CUDA device (None: when
+            :func:`faiss_gpu_available` says so).
     """
 
     def __init__(
@@ -246,6 +253,7 @@ class FaissSearcher:
         nprobe: int = 256,
         rerank: float = 2.0,
         seed: int = 0,
+        gpu: bool | None = None,
     ):
         self.global_bank, self.part_bank, self.camids = global_bank, part_bank, camids
         import faiss  # here, not at module level: the exact path never loads it
@@ -261,6 +269,17 @@ class FaissSearcher:
         self.mean = self.basis = None
         self.sq_norms = torch.empty(num_slots, 2, device=bank_g.device)  # (N, 2) global, parts, for re-ranking
         self.fallbacks = 0  # anchors that fell back to the exact search (a diagnostic)
+        if gpu is None:
+            gpu = faiss_gpu_available(bank_g.device)
+        self.gpu = gpu and index == "flat"
+        if self.gpu:  # the slots' embeddings as a tensor on the device, searched by knn_gpu
+            import faiss.contrib.torch_utils  # noqa: F401  (lets knn_gpu take torch tensors)
+
+            self._gpu_res = faiss.StandardGpuResources()
+            self._slots = torch.empty(num_slots, full_dim, device=bank_g.device)  # (N, E)
+            for rows in torch.arange(num_slots).split(SLOT_CHUNK):
+                self._slots[rows.to(bank_g.device)] = self._embed_slots(rows).to(bank_g.device)
+            return
         if index == "flat":
             self.index = faiss.IndexFlatIP(full_dim)
         elif index == "ivf":
@@ -333,6 +352,13 @@ class FaissSearcher:
             g: (B, D), p: (B, P, d), cams: (B,) -> (B, num) int64 (on the CPU)
         """
         q = embed(g, p, cams, lambda_g=self.lambda_g, lambda_c=self.lambda_c, num_cams=self.num_cams, query=True)
+        if self.gpu:
+            import faiss
+
+            device = self._slots.device
+            _, cand = faiss.knn_gpu(self._gpu_res, q.float().to(device).contiguous(), self._slots, num,
+                                    metric=faiss.METRIC_INNER_PRODUCT, device=device.index or 0)
+            return cand.cpu()
         q = np.ascontiguousarray(self._project(q.cpu()).numpy(), dtype=np.float32)  # (B, E')
         _, cand = self.index.search(q, num)
         return torch.from_numpy(cand)
@@ -377,6 +403,9 @@ class FaissSearcher:
     def refresh(self, idx: Tensor) -> None:
         """Re-embed slots ``idx`` (B,) from the banks as they are now and write them into the index."""
         rows = torch.unique(idx.cpu())
+        if self.gpu:
+            self._slots[rows.to(self._slots.device)] = self._embed_slots(rows).to(self._slots.device)
+            return
         x = self._slot_vectors(rows)  # (n, E')
         ids = rows.numpy().astype(np.int64)
         if self.kind == "flat":
@@ -386,6 +415,8 @@ class FaissSearcher:
 
     def nbytes(self) -> int:
         """Bytes held by the index (codes, ids, centroids), not counting the banks."""
+        if self.gpu:
+            return self._slots.numel() * self._slots.element_size()
         if self.kind == "flat":
             return self.index.ntotal * self.index.d * 4
         invlists = self.index.invlists
@@ -393,6 +424,19 @@ class FaissSearcher:
         direct_map = self.index.ntotal * 8
         projection = 0 if self.basis is None else (self.basis.numel() + self.mean.numel()) * 4
         return codes + direct_map + self.index.nlist * self.index.d * 4 + projection
+
+
+def faiss_gpu_available(device) -> bool:
+    """Whether faiss can search on ``device``: a CUDA device, and a faiss build with GPUs.
+
+    The GPU build replaces faiss-cpu (``pip uninstall faiss-cpu && pip install faiss-gpu-cu12``);
+    faiss-cpu has no ``StandardGpuResources``.
+    """
+    if torch.device(device).type != "cuda":
+        return False
+    import faiss
+
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
 def choose_backend(search: str, m: int | None, num_slots: int, device: torch.device) -> str:

@@ -14,6 +14,7 @@ from reidlib.search import (
     TorchSearcher,
     choose_backend,
     embed,
+    faiss_gpu_available,
     make_searcher,
 )
 from reidlib.selection import select_neighbours, selection_from_order
@@ -231,3 +232,45 @@ def test_float16_banks_flat_and_ivf_agree_with_exact():
     ivf = FaissSearcher(glob16, parts16, cams, lambda_g=LG, lambda_c=LC, index="ivf", nlist=8, nprobe=8, rerank=1.0)
     assert torch.equal(flat.neighbours(qg, qp, qc, self_idx, 40), exact)
     assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 40), exact)
+
+
+def test_gpu_flat_path_with_a_stand_in_for_knn_gpu(monkeypatch):
+    """The GPU flat path's own code (slots as a tensor, refresh, knn_gpu's call) on a CPU.
+
+    This machine has no GPU and faiss-cpu has no GPU resources, so faiss's CPU brute-force
+    ``faiss.knn`` stands in for ``knn_gpu``: what is tested is our side of the call, not faiss's
+    CUDA kernels.
+    """
+    import faiss.contrib.torch_utils  # noqa: F401  (imported first: it replaces faiss.knn_gpu)
+
+    calls = []
+
+    def knn_gpu(res, xq, xb, k, metric, device):
+        assert isinstance(xq, torch.Tensor) and isinstance(xb, torch.Tensor) and xq.dtype == torch.float32
+        calls.append(metric)
+        dist, idx = faiss.knn(xq.numpy(), xb.numpy(), k, metric)
+        return torch.from_numpy(dist), torch.from_numpy(idx)
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: object(), raising=False)
+    monkeypatch.setattr(faiss, "knn_gpu", knn_gpu)
+    glob, parts, cams = banks()
+    g_bank, p_bank = MemoryBank(N, (D,)), MemoryBank(N, (P, D // P))
+    g_bank.fill(glob)
+    p_bank.fill(parts)
+    gpu = FaissSearcher(g_bank, p_bank, cams, lambda_g=LG, lambda_c=LC, index="flat", gpu=True)
+    assert gpu.gpu and gpu.nbytes() == N * (2 * D + C) * 4
+    idx = torch.arange(0, N, 7)
+    new_g, new_p, _ = unit_data(len(idx), 3)
+    g_bank.update(idx, new_g)
+    p_bank.update(idx, new_p)
+    gpu.refresh(idx)
+    qg, qp, qc, self_idx = anchors(g_bank.features, p_bank.features, cams, seed=4)
+    exact = TorchSearcher(g_bank, p_bank, cams, lambda_g=LG, lambda_c=LC).neighbours(qg, qp, qc, self_idx, 40)
+    assert torch.equal(gpu.neighbours(qg, qp, qc, self_idx, 40), exact)
+    assert calls and set(calls) == {faiss.METRIC_INNER_PRODUCT}
+
+
+def test_faiss_gpu_only_on_cuda_with_the_gpu_build():
+    assert not faiss_gpu_available(torch.device("cpu"))
+    if not hasattr(faiss, "StandardGpuResources"):  # faiss-cpu, as installed here
+        assert not faiss_gpu_available(torch.device("cuda", 0))
