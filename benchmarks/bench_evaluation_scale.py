@@ -33,23 +33,11 @@ import faiss
 import numpy as np
 import torch
 
+from memory_usage import reset_peak, rss_gib
 from reidlib.distances import combined_distance, query_gallery_distance
 from reidlib.evaluation import evaluate, evaluate_topk
 
 NUM_Q, NUM_G, NUM_IDS, C, P, LATENT = 3368, 15913, 750, 6, 8, 16
-
-
-def rss_gib() -> tuple[float, float]:
-    """Current RSS and its peak since the last :func:`reset_peak` (Linux VmHWM), GiB."""
-    with open("/proc/self/status") as f:
-        status = dict(line.split(":", 1) for line in f)
-    return int(status["VmRSS"].split()[0]) / 2**20, int(status["VmHWM"].split()[0]) / 2**20
-
-
-def reset_peak() -> None:
-    """Start a new peak-RSS measurement (writing 5 to clear_refs resets VmHWM)."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
 
 
 def make_split(rng, pids, dim, mix, noise=0.6):

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import resource
 import statistics
 import time
 
@@ -54,21 +53,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from memory_usage import rss_gib
 from reidlib.search import FaissSearcher, TorchSearcher
 
 D, P, C, B, K, M = 2048, 8, 6, 64, 7, 500
 LAMBDA_G, LAMBDA_C = 0.5, 0.05
 SIGMA_CAM, SIGMA_VIEW, SIGMA_PART, SIGMA_ANCHOR = 0.5, 0.5, 0.5, 0.2
 MEMORY_BUDGET = 17 * 2**30  # keep the process under this (the machine's 24 GiB are shared)
-
-
-def rss() -> tuple[float, float]:
-    """Current and peak resident set size of this process, GiB."""
-    with open("/proc/self/status") as f:
-        status = dict(line.split(":", 1) for line in f)
-    current = int(status["VmRSS"].split()[0]) * 1024
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return current / 2**30, peak / 2**30
 
 
 class ReidLikeData:
@@ -182,7 +173,7 @@ def run_size(n: int, args) -> None:
           f"{args.noise}: {100 * data.signal_share():.0f}% of the variance from the latent; banks generated in "
           f"{time.perf_counter() - t0:.0f} s; held here: global + part float16 "
           f"{(glob.nbytes + parts.nbytes) / 2**30:.2f} GiB (the mixture bank is not read by selection "
-          f"and not allocated); RSS {rss()[0]:.1f} GiB")
+          f"and not allocated); RSS {rss_gib()[0]:.1f} GiB")
     cams = data.camids
     gen = torch.Generator().manual_seed(args.seed + 1)
     batches = []
@@ -241,7 +232,7 @@ def run_size(n: int, args) -> None:
             print(f"HNSW: not built at N = {n:,} (--hnsw-max {args.hnsw_max:,})")
         del ivf
 
-    cur, peak = rss()
+    cur, peak = rss_gib()
     print(f"\nN = {n:,}: time per batch of {B} anchors for the top {K + M}, median of {args.batches} batches "
           f"after one warm-up; recall of the exact top-{K + M} set; RSS now {cur:.1f} GiB, peak {peak:.1f} GiB")
     print(f"{'method':<12} {'settings':<40} {'build s':>8} {'ms/batch':>9} {'exact/this':>10} {'recall':>7} "

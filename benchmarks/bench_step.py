@@ -53,7 +53,8 @@ import argparse
 import os
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import replace
+from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
@@ -61,6 +62,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import reidlib
+from reidlib.config import SCLConfig, load_config
 from reidlib.losses import scl_total_loss
 from reidlib.memory import MemoryBank, build_banks
 from reidlib.model import build_model
@@ -76,19 +78,12 @@ BACKBONES = {  # arch -> (height, width, D), the paper's model and the project's
 }
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The paper's SCL settings (``configs/paper.yaml``)."""
+PAPER_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "paper.yaml"
 
-    k: int = 7
-    m: int = 500
-    lambda_g: float = 0.5
-    lambda_c: float = 0.05
-    lambda_t: float = 0.5
-    alpha: float = 1.75
-    lambda_p: float = 0.5
-    temperature: float = 0.1
-    bank_momentum: float = 0.5
+
+def paper_settings(**overrides) -> SCLConfig:
+    """The paper's SCL settings, read from ``configs/paper.yaml``, with ``overrides``."""
+    return replace(load_config(PAPER_CONFIG).scl, **overrides)
 
 
 class StepInputs(NamedTuple):
@@ -183,7 +178,7 @@ def library_banks(inp: StepInputs, momentum: float) -> tuple[MemoryBank, MemoryB
 # The vectorised step: reidlib's functions, called as reidlib/train.py calls them
 
 
-def library_step(inp: StepInputs, s: Settings) -> tuple[StepOutput, dict[str, float]]:
+def library_step(inp: StepInputs, s: SCLConfig) -> tuple[StepOutput, dict[str, float]]:
     """One SCL step after the backbone, with the library; returns its results and stage times."""
     global_bank, part_bank, mixture_bank = library_banks(inp, s.bank_momentum)  # untimed copies
     g = inp.g.clone().requires_grad_()  # (B, D) stands in for the model's output
@@ -235,7 +230,7 @@ def sq_dist_to_all(q: Tensor, bank: Tensor) -> Tensor:
 
 
 def per_sample_step(
-    inp: StepInputs, s: Settings, anchors: int | None = None
+    inp: StepInputs, s: SCLConfig, anchors: int | None = None
 ) -> tuple[StepOutput, dict[str, float]]:
     """The step as a loop over anchors; ``anchors`` < B runs only the first ones (for timing)."""
     G, L, X = inp.G.clone(), inp.L.clone(), inp.X.clone()  # untimed copies
@@ -295,7 +290,7 @@ def per_sample_step(
     return out, times
 
 
-def batched_public_distances(inp: StepInputs, s: Settings) -> Tensor:
+def batched_public_distances(inp: StepInputs, s: SCLConfig) -> Tensor:
     """The public code's selection distance for the whole batch: one matrix product for the global
     bank, one per stripe (its ``local_distance`` loop), the camera mask per anchor. (B, N)"""
     q, qp = inp.g, inp.p  # (B, D), (B, P, d)
@@ -342,10 +337,10 @@ def compare(lib: StepOutput, ref: StepOutput) -> dict[str, float | int | bool]:
     }
 
 
-def equality_check(s: Settings) -> dict[str, float | int | bool]:
+def equality_check(s: SCLConfig) -> dict[str, float | int | bool]:
     """Both sides on the clustered float64 input (no repeated writes, see the module docstring)."""
     inp = clustered_inputs(k=s.k)
-    small = Settings(**{**s.__dict__, "m": 50})  # 300 slots: 50 negatives
+    small = replace(s, m=50)  # 300 slots: 50 negatives
     lib, _ = library_step(inp, small)
     ref, _ = per_sample_step(inp, small)
     return compare(lib, ref)
@@ -429,7 +424,7 @@ def main() -> None:
     parser.add_argument("--archs", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    s = Settings()
+    s = paper_settings()
     load = os.getloadavg()
     print(f"reidlib from {os.path.dirname(reidlib.__file__)}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads (--threads {args.threads}), {os.cpu_count()} CPUs; "

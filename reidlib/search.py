@@ -278,7 +278,7 @@ class FaissSearcher:
             self._gpu_res = faiss.StandardGpuResources()
             self._slots = torch.empty(num_slots, full_dim, device=bank_g.device)  # (N, E)
             for rows in torch.arange(num_slots).split(SLOT_CHUNK):
-                self._slots[rows.to(bank_g.device)] = self._embed_slots(rows).to(bank_g.device)
+                self.refresh(rows)
             return
         if index == "flat":
             self.index = faiss.IndexFlatIP(full_dim)
@@ -294,7 +294,7 @@ class FaissSearcher:
                 raise ConfigError(f"config key 'scl.faiss_dim' ({faiss_dim}) must be < the embedding dim {full_dim}")
             if faiss_dim:
                 rows = torch.randperm(num_slots, generator=generator)[:PCA_SAMPLE].sort().values
-                self.mean, self.basis = pca_basis(self._embed_slots(rows, project=False), faiss_dim, generator)
+                self.mean, self.basis = pca_basis(self._embed_slots(rows).cpu(), faiss_dim, generator)
             dim = faiss_dim or full_dim
             rows = torch.randperm(num_slots, generator=generator)[: KMEANS_POINTS_PER_CELL * nlist].sort().values
             train = np.concatenate([self._slot_vectors(r) for r in rows.split(SLOT_CHUNK)])  # (S, E')
@@ -310,25 +310,25 @@ class FaissSearcher:
         if index == "flat":  # a view of the index's own storage, rewritten in place by refresh
             self._stored = faiss.rev_swig_ptr(self.index.get_xb(), num_slots * full_dim).reshape(num_slots, full_dim)
 
-    def _embed_slots(self, rows: Tensor, project: bool = True) -> Tensor:
+    def _embed_slots(self, rows: Tensor) -> Tensor:
         """Embed slots ``rows`` from the banks as they are now (and cache their squared norms).
 
         Shape:
-            rows: (n,) -> (n, E') float32 on the CPU
+            rows: (n,) -> (n, E) float32 on the banks' device
         """
         bank_g, bank_p = _features(self.global_bank), _features(self.part_bank)
         rows = rows.to(bank_g.device)
         g, p = bank_g[rows].float(), bank_p[rows].float()  # (n, D), (n, P, d)
         self.sq_norms[rows] = torch.stack([g.pow(2).sum(1), p.pow(2).sum((1, 2))], dim=1)
-        x = embed(g, p, self.camids[rows], lambda_g=self.lambda_g, lambda_c=self.lambda_c,
-                  num_cams=self.num_cams, query=False).cpu()  # (n, E)
-        return self._project(x) if project else x
+        return embed(g, p, self.camids[rows], lambda_g=self.lambda_g, lambda_c=self.lambda_c,
+                     num_cams=self.num_cams, query=False)  # (n, E)
 
     def _project(self, x: Tensor) -> Tensor:
         return x if self.basis is None else (x - self.mean) @ self.basis  # (n, E')
 
     def _slot_vectors(self, rows: Tensor) -> np.ndarray:
-        return np.ascontiguousarray(self._embed_slots(rows).numpy(), dtype=np.float32)
+        """Slots ``rows`` as the CPU index stores them: (n, E') float32, PCA-projected for IVF."""
+        return np.ascontiguousarray(self._project(self._embed_slots(rows).cpu()).numpy(), dtype=np.float32)
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
         return _scratch(self._buffers, name, shape, dtype, device)
@@ -404,7 +404,7 @@ class FaissSearcher:
         """Re-embed slots ``idx`` (B,) from the banks as they are now and write them into the index."""
         rows = torch.unique(idx.cpu())
         if self.gpu:
-            self._slots[rows.to(self._slots.device)] = self._embed_slots(rows).to(self._slots.device)
+            self._slots[rows.to(self._slots.device)] = self._embed_slots(rows)
             return
         x = self._slot_vectors(rows)  # (n, E')
         ids = rows.numpy().astype(np.int64)

@@ -43,6 +43,13 @@ def _check(num_slots: int, k: int, m: int | None) -> None:
         )
 
 
+def neighbour_count(num_slots: int, k: int, m: int | None) -> int:
+    """K + M, the slots each anchor selects (every slot but its own when ``m`` is None), checked
+    against the bank's N slots."""
+    _check(num_slots, k, m)
+    return num_slots - 1 if m is None else k + m
+
+
 @torch.no_grad()
 def nearest_slots(dist: Tensor, self_idx: Tensor, count: int) -> Tensor:
     """The ``count`` nearest slots of each anchor, nearest first, leaving out its own slot.
@@ -94,9 +101,7 @@ def select_neighbours(dist: Tensor, self_idx: Tensor, k: int, m: int | None) -> 
     Returns:
         Selection with ``pos_idx`` (B, 1+K) and ``neg_idx`` (B, M) (M = N-1-K when m is None).
     """
-    num_slots = dist.shape[1]
-    _check(num_slots, k, m)
-    count = num_slots - 1 if m is None else k + m
+    count = neighbour_count(dist.shape[1], k, m)
     return selection_from_order(nearest_slots(dist, self_idx, count), self_idx, k)  # (B, K+M)
 
 

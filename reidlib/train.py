@@ -53,7 +53,7 @@ from reidlib.losses import scl_total_loss
 from reidlib.memory import MemoryBank, build_banks
 from reidlib.model import ReidModel
 from reidlib.search import Searcher, make_searcher
-from reidlib.selection import Selection, SelectionStats, select_random, selection_from_order
+from reidlib.selection import Selection, SelectionStats, neighbour_count, select_random, selection_from_order
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def select(
     if epoch < s.warmup_epochs:
         num_neg = None if s.m is None else s.k + s.m
         return select_random(idx, len(state.global_bank), num_neg, generator=generator)
-    count = len(state.global_bank) - 1 if s.m is None else s.k + s.m
+    count = neighbour_count(len(state.global_bank), s.k, s.m)
     order = state.searcher.neighbours(g, p, cams, idx, count)  # (B, K+M), nearest first
     return selection_from_order(order, idx, s.k)
 

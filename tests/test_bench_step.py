@@ -18,11 +18,11 @@ def load_bench():
 
 
 bench = load_bench()
-SMALL = bench.Settings(m=50)  # the paper's settings, 50 negatives for a 300-slot bank
+SMALL = bench.paper_settings(m=50)  # the paper's settings, 50 negatives for a 300-slot bank
 
 
 def test_reference_matches_library_on_clustered_input():
-    c = bench.equality_check(bench.Settings())
+    c = bench.equality_check(bench.paper_settings())
     assert c["same_selection"]
     assert c["X_slots_written_repeatedly"] == 0
     assert c["loss_diff"] < 1e-9 and c["grad_diff"] < 1e-9
@@ -33,7 +33,7 @@ def test_reference_matches_library_on_clustered_input():
 def test_clustered_input_has_disjoint_positives_and_needs_the_camera_mask():
     inp = bench.clustered_inputs(k=SMALL.k)
     with_penalty, _ = bench.library_step(inp, SMALL)
-    without, _ = bench.library_step(inp, bench.Settings(m=50, lambda_c=0.0))
+    without, _ = bench.library_step(inp, bench.paper_settings(m=50, lambda_c=0.0))
     assert bench.written_once(with_penalty.pos_idx, len(inp.G))[with_penalty.pos_idx.flatten()].all()
     assert (with_penalty.pos_idx != without.pos_idx).any()  # the check would notice a wrong mask
 
@@ -42,7 +42,7 @@ def test_repeated_writes_are_the_one_documented_difference():
     # 8 anchors x 8 positives in 60 slots: positives overlap, so some mixture slots get two writes.
     inp = bench.random_inputs(num_slots=60, dim=16, parts=8, batch=8, cameras=3, seed=1)
     inp = inp._replace(**{k: v.double() for k, v in inp._asdict().items() if v.is_floating_point()})
-    s = bench.Settings(m=10)
+    s = bench.paper_settings(m=10)
     lib, _ = bench.library_step(inp, s)
     ref, _ = bench.per_sample_step(inp, s)
     c = bench.compare(lib, ref)
