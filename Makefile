@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= data/synthetic-demo
 RUN    ?= runs/demo
 
-.PHONY: test demo report walkthrough ablations lab install clean-venv
+.PHONY: test demo report walkthrough ablations beyond lab install clean-venv
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,15 @@ ABLATION_EPOCHS ?= 8
 ablations: $(VENV)/.installed
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
 	$(PY) -m reidlib notebook 02_ablations --set data_dir=$(DATA) epochs=$(ABLATION_EPOCHS) --out reports/ablations.html
+
+# Beyond the paper: 10 changes to the CPU recipe x 2 real sets x 3 seeds (resumable; runs in
+# runs/beyond). Arms by name or slug: make beyond BEYOND_ARMS=recipe-knn-unit-part-scale,jaccard
+BEYOND_DATASETS ?= cuhk01:../shared/data/cuhk01,pku_reid:../shared/data/pku_reid
+BEYOND_SEEDS    ?= 0,1,2
+BEYOND_ARMS     ?= all
+BEYOND_EPOCHS   ?= 0
+beyond: $(VENV)/.installed
+	$(PY) -m reidlib notebook 04_beyond_the_paper --set datasets=$(BEYOND_DATASETS) seeds=$(BEYOND_SEEDS) arms=$(BEYOND_ARMS) epochs=$(BEYOND_EPOCHS) --out reports/beyond.html
 
 # JupyterLab on notebooks/ with the project's environment as its Python kernel.
 lab: $(VENV)/.installed

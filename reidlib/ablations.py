@@ -10,12 +10,15 @@
 
 Every run is an ordinary run dir (``OUT/<arm>/seed-<n>``), so an interrupted grid resumes where
 it stopped and a finished run is read, not retrained. ``02_ablations.ipynb`` runs the grid and
-tabulates it; ``make ablations`` runs that notebook with papermill.
+tabulates it; ``make ablations`` runs that notebook with papermill. Each of the paper's claims
+(:data:`CLAIMS`) names the two arms it compares; :func:`verdict` judges a difference of means
+against the seeds' spread (also used by :mod:`reidlib.beyond`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +36,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Arm:
+    """One change to a base config, named: run dirs, tables and claims refer to it by ``name``."""
+
     name: str
     overrides: dict[str, Any]
     feature: str = "combined"  # which evaluation feature space the arm is judged on
 
 
+FULL = "SCL (k positives, m selected negatives, both, λc)"  # the full method, every claim's reference
 ARMS: tuple[Arm, ...] = (
-    Arm("SCL (k positives, m selected negatives, both, λc)", {}),
+    Arm(FULL, {}),
     Arm("single positive (k=0)", {"k": 0}),
     Arm("all negatives (m=all)", {"m": None}),
     Arm(
@@ -61,8 +67,52 @@ ARMS: tuple[Arm, ...] = (
 )
 
 
+# Each claim compares two arms, named: (first, second). It holds if the first arm's mean mAP beats
+# the second's by more than the larger of their stds. The last is ours, not the paper's: does
+# stopping the stripes' writes explain why the public code's global-only arm collapses?
+CLAIMS: dict[str, tuple[str, str]] = {
+    "multiple positives beat a single one": (FULL, "single positive (k=0)"),
+    "selected hard negatives beat all negatives": (FULL, "all negatives (m=all)"),
+    "both feature spaces beat global only": (FULL, "global only (λp=0, λg=1)"),
+    "both feature spaces beat parts only": (FULL, "parts only (λp=1, λg=0)"),
+    "cross-camera encouragement helps": (FULL, "no cross-camera encouragement (λc=0)"),
+    "global only: only global writes beat stripes writing too": (
+        "global only (λp=0, λg=1)",
+        "global only, stripes still write the bank (public code)",
+    ),
+}
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _missing(value: float | None) -> bool:
+    return value is None or math.isnan(value)
+
+
+def verdict(first_mean: float, first_std: float | None, second_mean: float, second_std: float | None) -> str:
+    """Compare two arms' means over seeds: ``"better"`` if the first beats the second by more than
+    the larger of the two stds, ``"worse"`` if it trails by more, else ``"within noise"``.
+
+    A std that is None or NaN (a single seed) leaves the spread unknown, so no difference counts:
+    the verdict is ``"within noise"``.
+    """
+    if _missing(first_std) or _missing(second_std):
+        return "within noise"
+    gap, spread = first_mean - second_mean, max(first_std, second_std)
+    if gap > spread:
+        return "better"
+    if -gap > spread:
+        return "worse"
+    return "within noise"
+
+
+def claim_verdict(first_mean: float, first_std: float | None, second_mean: float, second_std: float | None) -> str:
+    """:func:`verdict` in a claim's words: ``"held"``, ``"reversed"`` or ``"within noise"``."""
+    words = {"better": "held", "worse": "reversed"}
+    found = verdict(first_mean, first_std, second_mean, second_std)
+    return words.get(found, found)
 
 
 def run_grid(
@@ -81,10 +131,7 @@ def run_grid(
     for number, (arm, seed) in enumerate(tqdm(jobs, desc="ablation grid", unit="run"), start=1):
         cfg = apply_overrides(base, {**arm.overrides, "seed": seed})
         run_dir = Path(out_dir) / slug(arm.name) / f"seed-{seed}"
-        if (run_dir / runs.METRICS).is_file() and runs.read_run_config(run_dir) == cfg:
-            metrics = runs.read_metrics(run_dir)  # finished: read, not retrained
-        else:
-            metrics = train(cfg, run_dir, data=data)
+        metrics = runs.read_metrics(run_dir) if runs.is_finished(run_dir, cfg) else train(cfg, run_dir, data=data)
         figures = metrics["by_feature"][arm.feature]
         rows.append(
             {

@@ -35,6 +35,9 @@ class DataConfig:
     random_erasing: float = 0.5
     color_jitter: float = 0.0  # brightness / contrast / saturation jitter strength (0: the paper's)
     num_workers: int = 0
+    # decode and resize every image once and hold the uint8 crops in memory (24 KiB each at
+    # 128x64): an epoch then spends no time decoding JPEGs or resizing
+    cache_images: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,11 +69,39 @@ class SCLConfig:
     bank_dtype: str = "float32"
     mixture_update: str = "positives"  # positives (public code) | own
     mixture_init: str = "zeros"  # zeros (public code) | features
-    # which features write the mixture bank: both (public code) | global | parts. An arm that
-    # trains one feature space alone should let only that space write, or its loss chases targets
-    # half made of the other, untrained space.
+    # which features write the mixture bank: both (public code: g, then the concatenated stripes)
+    # | combined (one write of normalise(g + stripes)) | global | parts. An arm that trains one
+    # feature space alone should let only that space write, or its loss chases targets half made
+    # of the other, untrained space.
     mixture_writers: str = "both"
+    # where the concatenated stripes (norm sqrt(P)) meet the mixture bank: sqrt_p (public code:
+    # as they are) | unit (divided by sqrt(P) in the writes and in the part loss's logits) |
+    # unit_writes | unit_loss (one half each, to measure them apart)
+    part_scale: str = "sqrt_p"
     warmup_epochs: int = 3  # own slot only, random negatives
+    # Which of the k nearest candidates become positives (docs/method.md, "Beyond the paper"):
+    # knn (the paper: all k) | reciprocal (those whose own reciprocal_k nearest hold the anchor)
+    # | cycle (adaptive k, after MPLP: nearest first, up to the first that fails that check)
+    # | jaccard | ca_jaccard (the k nearest by k-reciprocal Jaccard distance below jaccard_eps,
+    # computed on the banks once per epoch; ca_ builds the reciprocal sets within and across cameras)
+    positive_rule: str = "knn"
+    reciprocal_k: int = 20  # reciprocal / cycle: length of each slot's own neighbour list
+    pos_max_distance: float | None = None  # candidates farther than this (selection distance) are dropped
+    jaccard_k1: int = 20  # jaccard: k of the k-reciprocal sets (Zhong et al. 2017)
+    jaccard_k2: int = 6  # jaccard / ca_jaccard: local query expansion over this many neighbours
+    jaccard_eps: float = 0.6  # jaccard / ca_jaccard: positives lie below this Jaccard distance
+    ca_k_intra: int = 5  # ca_jaccard: reciprocal neighbours within the anchor's camera
+    ca_k_inter: int = 20  # ca_jaccard: reciprocal neighbours across cameras
+    # keep a candidate only if at least this many stripes also rank it among their
+    # part_agreement_k nearest (after PPLR); 0 turns the check off
+    part_agreement: int = 0
+    part_agreement_k: int = 20
+    # remove each camera's mean (mean) or mean and spread (mean_std) from the features before
+    # the selection distance, then renormalise (camera debiasing); none keeps them as they are
+    camera_debias: str = "none"
+    # lambda_c schedule: linear from lambda_c_start at the first selecting epoch to lambda_c at
+    # the last epoch; None keeps lambda_c throughout
+    lambda_c_start: float | None = None
     # Neighbour search (reidlib/search.py). search: torch = exact; faiss = the index below, its
     # candidates re-ranked exactly; auto = torch below search.AUTO_FAISS_MIN_SLOTS slots (and on
     # an accelerator), faiss from there on. m = null always searches exactly.
@@ -92,7 +123,9 @@ class TrainConfig:
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    lr_schedule: str = "constant"  # constant | cosine
+    lr_schedule: str = "constant"  # constant | cosine | step
+    lr_step: float = 0.7  # step: the lr drops by lr_gamma once this share of the epochs is done
+    lr_gamma: float = 0.1
     seed: int = 0
     deterministic: bool = False
     device: str = "cpu"
@@ -122,6 +155,12 @@ class Config:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
 
+
+# Each set of choices, listed once.
+MIXTURE_WRITERS = ("both", "combined", "global", "parts")
+PART_SCALES = ("sqrt_p", "unit", "unit_writes", "unit_loss")
+POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
+CAMERA_DEBIAS = ("none", "mean", "mean_std")
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
 
@@ -276,7 +315,21 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'scl.warmup_epochs' must be >= 0, got {s.warmup_epochs}")
     _one_of("scl.mixture_update", s.mixture_update, ("positives", "own"))
     _one_of("scl.mixture_init", s.mixture_init, ("zeros", "features"))
-    _one_of("scl.mixture_writers", s.mixture_writers, ("both", "global", "parts"))
+    _one_of("scl.mixture_writers", s.mixture_writers, MIXTURE_WRITERS)
+    _one_of("scl.part_scale", s.part_scale, PART_SCALES)
+    _one_of("scl.positive_rule", s.positive_rule, POSITIVE_RULES)
+    _one_of("scl.camera_debias", s.camera_debias, CAMERA_DEBIAS)
+    for name in ("reciprocal_k", "jaccard_k1", "jaccard_k2", "ca_k_intra", "ca_k_inter", "part_agreement_k"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"config key 'scl.{name}' must be >= 1, got {getattr(s, name)}")
+    if not 0 <= s.part_agreement <= m.num_parts:
+        raise ConfigError(
+            f"config key 'scl.part_agreement' must lie in [0, model.num_parts = {m.num_parts}], got {s.part_agreement}"
+        )
+    if not 0 < s.jaccard_eps <= 1:
+        raise ConfigError(f"config key 'scl.jaccard_eps' must lie in (0, 1], got {s.jaccard_eps}")
+    if s.lambda_c_start is not None and s.lambda_c_start < 0:
+        raise ConfigError(f"config key 'scl.lambda_c_start' must be >= 0 or null, got {s.lambda_c_start}")
     _one_of("scl.bank_dtype", s.bank_dtype, ("float32", "float16"))
     _one_of("scl.search", s.search, ("auto", "torch", "faiss"))
     _one_of("scl.faiss_index", s.faiss_index, ("flat", "ivf"))
@@ -290,7 +343,9 @@ def validate(cfg: Config) -> None:
     if s.nlist and s.nprobe > s.nlist:
         raise ConfigError(f"config key 'scl.nprobe' ({s.nprobe}) must be <= scl.nlist ({s.nlist})")
     _one_of("train.optimizer", t.optimizer, ("sgd", "adam"))
-    _one_of("train.lr_schedule", t.lr_schedule, ("constant", "cosine"))
+    _one_of("train.lr_schedule", t.lr_schedule, ("constant", "cosine", "step"))
+    _in_unit("train.lr_step", t.lr_step)
+    _in_unit("train.lr_gamma", t.lr_gamma)
     _one_of("data.layout", d.layout, ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03"))
     for key, value in (
         ("train.epochs", t.epochs),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -60,15 +60,18 @@ def extract_features(
     desc: str,
     *,
     progress: bool = True,
+    images: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run the model (eval mode, test transforms) over ``records``.
+
+    ``images`` (:func:`reidlib.data.load_images`) supplies decoded crops instead of the files.
 
     Returns:
         ``global`` (n, D) and ``parts`` (n, P, D/P) float32, ``pids``, ``camids`` and ``paths``.
     """
-    transform = build_transforms(cfg.data.height, cfg.data.width, train=False)
+    transform = build_transforms(cfg.data.height, cfg.data.width, train=False, from_cache=images is not None)
     loader = DataLoader(
-        ReidDataset(records, transform),
+        ReidDataset(records, transform, images),
         batch_size=cfg.eval.eval_batch_size,
         shuffle=False,
         num_workers=cfg.data.num_workers,
@@ -126,10 +129,12 @@ def evaluate_features(
 
 
 def evaluate_model(
-    model: ReidModel, cfg: Config, data: ReidData, device: torch.device
+    model: ReidModel, cfg: Config, data: ReidData, device: torch.device,
+    images: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
-    query = extract_features(model, data.query, cfg, device, desc="query features")
-    gallery = extract_features(model, data.gallery, cfg, device, desc="gallery features")
+    """The test split's figures (:func:`evaluate_features`) and its query / gallery features."""
+    query = extract_features(model, data.query, cfg, device, desc="query features", images=images)
+    gallery = extract_features(model, data.gallery, cfg, device, desc="gallery features", images=images)
     return evaluate_features(query, gallery, cfg), query, gallery
 
 

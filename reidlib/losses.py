@@ -8,14 +8,27 @@ logits are ``x_i . X[j] / tau`` and
     loss = sum_j c_j * mean_i( -log softmax(logits_i)_j ),   j over the 1 + K positives,
     c_0 = lambda_t (the own slot),   c_j = alpha * (1 - lambda_t) / K (each neighbour).
 
-Each positive term keeps the other positives in its denominator (METHOD.md, "Loss").
+Each positive term keeps the other positives in its denominator (docs/method.md, "Loss").
+
+Anchors may have fewer positives than K (a rule that drops candidates, :mod:`reidlib.selectors`):
+``pos_mask`` (B, 1+K) marks the kept columns. A dropped column leaves the softmax (it is neither
+positive nor negative), and the anchor's neighbour weight is ``alpha * (1 - lambda_t) / K_i`` with
+K_i its kept neighbours, so ``c`` still sums to ``lambda_t + alpha (1 - lambda_t)`` where K_i > 0.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+
+class SCLLosses(NamedTuple):
+    total: Tensor
+    part: Tensor
+    global_: Tensor
 
 
 def positive_weights(k: int, *, lambda_t: float, alpha: float) -> Tensor:
@@ -33,6 +46,7 @@ def selective_contrastive_loss(
     temperature: float,
     lambda_t: float,
     alpha: float,
+    pos_mask: Tensor | None = None,
 ) -> Tensor:
     """SCL's loss for one feature space against the mixture bank.
 
@@ -44,15 +58,28 @@ def selective_contrastive_loss(
         temperature: tau; logits are divided by it.
         lambda_t: weight of the own slot.
         alpha: scale of the neighbours' total weight.
+        pos_mask: (B, 1+K) bool, the kept positives (column 0 must be True); None keeps all.
 
     Returns:
         A scalar tensor.
     """
-    return _losses(feats[None], bank, pos_idx, neg_idx, temperature=temperature, lambda_t=lambda_t, alpha=alpha)[0]
+    return _losses(
+        feats[None], bank, pos_idx, neg_idx, temperature=temperature, lambda_t=lambda_t, alpha=alpha, pos_mask=pos_mask
+    )[0]
+
+
+def masked_positive_weights(pos_mask: Tensor, *, lambda_t: float, alpha: float) -> Tensor:
+    """Per-anchor weights (B, 1+K): ``lambda_t`` on the own slot, ``alpha (1 - lambda_t) / K_i`` on
+    each of the K_i kept neighbours, 0 on dropped columns."""
+    kept = pos_mask[:, 1:].to(torch.float64)  # (B, K)
+    per = alpha * (1.0 - lambda_t) / kept.sum(1, keepdim=True).clamp_min(1.0)
+    own = torch.full_like(kept[:, :1], lambda_t)
+    return torch.cat([own, kept * per], dim=1)
 
 
 def _losses(
-    feats: Tensor, bank: Tensor, pos_idx: Tensor, neg_idx: Tensor, *, temperature: float, lambda_t: float, alpha: float
+    feats: Tensor, bank: Tensor, pos_idx: Tensor, neg_idx: Tensor, *, temperature: float, lambda_t: float, alpha: float,
+    pos_mask: Tensor | None = None,
 ) -> Tensor:
     """The loss of S feature spaces (S, B, D) against one gather of the bank -> (S,).
 
@@ -62,10 +89,18 @@ def _losses(
     idx = torch.cat([pos_idx, neg_idx], dim=1)  # (B, J), J = 1+K+M
     targets = bank[idx].to(feats.dtype)  # (B, J, D)
     logits = torch.einsum("sbd,bjd->sbj", feats, targets) / temperature  # (S, B, J)
-    log_prob = F.log_softmax(logits, dim=-1)
     num_pos = pos_idx.shape[1]
-    c = positive_weights(num_pos - 1, lambda_t=lambda_t, alpha=alpha).to(feats)  # (1+K,)
-    return -(log_prob[..., :num_pos] * c).sum(dim=-1).mean(dim=-1)
+    if pos_mask is None:
+        log_prob = F.log_softmax(logits, dim=-1)
+        c = positive_weights(num_pos - 1, lambda_t=lambda_t, alpha=alpha).to(feats)  # (1+K,)
+        return -(log_prob[..., :num_pos] * c).sum(dim=-1).mean(dim=-1)
+    if not bool(pos_mask[:, 0].all()):
+        raise ValueError("pos_mask[:, 0] (each anchor's own slot) must be True")
+    dropped = torch.cat([~pos_mask, torch.zeros_like(neg_idx, dtype=torch.bool)], dim=1)  # (B, J)
+    log_prob = F.log_softmax(logits.masked_fill(dropped, float("-inf")), dim=-1)
+    c = masked_positive_weights(pos_mask, lambda_t=lambda_t, alpha=alpha).to(feats)  # (B, 1+K)
+    terms = log_prob[..., :num_pos].masked_fill(~pos_mask, 0.0) * c  # (S, B, 1+K)
+    return -terms.sum(dim=-1).mean(dim=-1)
 
 
 def scl_total_loss(
@@ -79,20 +114,22 @@ def scl_total_loss(
     temperature: float,
     lambda_t: float,
     alpha: float,
-) -> tuple[Tensor, Tensor, Tensor]:
+    pos_mask: Tensor | None = None,
+) -> SCLLosses:
     """``lambda_p * L(parts) + (1 - lambda_p) * L(global)``, both against the mixture bank.
 
     Args:
         global_: (B, D) global features.
-        parts_cat: (B, D) the P stripe features concatenated.
-        bank, pos_idx, neg_idx, temperature, lambda_t, alpha: as in
+        parts_cat: (B, D) the P stripe features concatenated (divided by sqrt(P) under
+            ``scl.part_scale: unit``; the caller scales them).
+        bank, pos_idx, neg_idx, temperature, lambda_t, alpha, pos_mask: as in
             :func:`selective_contrastive_loss`.
 
     Returns:
-        (total, part loss, global loss), scalars.
+        :class:`SCLLosses` (total, part, global), scalars.
     """
     feats = torch.stack([parts_cat, global_])  # (2, B, D)
     part_loss, global_loss = _losses(
-        feats, bank, pos_idx, neg_idx, temperature=temperature, lambda_t=lambda_t, alpha=alpha
+        feats, bank, pos_idx, neg_idx, temperature=temperature, lambda_t=lambda_t, alpha=alpha, pos_mask=pos_mask
     )
-    return lambda_p * part_loss + (1.0 - lambda_p) * global_loss, part_loss, global_loss
+    return SCLLosses(lambda_p * part_loss + (1.0 - lambda_p) * global_loss, part_loss, global_loss)

@@ -2,8 +2,9 @@
 
 The notebooks in ``notebooks/`` are thin views over ``reidlib``. Each has one papermill
 ``parameters`` cell whose names are config fields (``epochs``, ``seed``, ``data_dir``, ...), plus
-``run_dir``, the one name that is not a config field because a run dir holds a config. A parameter
-the notebook does not declare is an error here, not a value papermill would silently inject.
+``run_dir``, the one name that is not a config field because a run dir holds a config; a grid
+notebook also names its grid (:data:`GRID_PARAMETERS`). A parameter the notebook does not declare
+is an error here, not a value papermill would silently inject.
 
 ``python -m reidlib report --run-dir runs/demo`` executes the report notebooks into the run dir
 (``runs/demo/01_train.ipynb``) and writes ``reports/demo.html``, with every figure embedded as a
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 REPORT_NOTEBOOKS = ("01_train.ipynb", "03_visualise.ipynb")
 NON_CONFIG_PARAMETERS = frozenset({"run_dir"})
+# The grid of 04: a base config file, and the datasets, seeds and arms as strings that
+# reidlib.beyond parses (papermill parameters are literals). Only that notebook may declare them.
+GRID_PARAMETERS = {"04_beyond_the_paper.ipynb": frozenset({"config", "datasets", "seeds", "arms"})}
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
@@ -39,9 +43,11 @@ def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
 
 def check_parameters(notebook: str | Path, params: dict[str, Any]) -> None:
     """Raise :class:`ConfigError` if ``params`` names something ``notebook`` does not declare,
-    or if the notebook declares a name that is neither a config field nor ``run_dir``."""
+    or if the notebook declares a name that is neither a config field, nor ``run_dir``, nor one
+    of its own grid parameters (:data:`GRID_PARAMETERS`)."""
     declared = notebook_parameters(notebook)
-    foreign = sorted(set(declared) - set(field_index()) - NON_CONFIG_PARAMETERS)
+    allowed = NON_CONFIG_PARAMETERS | GRID_PARAMETERS.get(Path(notebook).name, frozenset())
+    foreign = sorted(set(declared) - set(field_index()) - allowed)
     if foreign:
         raise ConfigError(f"{notebook}: parameters {foreign} are not config fields")
     unknown = sorted(set(params) - set(declared))

@@ -231,6 +231,13 @@ def _diff(old: dict, new: dict) -> str:
     return "; ".join(changes)
 
 
+def is_finished(run_dir: Path, cfg: Config) -> bool:
+    """Whether ``run_dir`` holds a finished run of ``cfg`` (``metrics.json`` and the same saved
+    config): a grid reads such a run instead of training it again."""
+    run_dir = Path(run_dir)
+    return (run_dir / METRICS).is_file() and read_run_config(run_dir) == cfg
+
+
 def read_run_config(run_dir: Path) -> Config:
     path = Path(run_dir) / CONFIG
     if not path.exists():

@@ -457,7 +457,9 @@ def choose_backend(search: str, m: int | None, num_slots: int, device: torch.dev
     return "faiss"
 
 
-def make_searcher(scl_cfg, global_bank, part_bank, camids: Tensor, *, seed: int = 0) -> Searcher:
+def make_searcher(
+    scl_cfg, global_bank, part_bank, camids: Tensor, *, seed: int = 0, lambda_c: float | None = None
+) -> Searcher:
     """The searcher that config section ``scl`` asks for, over the current banks.
 
     Args:
@@ -467,6 +469,7 @@ def make_searcher(scl_cfg, global_bank, part_bank, camids: Tensor, *, seed: int 
             are read at each call, so in-place ``MemoryBank.update`` is seen.
         camids: (N,) the slots' cameras.
         seed: seeds the IVF build (PCA sample, k-means).
+        lambda_c: the camera penalty to use (the epoch's, under a schedule); None: ``scl_cfg.lambda_c``.
 
     Returns:
         A :class:`TorchSearcher` or a :class:`FaissSearcher`. Call ``.refresh(idx)`` after every
@@ -474,10 +477,11 @@ def make_searcher(scl_cfg, global_bank, part_bank, camids: Tensor, *, seed: int 
     """
     bank_g = _features(global_bank)
     s = scl_cfg
+    lambda_c = s.lambda_c if lambda_c is None else lambda_c
     backend = choose_backend(s.search, s.m, bank_g.shape[0], bank_g.device)
     if backend == "torch":
-        return TorchSearcher(global_bank, part_bank, camids, lambda_g=s.lambda_g, lambda_c=s.lambda_c)
+        return TorchSearcher(global_bank, part_bank, camids, lambda_g=s.lambda_g, lambda_c=lambda_c)
     return FaissSearcher(
-        global_bank, part_bank, camids, lambda_g=s.lambda_g, lambda_c=s.lambda_c, index=s.faiss_index,
+        global_bank, part_bank, camids, lambda_g=s.lambda_g, lambda_c=lambda_c, index=s.faiss_index,
         faiss_dim=s.faiss_dim, nlist=s.nlist, nprobe=s.nprobe, rerank=s.rerank, seed=seed,
     )

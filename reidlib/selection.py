@@ -22,7 +22,7 @@ and how many negatives are in fact the anchor's identity.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 from typing import NamedTuple
 
 import torch
@@ -32,6 +32,13 @@ from torch import Tensor
 class Selection(NamedTuple):
     pos_idx: Tensor  # (B, 1+K) column 0 is the anchor's own slot
     neg_idx: Tensor  # (B, M)
+    # (B, 1+K) bool: which columns of pos_idx are positives (column 0 always); None: all. A rule
+    # that drops candidates (reidlib.selectors) masks them: they are then neither positive nor negative.
+    pos_mask: Tensor | None = None
+
+    def mask(self) -> Tensor:
+        """``pos_mask``, or all True."""
+        return torch.ones_like(self.pos_idx, dtype=torch.bool) if self.pos_mask is None else self.pos_mask
 
 
 def _check(num_slots: int, k: int, m: int | None) -> None:
@@ -130,23 +137,37 @@ def select_random(
 
 @dataclass
 class SelectionStats:
-    """Running sums over an epoch of how good the selected positives and negatives are."""
+    """Running sums over an epoch of how good the selected positives and negatives are.
+
+    Measured with the training identities, which never reach the loss. Positives are the
+    neighbours that :attr:`Selection.pos_mask` keeps (the own slot excluded).
+    """
 
     anchors: int = 0
-    pos_true: float = 0.0  # neighbours (own slot excluded) sharing the anchor's identity
+    pos_true: float = 0.0  # neighbours sharing the anchor's identity
     pos_same_cam: float = 0.0  # neighbours from the anchor's camera
-    pos_count: int = 0
+    pos_count: int = 0  # neighbours selected
     neg_false: float = 0.0  # negatives that are in fact the anchor's identity
     neg_count: int = 0
+    pos_cross_true: float = 0.0  # neighbours from another camera that share the identity
+    pos_cross_count: int = 0  # neighbours from another camera
+    true_total: int = 0  # the anchors' same-identity slots (own excluded): recall's denominator
+    candidates: int = 0  # neighbour columns offered (kept or not); 0 in warm-up
 
     @torch.no_grad()
     def add(self, sel: Selection, idx: Tensor, pids: Tensor, camids: Tensor) -> None:
         anchor_pid, anchor_cam = pids[idx][:, None], camids[idx][:, None]  # (B, 1)
-        neighbours = sel.pos_idx[:, 1:]  # (B, K)
+        neighbours, kept = sel.pos_idx[:, 1:], sel.mask()[:, 1:]  # (B, K)
+        true = (pids[neighbours] == anchor_pid) & kept
+        same_cam = camids[neighbours] == anchor_cam
         self.anchors += len(idx)
-        self.pos_true += (pids[neighbours] == anchor_pid).sum().item()
-        self.pos_same_cam += (camids[neighbours] == anchor_cam).sum().item()
-        self.pos_count += neighbours.numel()
+        self.pos_true += true.sum().item()
+        self.pos_same_cam += (same_cam & kept).sum().item()
+        self.pos_count += int(kept.sum())
+        self.candidates += neighbours.numel()
+        self.pos_cross_true += (true & ~same_cam).sum().item()
+        self.pos_cross_count += int((kept & ~same_cam).sum())
+        self.true_total += int((pids[None, :] == anchor_pid).sum()) - len(idx)
         self.neg_false += (pids[sel.neg_idx] == anchor_pid).sum().item()
         self.neg_count += sel.neg_idx.numel()
 
@@ -156,13 +177,17 @@ class SelectionStats:
 
     @classmethod
     def from_tensor(cls, values: Tensor) -> "SelectionStats":
-        a, pt, ps, pc, nf, nc = values.tolist()
-        return cls(int(a), pt, ps, int(pc), nf, int(nc))
+        kinds = [f.type for f in fields(cls)]
+        return cls(*(int(v) if kind in (int, "int") else v for v, kind in zip(values.tolist(), kinds)))
 
     def summary(self) -> dict[str, float | None]:
         share = lambda a, b: a / b if b else None  # noqa: E731
+        selecting = self.candidates > 0  # warm-up offers no neighbours: nothing to measure
         return {
             "pos_precision": share(self.pos_true, self.pos_count),
+            "pos_recall": share(self.pos_true, self.true_total) if selecting else None,
+            "pos_cross_camera_precision": share(self.pos_cross_true, self.pos_cross_count),
+            "pos_per_anchor": share(self.pos_count, self.anchors) if selecting else None,
             "pos_same_camera": share(self.pos_same_cam, self.pos_count),
             "neg_false_rate": share(self.neg_false, self.neg_count),
             "neg_false_per_anchor": share(self.neg_false, self.anchors),

@@ -6,12 +6,13 @@ M negatives.
 One step, in the order the paper's method needs (and that ``train_one_epoch`` shows):
 
 1. the model gives global features g (B, D) and stripes p (B, P, D/P);
-2. under ``no_grad`` a selector picks positives and negatives from the global and part banks
-   (random negatives during warm-up);
+2. under ``no_grad`` the epoch's selector (:mod:`reidlib.selectors`: random negatives during
+   warm-up, then the configured positive rule) picks positives and negatives from the global and
+   part banks;
 3. the loss reads the mixture bank at those indices; ``backward()``; the optimiser steps;
 4. only then do the banks change: the own slots of G and L, and the mixture bank X at the own slot
-   and the selected positives, written by g and then by the concatenated stripes
-   (``mixture_writers`` can let only one of them write).
+   and the kept positives, written by g and then by the concatenated stripes
+   (``mixture_writers`` can let only one of them write, or both in one combined write).
 
 The loop owns epoch and step; every schedule and every random seed is a function of them. Labels
 are never used to train: the training identities only *measure* the selection (the diagnostics).
@@ -45,15 +46,15 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 from reidlib import distributed as dist
 from reidlib import provenance, runs
 from reidlib.config import Config
-from reidlib.data import ReidData, ReidDataset, build_transforms, check_images, read_dataset
+from reidlib.data import ReidData, ReidDataset, build_transforms, check_images, load_images, read_dataset
 from reidlib.errors import ConfigError, ReidlibError, RunDirError
 from reidlib.inference import evaluate_model, extract_features, final_metrics, make_model, setup_torch
 from reidlib.interrupts import Interrupted, StopSignals
-from reidlib.losses import scl_total_loss
+from reidlib.losses import SCLLosses, scl_total_loss
 from reidlib.memory import MemoryBank, build_banks
 from reidlib.model import ReidModel
-from reidlib.search import Searcher, make_searcher
-from reidlib.selection import Selection, SelectionStats, neighbour_count, select_random, selection_from_order
+from reidlib.selection import Selection, SelectionStats
+from reidlib.selectors import make_selector
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ def learning_rate(cfg: Config, epoch: int) -> float:
     t = cfg.train
     if t.lr_schedule == "cosine" and t.epochs > 1:
         return 0.5 * t.lr * (1.0 + math.cos(math.pi * epoch / t.epochs))
+    if t.lr_schedule == "step" and epoch >= round(t.lr_step * t.epochs):
+        return t.lr * t.lr_gamma
     return t.lr
 
 
@@ -99,7 +102,8 @@ class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0  # steps completed in the epoch under way
     progress: list[dict[str, Any]] | None = None  # per process, when resuming inside an epoch
-    searcher: Searcher | None = None  # finds neighbours in the global and part banks (not saved)
+    selector: Any = None  # the epoch's rule (reidlib.selectors), built from the banks (not saved)
+    images: dict[str, Tensor] | None = None  # decoded crops by path (data.cache_images; not saved)
 
     def state_dict(self, cfg: Config, world: int = 1) -> dict[str, Any]:
         return {
@@ -208,13 +212,15 @@ def init_banks(state: TrainState, cfg: Config, data: ReidData, ctx: dist.Context
     sizes = [len(a) for a in np.array_split(np.arange(len(data.train)), ctx.world)]
     start = sum(sizes[: ctx.rank])
     records = data.train[start : start + sizes[ctx.rank]]
-    feats = extract_features(state.model, records, cfg, ctx.device, desc="filling memory banks", progress=ctx.main)
+    feats = extract_features(
+        state.model, records, cfg, ctx.device, desc="filling memory banks", progress=ctx.main, images=state.images
+    )
     g = dist.all_gather_rows(ctx, torch.from_numpy(feats["global"]).to(ctx.device))  # (N, D)
     p = dist.all_gather_rows(ctx, torch.from_numpy(feats["parts"]).to(ctx.device))  # (N, P, D/P)
     state.global_bank.fill(g)
     state.part_bank.fill(p)
     if cfg.scl.mixture_init == "features":  # as if every slot had seen its own writes once
-        first, *rest = mixture_writes(cfg, g, p.flatten(1))
+        first, *rest = mixture_writes(cfg, g, p)
         state.mixture_bank.fill(first)
         every = torch.arange(len(g), device=ctx.device)
         for feats_ in rest:
@@ -222,25 +228,26 @@ def init_banks(state: TrainState, cfg: Config, data: ReidData, ctx: dist.Context
     # "zeros" (the public code): the buffer already holds zeros
 
 
-def mixture_writes(cfg: Config, g: Tensor, p_cat: Tensor) -> list[Tensor]:
-    """The features that write the mixture bank, in order: g then the concatenated stripes
-    (``mixture_writers: both``, the public code), or only one of them."""
-    return {"both": [g, p_cat], "global": [g], "parts": [p_cat]}[cfg.scl.mixture_writers]
+UNIT_STRIPES_IN = {"sqrt_p": (), "unit": ("write", "loss"), "unit_writes": ("write",), "unit_loss": ("loss",)}
 
 
-def select(
-    state: TrainState, cfg: Config, epoch: int, g: Tensor, p: Tensor, idx: Tensor, cams: Tensor,
-    generator: torch.Generator,
-) -> Selection:
-    """Warm-up epochs draw random negatives; later ones take the nearest slots by the combined
-    distance (``state.searcher``: exact, or faiss for large banks)."""
+def part_features(scl_cfg, p: Tensor, use: str) -> Tensor:
+    """The concatenated stripes (B, P, d) -> (B, D) as they meet the mixture bank in ``use``
+    (``write`` or ``loss``): as they are (norm sqrt(P)), or divided by sqrt(P) (unit norm) where
+    ``scl.part_scale`` asks for it there."""
+    p_cat = p.flatten(1)
+    return p_cat / math.sqrt(p.shape[1]) if use in UNIT_STRIPES_IN[scl_cfg.part_scale] else p_cat
+
+
+def mixture_writes(cfg: Config, g: Tensor, p: Tensor) -> list[Tensor]:
+    """The features that write the mixture bank, in order (``scl.mixture_writers``): g then the
+    concatenated stripes (``both``, the public code), one combined write ``normalise(g + stripes)``,
+    or only one of them. ``p`` is (B, P, d); ``scl.part_scale`` sets the stripes' scale."""
     s = cfg.scl
-    if epoch < s.warmup_epochs:
-        num_neg = None if s.m is None else s.k + s.m
-        return select_random(idx, len(state.global_bank), num_neg, generator=generator)
-    count = neighbour_count(len(state.global_bank), s.k, s.m)
-    order = state.searcher.neighbours(g, p, cams, idx, count)  # (B, K+M), nearest first
-    return selection_from_order(order, idx, s.k)
+    p_cat = part_features(s, p, "write")
+    if s.mixture_writers == "combined":
+        return [torch.nn.functional.normalize(g + p_cat, dim=1)]
+    return {"both": [g, p_cat], "global": [g], "parts": [p_cat]}[s.mixture_writers]
 
 
 def epoch_batches(num_train: int, batch_size: int, seed: int, epoch: int, ctx: dist.Context) -> list[list[int]]:
@@ -254,7 +261,9 @@ def epoch_batches(num_train: int, batch_size: int, seed: int, epoch: int, ctx: d
     return list(BatchSampler(sampler, batch_size, drop_last=True))
 
 
-def _train_loader(cfg: Config, data: ReidData, batches: list[list[int]], seed: int) -> DataLoader:
+def _train_loader(
+    cfg: Config, data: ReidData, batches: list[list[int]], seed: int, images: dict[str, Tensor] | None
+) -> DataLoader:
     d = cfg.data
     transform = build_transforms(
         d.height,
@@ -264,9 +273,10 @@ def _train_loader(cfg: Config, data: ReidData, batches: list[list[int]], seed: i
         pad=d.pad,
         random_erasing=d.random_erasing,
         color_jitter=d.color_jitter,
+        from_cache=images is not None,
     )
     return DataLoader(
-        ReidDataset(data.train, transform),
+        ReidDataset(data.train, transform, images),
         batch_sampler=batches,
         num_workers=d.num_workers,
         generator=torch.Generator().manual_seed(seed),  # workers' seeds; keeps torch's own stream untouched
@@ -294,24 +304,23 @@ def save_checkpoint(
 
 def train_step(
     state: TrainState, net: nn.Module, cfg: Config, ctx: dist.Context, batch: dict[str, Any],
-    generator: torch.Generator, where: str,
-) -> tuple[Selection, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    where: str,
+) -> tuple[Selection, Tensor, SCLLosses]:
     """One SCL step, in the order of the module docstring; ``where`` names it in errors.
 
     Returns:
-        The selection, the batch's slot indices (B,), and (total, part, global) losses.
+        The selection, the batch's slot indices (B,), and the losses.
     """
     s, device = cfg.scl, ctx.device
     img, idx = batch["img"].to(device), batch["index"].to(device)
     cams = state.train_camids[idx]
     feats = net(img)
     g, p = feats.global_, feats.parts  # (B, D), (B, P, D/P)
-    p_cat = p.flatten(1)  # (B, D)
     with torch.no_grad():
-        sel = select(state, cfg, state.epoch, g.detach(), p.detach(), idx, cams, generator)
+        sel = state.selector(g.detach(), p.detach(), cams, idx)
     losses = scl_total_loss(
         g,
-        p_cat,
+        part_features(s, p, "loss"),  # (B, D)
         state.mixture_bank.features,
         sel.pos_idx,
         sel.neg_idx,
@@ -319,8 +328,9 @@ def train_step(
         temperature=s.temperature,
         lambda_t=s.lambda_t,
         alpha=s.alpha,
+        pos_mask=sel.pos_mask,
     )
-    loss = losses[0]
+    loss = losses.total
     (not_finite,) = dist.any_flags(ctx, not bool(torch.isfinite(loss)))  # every process stops here
     if not_finite:
         value = loss.item() if not torch.isfinite(loss) else "not finite on another process"
@@ -333,13 +343,16 @@ def train_step(
     state.optimizer.step()
     with torch.no_grad():  # the banks change only after the step has read them
         gather = partial(dist.all_gather_rows, ctx)  # every process's batch, in rank order
-        idx_all, g_all, p_all, pos_all = (gather(x.detach()) for x in (idx, g, p, sel.pos_idx))
+        idx_all, g_all, p_all, pos_all, mask_all = (
+            gather(x.detach()) for x in (idx, g, p, sel.pos_idx, sel.mask())
+        )
         state.global_bank.update(idx_all, g_all)
         state.part_bank.update(idx_all, p_all)
-        if state.searcher is not None:
-            state.searcher.refresh(idx_all)  # an index follows the slots just written
-        writes = pos_all if s.mixture_update == "positives" else pos_all[:, :1]
-        for feats_ in mixture_writes(cfg, g_all, p_all.flatten(1)):
+        state.selector.refresh(idx_all)  # an index follows the slots just written
+        # dropped candidates point at the anchor's own slot, so they write nothing new
+        writes = torch.where(mask_all, pos_all, pos_all[:, :1])
+        writes = writes if s.mixture_update == "positives" else writes[:, :1]
+        for feats_ in mixture_writes(cfg, g_all, p_all):
             state.mixture_bank.update(writes, feats_)
     return sel, idx, losses
 
@@ -371,18 +384,19 @@ def train_one_epoch(
         progress = EpochProgress()
         seed_everything(seed)
         generator.manual_seed(seed)
-    # Built anew each epoch: a faiss index refits its cells to the banks as they are now.
-    state.searcher = None if epoch < s.warmup_epochs else make_searcher(
-        s, state.global_bank, state.part_bank, state.train_camids, seed=t.seed
+    # Built anew each epoch from the banks as they are now (a faiss index refits its cells, a
+    # rule's per-epoch rankings are recomputed).
+    state.selector = make_selector(
+        s, epoch, t.epochs, state.global_bank, state.part_bank, state.train_camids, generator, seed=t.seed
     )
-    loader = _train_loader(cfg, data, batches[progress.step :], seed)
+    loader = _train_loader(cfg, data, batches[progress.step :], seed, state.images)
     state.model.train()
     bar = dist.progress_bar(ctx, loader, initial=progress.step, total=len(batches), desc=f"epoch {epoch + 1}/{t.epochs}")
     for batch in bar:
         where = f"epoch {epoch + 1}, step {progress.step + 1}"
-        sel, idx, losses = train_step(state, net, cfg, ctx, batch, generator, where)
+        sel, idx, losses = train_step(state, net, cfg, ctx, batch, where)
         progress.stats.add(sel, idx, state.train_pids, state.train_camids)
-        for key, value in zip(progress.totals, losses):
+        for key, value in (("loss", losses.total), ("loss_part", losses.part), ("loss_global", losses.global_)):
             progress.totals[key] += value.item()
         progress.step += 1
         bar.set_postfix(loss=f"{progress.totals['loss'] / progress.step:.3f}")
@@ -452,19 +466,27 @@ def train(cfg: Config, run_dir: str | Path, data: ReidData | None = None) -> dic
     if data is None:
         data = read_dataset(cfg.data.data_dir, layout=cfg.data.layout)
     _check_sizes(cfg, len(data.train))
-    check_images(data.train + data.query + data.gallery)
+    everything = data.train + data.query + data.gallery
+    if cfg.data.cache_images:  # decoding checks every image, as check_images does
+        images = load_images(everything, cfg.data.height, cfg.data.width, desc="decoding images")
+    else:
+        images = None
+        check_images(everything)
     ctx = dist.setup(setup_torch(cfg))
     try:
         dist.check_world(ctx, cfg.train.batch_size, len(data.train))
-        return _train(cfg, run_dir, data, ctx)
+        return _train(cfg, run_dir, data, ctx, images)
     finally:
         dist.teardown(ctx)
 
 
-def _train(cfg: Config, run_dir: Path, data: ReidData, ctx: dist.Context) -> dict[str, Any] | None:
+def _train(
+    cfg: Config, run_dir: Path, data: ReidData, ctx: dist.Context, images: dict[str, Tensor] | None
+) -> dict[str, Any] | None:
     resumable = dist.on_main(ctx, lambda: runs.prepare_run_dir(run_dir, cfg))
     seed_everything(cfg.train.seed)
     state = build_state(cfg, data, ctx.device)
+    state.images = images
     with StopSignals() as stop:
         resumed = _start(state, cfg, data, ctx, run_dir, resumable, stop)
         if ctx.main:
@@ -481,7 +503,7 @@ def _train(cfg: Config, run_dir: Path, data: ReidData, ctx: dist.Context) -> dic
             state.epoch, state.step, state.progress = state.epoch + 1, 0, None
             if ctx.main:
                 if eval_every and state.epoch % eval_every == 0 and state.epoch < cfg.train.epochs:
-                    results, _, _ = evaluate_model(state.model, cfg, data, ctx.device)
+                    results, _, _ = evaluate_model(state.model, cfg, data, ctx.device, state.images)
                     row["eval"] = results
                     log.info("epoch %d: mAP %.1f%%", state.epoch, 100 * results["combined"]["mAP"])
                 log.info(
@@ -501,7 +523,7 @@ def _train(cfg: Config, run_dir: Path, data: ReidData, ctx: dist.Context) -> dic
             digests = dist.all_gather_objects(ctx, replica_digest(state))
             if not ctx.main:
                 return None
-            results, query, gallery = evaluate_model(state.model, cfg, data, ctx.device)
+            results, query, gallery = evaluate_model(state.model, cfg, data, ctx.device, state.images)
             metrics = final_metrics(results, state.epoch)
             if ctx.distributed:
                 metrics["replicas"] = {"world_size": ctx.world, "digests": digests, "identical": len(set(digests)) == 1}
@@ -527,6 +549,8 @@ def _describe_selection(row: dict[str, Any]) -> str:
     parts = []
     if row.get("pos_precision") is not None:
         parts.append(f"positive precision {100 * row['pos_precision']:.1f}%")
+        parts.append(f"recall {100 * row['pos_recall']:.1f}%")
+        parts.append(f"{row['pos_per_anchor']:.2f} positives per anchor")
         parts.append(f"same-camera positives {100 * row['pos_same_camera']:.1f}%")
     if row.get("neg_false_rate") is not None:
         parts.append(f"false negatives {100 * row['neg_false_rate']:.2f}%")

@@ -42,6 +42,17 @@ def test_parse_set_reads_yaml_scalars():
         ({"batch_size": 0}, "'train.batch_size' must be > 0"),
         ({"feat_dim": 100, "num_parts": 8}, "divisible"),
         ({"optimizer": "lbfgs"}, "'train.optimizer' must be one of"),
+        ({"positive_rule": "dbscan"}, "'scl.positive_rule' must be one of knn, reciprocal, cycle, jaccard, ca_jaccard"),
+        ({"part_scale": "half"}, "'scl.part_scale' must be one of"),
+        ({"camera_debias": "yes"}, "'scl.camera_debias' must be one of"),
+        ({"mixture_writers": "all"}, "'scl.mixture_writers' must be one of"),
+        ({"part_agreement": 5, "num_parts": 4, "feat_dim": 32}, "'scl.part_agreement' must lie in [0, model.num_parts = 4]"),
+        ({"reciprocal_k": 0}, "'scl.reciprocal_k' must be >= 1"),
+        ({"jaccard_eps": 0.0}, "'scl.jaccard_eps' must lie in (0, 1]"),
+        ({"lambda_c_start": -1.0}, "'scl.lambda_c_start' must be >= 0"),
+        ({"lr_schedule": "linear"}, "'train.lr_schedule' must be one of constant, cosine, step"),
+        ({"lr_step": 1.5}, "'train.lr_step' must lie in [0, 1]"),
+        ({"cache_images": "yes"}, "'data.cache_images' expects bool"),
     ],
 )
 def test_errors_name_the_key(overrides, message):
@@ -87,3 +98,6 @@ def test_paper_config_is_the_papers():
     )
     assert (t.lr, t.momentum, t.weight_decay, t.batch_size, s.warmup_epochs) == (1e-3, 0.9, 5e-4, 8, 3)
     assert (cfg.model.arch, cfg.model.num_parts, cfg.data.height, cfg.data.width) == ("resnet50", 8, 256, 128)
+    # the public code's mixture bank and selection: both spaces write, stripes at norm sqrt(P), kNN
+    assert (s.mixture_writers, s.part_scale, s.positive_rule, s.camera_debias) == ("both", "sqrt_p", "knn", "none")
+    assert (s.part_agreement, s.lambda_c_start) == (0, None)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torchvision import transforms as T
 
 from conftest import write_jpeg, write_tree
 from reidlib.data import (
@@ -142,6 +143,34 @@ def test_transforms():
     assert (train(img) == 0).any()  # erasing with p=1 leaves a zeroed rectangle
     plain = build_transforms(64, 32, train=True, flip=False, pad=0, random_erasing=0.0)
     assert torch.equal(plain(img), test(img))
+
+
+def test_cached_crops_match_the_file_pipeline(tmp_path):
+    """load_images + from_cache transforms give the tensors the file pipeline gives."""
+    from reidlib.data import ImageRecord, load_images
+
+    path = write_jpeg(tmp_path / "a.jpg", seed=3, size=(100, 50))
+    records = [ImageRecord(str(path), 1, 0)]
+    images = load_images(records, 64, 32)
+    assert images[str(path)].dtype == torch.uint8 and images[str(path)].shape == (3, 64, 32)
+    from_file = ReidDataset(records, build_transforms(64, 32, train=False))[0]["img"]
+    from_cache = ReidDataset(records, build_transforms(64, 32, train=False, from_cache=True), images)[0]["img"]
+    assert torch.allclose(from_file, from_cache, atol=1e-6)
+    aug = dict(train=True, flip=True, pad=4, random_erasing=0.5)
+    torch.manual_seed(1)
+    a = build_transforms(64, 32, **aug, from_cache=True)(images[str(path)])
+    torch.manual_seed(1)
+    b = build_transforms(64, 32, **aug)(T.functional.to_pil_image(images[str(path)]))
+    assert torch.allclose(a, b, atol=1e-6)  # the same augmentations, on the tensor
+
+
+def test_load_images_names_a_bad_file(tmp_path):
+    from reidlib.data import ImageRecord, load_images
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(DataError, match="bad.jpg"):
+        load_images([ImageRecord(str(bad), 1, 0)], 64, 32)
 
 
 def test_real_market_sample(shared_data):

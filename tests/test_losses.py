@@ -86,3 +86,66 @@ def test_total_mixes_part_and_global():
     assert lp == selective_contrastive_loss(parts, bank, pos, neg, **kw)
     assert lg == selective_contrastive_loss(feats, bank, pos, neg, **kw)
     assert torch.allclose(total, 0.25 * lp + 0.75 * lg)
+
+
+def naive_masked_loss(feats, bank, pos_idx, neg_idx, pos_mask, temperature, lambda_t, alpha):
+    """One anchor at a time: dropped candidates leave the softmax, the kept K_i share the weight."""
+    total = 0.0
+    for i in range(feats.shape[0]):
+        kept = [int(j) for j, keep in zip(pos_idx[i], pos_mask[i]) if keep]
+        slots = kept + [int(j) for j in neg_idx[i]]
+        logits = torch.stack([feats[i] @ bank[j] for j in slots]) / temperature
+        denom = torch.logsumexp(logits, dim=0)
+        k_i = len(kept) - 1
+        for j in range(len(kept)):
+            c = lambda_t if j == 0 else alpha * (1 - lambda_t) / k_i
+            total = total + c * -(logits[j] - denom)
+    return total / feats.shape[0]
+
+
+def test_masked_loss_matches_naive_loop():
+    """A positive mask drops columns from the softmax and renormalises the neighbours' weight."""
+    feats, bank, pos, neg = random_case(b=6, k=4, m=9, seed=3)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 1, 0], [1, 0, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 1]]).bool()
+    kw = dict(temperature=0.1, lambda_t=0.5, alpha=1.75)
+    got = selective_contrastive_loss(feats, bank, pos, neg, pos_mask=mask, **kw)
+    want = naive_masked_loss(feats, bank, pos, neg, mask, **kw)
+    assert torch.allclose(got, want, atol=1e-10)
+
+
+def test_all_true_mask_is_the_unmasked_loss():
+    feats, bank, pos, neg = random_case(k=3, m=9, seed=5)
+    kw = dict(temperature=0.1, lambda_t=0.5, alpha=1.75)
+    full = torch.ones_like(pos, dtype=torch.bool)
+    assert torch.allclose(
+        selective_contrastive_loss(feats, bank, pos, neg, pos_mask=full, **kw),
+        selective_contrastive_loss(feats, bank, pos, neg, **kw),
+        atol=1e-12,
+    )
+
+
+def test_masked_weights_closed_form():
+    from reidlib.losses import masked_positive_weights
+
+    mask = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0]]).bool()
+    c = masked_positive_weights(mask, lambda_t=0.5, alpha=1.75)
+    assert c[0].tolist() == pytest.approx([0.5, 1.75 * 0.5 / 2, 0.0, 1.75 * 0.5 / 2])
+    assert c[1].tolist() == [0.5, 0.0, 0.0, 0.0]
+
+
+def test_masked_gradcheck():
+    feats, bank, pos, neg = random_case(b=3, n=20, d=6, k=3, m=5)
+    mask = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0], [1, 1, 1, 1]]).bool()
+    feats.requires_grad_(True)
+    fn = lambda x: selective_contrastive_loss(  # noqa: E731
+        x, bank, pos, neg, temperature=0.5, lambda_t=0.4, alpha=1.5, pos_mask=mask
+    )
+    assert torch.autograd.gradcheck(fn, (feats,))
+
+
+def test_mask_must_keep_the_own_slot():
+    feats, bank, pos, neg = random_case(k=2, m=4)
+    mask = torch.ones_like(pos, dtype=torch.bool)
+    mask[0, 0] = False
+    with pytest.raises(ValueError, match="own slot"):
+        selective_contrastive_loss(feats, bank, pos, neg, temperature=0.1, lambda_t=0.5, alpha=1.0, pos_mask=mask)

@@ -8,7 +8,8 @@ import pytest
 
 from reidlib.cli import main
 from reidlib.errors import ConfigError
-from reidlib.report import NOTEBOOK_DIR, check_parameters, notebook_parameters, report, run_notebook
+from reidlib.config import parse_set, save_config
+from reidlib.report import NOTEBOOK_DIR, check_parameters, notebook_parameters, render, report, run_notebook
 from reidlib.train import train
 from test_train import tiny_cfg
 
@@ -35,6 +36,18 @@ def test_parameters_are_config_fields(path):
     check_parameters(path, {})  # raises if a parameter is neither a config field nor run_dir
     tagged = [c for c in nbformat.read(str(path), as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
+
+
+def test_grid_parameters_belong_to_their_notebook(tmp_path):
+    grid = NOTEBOOK_DIR / "04_beyond_the_paper.ipynb"
+    assert {"config", "datasets", "seeds", "arms"} <= set(notebook_parameters(grid))
+    nb = nbformat.read(str(NOTEBOOK_DIR / "01_train.ipynb"), as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    cell.source += '\ndatasets = "a:b"'
+    other = tmp_path / "05_other.ipynb"
+    nbformat.write(nb, str(other))
+    with pytest.raises(ConfigError, match=r"\['datasets'\] are not config fields"):
+        check_parameters(other, {})
 
 
 def test_unknown_parameter_is_an_error(tmp_path):
@@ -106,3 +119,26 @@ def test_ablation_notebook_and_resumable_grid(tiny_synthetic, tmp_path):
     assert len(rows) == len(ARMS) * 3 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
     k0 = load_config(grid / "single-positive-k-0" / "seed-1" / "config.yaml")
     assert k0.scl.k == 0 and k0.train.seed == 1
+
+
+def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
+    from reidlib.beyond import RECIPE
+
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny_cfg(tiny_synthetic), config)
+    grid, out = tmp_path / "grid", tmp_path / "beyond.html"
+    params = parse_set([f"run_dir={grid}", f"config={config}", f"datasets=tiny:{tiny_synthetic}", "seeds=0",
+                        f"arms={RECIPE},k-reciprocal", "epochs=2"])  # as `--set` gives them
+    render("04_beyond_the_paper", params, out, out_notebook=tmp_path / "executed.ipynb")
+    text = out.read_text()
+    assert text.count("data:image/png;base64,") >= 2  # precision per epoch, mAP per arm
+    assert "within noise" in text  # one seed: no std, no verdict beyond noise
+    runs_done = sorted(p.relative_to(grid).parts[:3] for p in grid.glob("*/*/seed-*/metrics.json"))
+    assert runs_done == [("k-reciprocal", "tiny", "seed-0"), ("recipe-knn-unit-part-scale", "tiny", "seed-0")]
+    executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
+    summary = {row["arm"]: row for row in json.loads(executed.cells[-1].outputs[0]["text"])}
+    assert set(summary) == {RECIPE, "k-reciprocal"}
+    recipe = summary[RECIPE]
+    assert recipe["runs"] == 1 and recipe["mAP_std"] is None and recipe["dataset"] == "tiny"
+    assert recipe["mAP_mean"] == pytest.approx(json.loads((grid / "recipe-knn-unit-part-scale" / "tiny" / "seed-0" / "metrics.json").read_text())["mAP"])
+    assert 0.0 <= recipe["final_precision_mean"] <= 1.0 and recipe["minutes_mean"] > 0

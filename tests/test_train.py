@@ -98,16 +98,68 @@ def test_cli_train_and_errors(tiny_synthetic, tmp_path, capsys):
     assert code == 2 and "batch_size" in err
 
 
-@pytest.mark.parametrize("writers", ["both", "global", "parts"])
-def test_mixture_writers(tiny_synthetic, tmp_path, writers):
+@pytest.mark.parametrize(
+    "writers,scale",
+    [("both", "sqrt_p"), ("global", "sqrt_p"), ("parts", "sqrt_p"), ("both", "unit"), ("combined", "unit_writes"),
+     ("combined", "sqrt_p"), ("both", "unit_loss")],
+)
+def test_mixture_writers(tiny_synthetic, tmp_path, writers, scale):
     # mixture_init=features writes each slot once, as a step does, so the bank shows who wrote it
-    train(tiny_cfg(tiny_synthetic, epochs=0, mixture_init="features", mixture_writers=writers), tmp_path / "run")
+    cfg = tiny_cfg(tiny_synthetic, epochs=0, mixture_init="features", mixture_writers=writers, part_scale=scale)
+    train(cfg, tmp_path / "run")
     state = runs.load_checkpoint(tmp_path / "run")
     g = state["global_bank"]["features"]  # (N, D), unit rows
     p_cat = state["part_bank"]["features"].flatten(1)  # (N, D), norm sqrt(P): P unit stripes
+    if scale in ("unit", "unit_writes"):
+        p_cat = p_cat / 2.0  # sqrt(P), P = 4
     unit = torch.nn.functional.normalize
-    want = {"global": g, "parts": unit(p_cat, dim=1), "both": unit(g + p_cat, dim=1)}[writers]
+    # "both": fill with g, then X <- normalise((X + p) / 2), i.e. normalise(g + p) for unit-norm g
+    want = {"global": g, "parts": unit(p_cat, dim=1), "both": unit(g + p_cat, dim=1),
+            "combined": unit(g + p_cat, dim=1)}[writers]
     assert torch.allclose(state["mixture_bank"]["features"], want, atol=1e-5)
+
+
+def test_learning_rate_schedules():
+    from reidlib.train import learning_rate
+
+    step = load_config(overrides={"lr": 1.0, "epochs": 10, "lr_schedule": "step", "lr_step": 0.7, "lr_gamma": 0.1})
+    assert [learning_rate(step, e) for e in range(10)] == [1.0] * 7 + [pytest.approx(0.1)] * 3
+    cosine = load_config(overrides={"lr": 1.0, "epochs": 4, "lr_schedule": "cosine"})
+    assert [learning_rate(cosine, e) for e in range(4)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
+
+
+def test_part_loss_scale(tiny_synthetic):
+    """part_scale divides the stripes by sqrt(P) in the loss only where it says so."""
+    from reidlib.train import part_features
+
+    p = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)  # P = 4 unit stripes
+    for scale, write_norm, loss_norm in [("sqrt_p", 2.0, 2.0), ("unit", 1.0, 1.0), ("unit_writes", 1.0, 2.0), ("unit_loss", 2.0, 1.0)]:
+        s = load_config(overrides={"part_scale": scale}).scl
+        assert part_features(s, p, "write").norm(dim=1) == pytest.approx(torch.full((3,), write_norm))
+        assert part_features(s, p, "loss").norm(dim=1) == pytest.approx(torch.full((3,), loss_norm))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"positive_rule": "cycle"}, {"positive_rule": "ca_jaccard", "k": 3}, {"camera_debias": "mean_std", "part_agreement": 2},
+     {"lambda_c_start": 0.0, "positive_rule": "reciprocal"}],
+)
+def test_selection_rules_train_and_report(tiny_synthetic, tmp_path, overrides):
+    """Every rule trains end to end with cached images, and the diagnostics are in range."""
+    train(tiny_cfg(tiny_synthetic, cache_images=True, **overrides), tmp_path / "run")
+    rows = runs.read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    for r in rows[1:]:
+        for key in ("pos_precision", "pos_recall", "pos_same_camera"):
+            assert r[key] is None or 0.0 <= r[key] <= 1.0, key
+        assert 0.0 <= r["pos_per_anchor"] <= overrides.get("k", TINY["k"])
+
+
+def test_cached_images_train_like_files(tiny_synthetic, tmp_path):
+    """Decoding once and augmenting the cached tensor gives the same untrained figures as the files
+    (evaluation has no randomness; the resize is the same operation)."""
+    from_files = train(tiny_cfg(tiny_synthetic, epochs=0), tmp_path / "files")
+    cached = train(tiny_cfg(tiny_synthetic, epochs=0, cache_images=True), tmp_path / "cached")
+    assert cached["mAP"] == pytest.approx(from_files["mAP"], abs=1e-6)
 
 
 @pytest.mark.parametrize("index", ["flat", "ivf"])

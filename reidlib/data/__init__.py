@@ -9,6 +9,7 @@ from reidlib.data.dataset import (
     ReidDataset,
     build_transforms,
     check_images,
+    load_images,
     read_image,
 )
 from reidlib.data.layouts import (
@@ -32,6 +33,7 @@ __all__ = [
     "build_transforms",
     "check_images",
     "format_summary",
+    "load_images",
     "read_cuhk03",
     "read_dataset",
     "read_dukemtmc",

@@ -1,15 +1,23 @@
-"""The torch ``Dataset`` of person crops, and the train / test transforms.
+"""The torch ``Dataset`` of person crops, the train / test transforms and the decoded-image cache.
 
 An item is a dict ``{"img", "pid", "camid", "index", "path"}``; ``index`` is the record's
 position, which for the training split is the image's memory slot.
+
+With ``data.cache_images`` every crop is decoded and resized once (:func:`load_images`) and held
+as a uint8 tensor (3, H, W); the transforms then start from that tensor instead of the file
+(``build_transforms(..., from_cache=True)``), so an epoch costs no JPEG decoding or resizing.
+At 128x64 a crop takes 24 KiB: 7,000 training images plus a 20,000-image test split fit in
+650 MiB.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
+import torch
 from PIL import Image, UnidentifiedImageError
+from torch import Tensor
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 from tqdm.auto import tqdm
@@ -42,24 +50,48 @@ def check_images(records: Sequence[ImageRecord], desc: str = "checking images") 
         read_image(record.path)
 
 
+def load_images(
+    records: Sequence[ImageRecord], height: int, width: int, desc: str = "decoding images"
+) -> dict[str, Tensor]:
+    """Decode and resize every image once: ``{path: uint8 tensor (3, height, width)}``.
+
+    It checks the images as :func:`check_images` does (the DataError names the first bad file),
+    so a run that caches needs no separate check.
+    """
+    resize = T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)
+    images: dict[str, Tensor] = {}
+    for record in tqdm(records, desc=desc, unit="img", leave=False, mininterval=1.0):
+        if record.path not in images:
+            images[record.path] = T.functional.pil_to_tensor(resize(read_image(record.path)))
+    return images
+
+
 class ReidDataset(Dataset):
     """Person crops from a list of records.
 
     Args:
         records: ImageRecord list (a split of :class:`~reidlib.data.ReidData`).
-        transform: applied to the PIL image (e.g. :func:`build_transforms`).
+        transform: applied to the PIL image (e.g. :func:`build_transforms`), or to the cached
+            uint8 tensor when ``images`` is given (``build_transforms(..., from_cache=True)``).
+        images: decoded crops by path (:func:`load_images`); None reads each file when asked.
     """
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Callable | None = None) -> None:
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        transform: Callable | None = None,
+        images: Mapping[str, Tensor] | None = None,
+    ) -> None:
         self.records = list(records)
         self.transform = transform
+        self.images = images
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
-        img = read_image(record.path)
+        img = read_image(record.path) if self.images is None else self.images[record.path]
         if self.transform is not None:
             img = self.transform(img)
         return {"img": img, "pid": record.pid, "camid": record.camid, "index": index, "path": record.path}
@@ -76,6 +108,7 @@ def build_transforms(
     color_jitter: float = 0.0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    from_cache: bool = False,
 ) -> T.Compose:
     """Test: resize, to tensor, normalise. Train adds flip, pad-and-crop and random erasing.
 
@@ -88,8 +121,11 @@ def build_transforms(
         color_jitter: strength s of brightness / contrast / saturation jitter (each by up to s)
             and hue jitter (up to s / 10), train only; 0 (the paper) disables. It teaches
             invariance to the cameras' colour casts.
+        from_cache: the input is a uint8 tensor already resized to (height, width)
+            (:func:`load_images`), so the pipeline skips the resize and converts instead of
+            ``ToTensor``; the augmentations are the same operations on the tensor.
     """
-    steps: list[Callable] = [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)]
+    steps: list[Callable] = [] if from_cache else [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)]
     if train:
         if flip:
             steps.append(T.RandomHorizontalFlip())
@@ -97,7 +133,7 @@ def build_transforms(
             steps += [T.Pad(pad), T.RandomCrop((height, width))]
         if color_jitter > 0:
             steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter, min(0.5, color_jitter / 10)))
-    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    steps += [T.ConvertImageDtype(torch.float32) if from_cache else T.ToTensor(), T.Normalize(mean, std)]
     if train and random_erasing > 0:
         steps.append(T.RandomErasing(p=random_erasing, value=0))
     return T.Compose(steps)

@@ -1,0 +1,233 @@
+"""Beyond the paper: changes to the CPU recipe as a grid of runs, arms x datasets x seeds.
+
+The base config (``configs/real-cpu.yaml``) holds the recipe; each arm of :data:`BEYOND_ARMS` makes
+one change to it: the public code's mixture bank, where the part features' sqrt(P) norm is removed,
+which rule turns the k nearest candidates into positives (k-reciprocal, a cycle check, Jaccard,
+camera-aware Jaccard), camera debiasing of the selection features, agreement of the stripes, and a
+ramp of λc. Every arm runs on every dataset with every seed; the run dirs are
+``OUT/<slug(arm)>/<dataset>/seed-<n>``, so an interrupted grid resumes and a finished run is read,
+not retrained (:func:`reidlib.runs.is_finished`, the rule of :func:`reidlib.ablations.run_grid`).
+
+A run's ``minutes`` is the sum of its epochs' ``seconds`` in ``metrics.jsonl``: training time only,
+without reading the images, filling the banks or evaluating, and it survives a resume (a wall
+clock would count the pause). ``04_beyond_the_paper.ipynb`` runs the grid and tabulates it;
+``make beyond`` runs that notebook with papermill. All figures use the combined distance and the
+standard Market-1501 protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import statistics
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tqdm.auto import tqdm
+
+from reidlib import runs
+from reidlib.ablations import Arm, slug, verdict
+from reidlib.config import Config, apply_overrides, load_config
+from reidlib.data import ReidData, read_dataset
+from reidlib.errors import ConfigError
+from reidlib.train import train
+
+log = logging.getLogger(__name__)
+
+RECIPE = "recipe (kNN, unit part scale)"  # the base config as it is: every comparison's reference
+BEYOND_ARMS: tuple[Arm, ...] = (
+    Arm(RECIPE, {}),
+    Arm("public mixture (both writes, sqrt P)", {"mixture_writers": "both", "part_scale": "sqrt_p"}),
+    Arm("part scale: writes only", {"part_scale": "unit_writes"}),
+    Arm("cycle check (adaptive k)", {"positive_rule": "cycle"}),
+    Arm("k-reciprocal", {"positive_rule": "reciprocal"}),
+    Arm("Jaccard", {"positive_rule": "jaccard"}),
+    Arm("CA-Jaccard", {"positive_rule": "ca_jaccard"}),
+    Arm("camera debias (mean)", {"camera_debias": "mean"}),
+    Arm("part agreement (2 stripes)", {"part_agreement": 2}),
+    Arm("λc ramp 0 → 0.3", {"lambda_c_start": 0.0, "lambda_c": 0.3}),
+)
+
+SUMMARY_FIGURES = ("mAP", "rank1", "final_precision", "minutes")
+
+
+def parse_datasets(text: str) -> dict[str, str]:
+    """``"cuhk01:../data/cuhk01,pku:../data/pku"`` -> ``{"cuhk01": "../data/cuhk01", "pku": ...}``.
+
+    Papermill parameters are literals, so the notebook takes the datasets as one string. A name
+    ends at its first ``:`` or ``=``; the notebook's default uses ``:`` because papermill cannot
+    read a parameter line that holds a second ``=`` (the parameter would vanish from its list).
+    """
+    datasets: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in str(text).split(","))):
+        name, path = (re.split(r"[=:]", item, maxsplit=1) + [""])[:2]
+        name, path = name.strip(), path.strip()
+        if not name or not path:
+            raise ConfigError(f"datasets: expected NAME:PATH, got {item!r}")
+        if name in datasets or not re.fullmatch(r"[\w.-]+", name):  # it names a folder
+            raise ConfigError(f"datasets: {name!r} is repeated or not a plain name (letters, digits, _ . -)")
+        datasets[name] = path
+    if not datasets:
+        raise ConfigError("datasets: no NAME:PATH given")
+    return datasets
+
+
+def parse_seeds(value: int | str | Sequence[int]) -> list[int]:
+    """``"0,1,2"`` (or ``0``, or ``[0, 1, 2]``) -> ``[0, 1, 2]``."""
+    if isinstance(value, int):
+        return [value]
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        return [int(item) for item in items if str(item).strip()]
+    except ValueError as err:
+        raise ConfigError(f"seeds: expected integers separated by commas, got {value!r}") from err
+
+
+def select_arms(value: str, arms: tuple[Arm, ...] = BEYOND_ARMS) -> tuple[Arm, ...]:
+    """``"all"``, or arm names (or their slugs) separated by commas; a comma inside parentheses
+    belongs to the name (``"recipe (kNN, unit part scale),Jaccard"`` names two arms)."""
+    if value.strip() == "all":
+        return arms
+    by_slug = {slug(arm.name): arm for arm in arms}
+    wanted = [slug(item) for item in re.split(r",(?![^()]*\))", value) if item.strip()]
+    unknown = [item for item in wanted if item not in by_slug]
+    if unknown or not wanted:
+        raise ConfigError(f"arms: unknown {unknown or value!r}; known: {'; '.join(arm.name for arm in arms)}")
+    return tuple(by_slug[item] for item in dict.fromkeys(wanted))
+
+
+def grid_config(path: str | Path, epochs: int = 0, threads: int = 1) -> Config:
+    """The base config of the grid: ``path`` with ``threads``, and ``epochs`` unless it is 0."""
+    return load_config(path, {"threads": threads, **({"epochs": epochs} if epochs else {})})
+
+
+def run_beyond(
+    base: Config,
+    out_dir: str | Path,
+    datasets: dict[str, str],
+    seeds: Iterable[int],
+    arms: tuple[Arm, ...] = BEYOND_ARMS,
+) -> list[dict[str, Any]]:
+    """Train (or resume, or read) every arm x dataset x seed under ``out_dir``.
+
+    Seeds are the outer loop, so an interrupted grid already holds every arm on every dataset
+    with the first seed.
+
+    Returns:
+        one row per run: ``arm``, ``dataset``, ``seed``, ``mAP`` and ``rank1`` (of the arm's
+        feature space), ``minutes`` (training time, see the module docstring), ``final_precision``,
+        ``final_recall`` and ``positives_per_anchor`` (the last epoch's selection), ``run_dir``.
+    """
+    same: dict[Config, str] = {}
+    for arm in arms:  # e.g. a base config that already holds an arm's change
+        twin = same.setdefault(apply_overrides(base, arm.overrides), arm.name)
+        if twin != arm.name:
+            log.warning("arms %r and %r give the same config: the grid trains it twice", twin, arm.name)
+    loaded: dict[str, ReidData] = {}
+    jobs = [(arm, name, seed) for seed in seeds for name in datasets for arm in arms]
+    rows = []
+    for number, (arm, name, seed) in enumerate(tqdm(jobs, desc="beyond grid", unit="run"), start=1):
+        cfg = apply_overrides(base, {**arm.overrides, "data_dir": datasets[name], "seed": seed})
+        run_dir = Path(out_dir) / slug(arm.name) / name / f"seed-{seed}"
+        if runs.is_finished(run_dir, cfg):
+            metrics = runs.read_metrics(run_dir)
+        else:
+            if name not in loaded:
+                loaded[name] = read_dataset(datasets[name], layout=base.data.layout)
+            metrics = train(cfg, run_dir, data=loaded[name])
+        epochs = runs.read_jsonl(run_dir / runs.METRICS_LOG)
+        last = epochs[-1] if epochs else {}
+        figures = metrics["by_feature"][arm.feature]
+        rows.append(
+            {
+                "arm": arm.name,
+                "dataset": name,
+                "seed": seed,
+                "mAP": figures["mAP"],
+                "rank1": figures["rank1"],
+                "minutes": sum(row["seconds"] for row in epochs) / 60 if epochs else None,
+                "final_precision": last.get("pos_precision"),
+                "final_recall": last.get("pos_recall"),
+                "positives_per_anchor": last.get("pos_per_anchor"),
+                "run_dir": str(run_dir),
+            }
+        )
+        log.info("run %d/%d: %s, %s, seed %d: mAP %.1f%%", number, len(jobs), arm.name, name, seed, 100 * figures["mAP"])
+    return rows
+
+
+def epoch_curves(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run and epoch (from each run's ``metrics.jsonl``): ``arm``, ``dataset``,
+    ``seed``, ``epoch``, ``pos_precision``, ``pos_recall``, ``pos_per_anchor`` (None in warm-up)."""
+    curves = []
+    for row in rows:
+        for epoch in runs.read_jsonl(Path(row["run_dir"]) / runs.METRICS_LOG):
+            curves.append(
+                {
+                    **{key: row[key] for key in ("arm", "dataset", "seed")},
+                    "epoch": epoch["epoch"],
+                    **{key: epoch.get(key) for key in ("pos_precision", "pos_recall", "pos_per_anchor")},
+                }
+            )
+    return curves
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    known = [v for v in values if v is not None]
+    mean = statistics.fmean(known) if known else None
+    return mean, statistics.stdev(known) if len(known) > 1 else None  # sample std (ddof = 1)
+
+
+def summarize(rows: Iterable[dict[str, Any]], by: Sequence[str] = ("arm", "dataset")) -> list[dict[str, Any]]:
+    """Mean and sample std (ddof = 1; None with one run) of mAP, rank1, final_precision and
+    minutes per group of ``by``, groups in the order they first appear.
+
+    Returns:
+        one row per group: the ``by`` keys, ``runs``, and ``<figure>_mean``, ``<figure>_std``.
+    """
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[key] for key in by), []).append(row)
+    summary = []
+    for key, members in groups.items():
+        out: dict[str, Any] = {**dict(zip(by, key)), "runs": len(members)}
+        for figure in SUMMARY_FIGURES:
+            out[f"{figure}_mean"], out[f"{figure}_std"] = _mean_std([m[figure] for m in members])
+        summary.append(out)
+    return summary
+
+
+def compare(summary: Iterable[dict[str, Any]], baseline_arm: str = RECIPE) -> list[dict[str, Any]]:
+    """Each other arm against ``baseline_arm`` on the same dataset, by mean mAP.
+
+    Returns:
+        one row per arm and dataset: ``arm``, ``dataset``, ``mAP_gap`` (arm minus baseline),
+        ``largest_std`` (of the two), ``verdict`` (:func:`reidlib.ablations.verdict`, the arm first).
+    """
+    summary = list(summary)
+    baselines = {row["dataset"]: row for row in summary if row["arm"] == baseline_arm}
+    table = []
+    for row in summary:
+        if row["arm"] == baseline_arm:
+            continue
+        if row["dataset"] not in baselines:
+            raise ConfigError(f"no {baseline_arm!r} runs on {row['dataset']!r} to compare with")
+        base = baselines[row["dataset"]]
+        stds = [s for s in (row["mAP_std"], base["mAP_std"]) if s is not None]
+        table.append(
+            {
+                "arm": row["arm"],
+                "dataset": row["dataset"],
+                "mAP_gap": row["mAP_mean"] - base["mAP_mean"],
+                "largest_std": max(stds) if len(stds) == 2 else None,
+                "verdict": verdict(row["mAP_mean"], row["mAP_std"], base["mAP_mean"], base["mAP_std"]),
+            }
+        )
+    return table
+
+
+def plus_minus(mean: float | None, std: float | None, scale: float = 100.0) -> str:
+    """``"61.2 ± 1.3"`` for a table (in percent by default); the std is left out when unknown."""
+    if mean is None:
+        return "n/a"
+    return f"{scale * mean:.1f}" + ("" if std is None else f" ± {scale * std:.1f}")
