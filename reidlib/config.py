@@ -130,6 +130,9 @@ class TrainConfig:
     deterministic: bool = False
     device: str = "cpu"
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # hold weights and images channels-last (NHWC): MobileNetV2's convolutions at 128x64 train
+    # about 1.35x faster on this project's CPU (measured with one thread, batch 64)
+    channels_last: bool = False
     checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
 
 

@@ -42,13 +42,19 @@ def make_model(cfg: Config, device: torch.device, *, load_pretrained: bool = Tru
     """The model of ``cfg.model`` on ``device``; ``load_pretrained=False`` skips the start weights
     (when a checkpoint will replace them anyway)."""
     m = cfg.model
-    return build_model(
+    model = build_model(
         m.arch,
         feat_dim=m.feat_dim,
         num_parts=m.num_parts,
         pretrained=m.pretrained if load_pretrained else None,
         last_stride=m.last_stride,
     ).to(device)
+    return model.to(memory_format=memory_format(cfg))
+
+
+def memory_format(cfg: Config) -> torch.memory_format:
+    """The layout of weights and image batches (``train.channels_last``)."""
+    return torch.channels_last if cfg.train.channels_last else torch.contiguous_format
 
 
 @torch.no_grad()
@@ -80,7 +86,7 @@ def extract_features(
     model.eval()
     globals_, parts = [], []
     for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress):
-        feats = model(batch["img"].to(device))
+        feats = model(batch["img"].to(device, memory_format=memory_format(cfg)))
         globals_.append(feats.global_.float().cpu())
         parts.append(feats.parts.float().cpu())
     model.train(was_training)

@@ -48,7 +48,7 @@ from reidlib import provenance, runs
 from reidlib.config import Config
 from reidlib.data import ReidData, ReidDataset, build_transforms, check_images, load_images, read_dataset
 from reidlib.errors import ConfigError, ReidlibError, RunDirError
-from reidlib.inference import evaluate_model, extract_features, final_metrics, make_model, setup_torch
+from reidlib.inference import evaluate_model, extract_features, final_metrics, make_model, memory_format, setup_torch
 from reidlib.interrupts import Interrupted, StopSignals
 from reidlib.losses import SCLLosses, scl_total_loss
 from reidlib.memory import MemoryBank, build_banks
@@ -312,7 +312,7 @@ def train_step(
         The selection, the batch's slot indices (B,), and the losses.
     """
     s, device = cfg.scl, ctx.device
-    img, idx = batch["img"].to(device), batch["index"].to(device)
+    img, idx = batch["img"].to(device, memory_format=memory_format(cfg)), batch["index"].to(device)
     cams = state.train_camids[idx]
     feats = net(img)
     g, p = feats.global_, feats.parts  # (B, D), (B, P, D/P)

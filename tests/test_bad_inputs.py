@@ -103,7 +103,7 @@ CONFIG_CASES = {  # --set overrides: what stderr must say
     "lambda below 0": (["lambda_g=-0.1"], "'scl.lambda_g' must lie in [0, 1], got -0.1"),
     "temperature 0": (["temperature=0"], "'scl.temperature' must be > 0, got 0.0"),
     "batch > dataset": (["batch_size=60"], "train.batch_size (60) is larger than the training split (59 images)"),
-    "bad choice": (["mixture_writers=stripes"], "'scl.mixture_writers' must be one of both, global, parts"),
+    "bad choice": (["mixture_writers=stripes"], "'scl.mixture_writers' must be one of both, combined, global, parts"),
 }
 
 

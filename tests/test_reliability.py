@@ -200,8 +200,8 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_synthe
 
     def nan_at_step_9(*args, **kwargs):
         calls["n"] += 1
-        total, part, glob = real(*args, **kwargs)
-        return (total * float("nan"), part, glob) if calls["n"] == 9 else (total, part, glob)
+        losses = real(*args, **kwargs)
+        return losses._replace(total=losses.total * float("nan")) if calls["n"] == 9 else losses
 
     monkeypatch.setattr(engine, "scl_total_loss", nan_at_step_9)
     argv = ["train", "--data", str(tiny_synthetic), "--run-dir", str(tmp_path / "run"), "--set"]

@@ -170,3 +170,12 @@ def test_faiss_selection_trains_like_the_exact_path(tiny_synthetic, tmp_path, in
     assert train(faiss_cfg, tmp_path / index) == exact
     rows = [runs.read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("torch", index)]
     assert [r["pos_precision"] for r in rows[0]] == [r["pos_precision"] for r in rows[1]]
+
+
+def test_channels_last_scores_like_contiguous(tiny_synthetic, tmp_path):
+    """The NHWC layout changes speed, not the model: the untrained figures agree."""
+    plain = train(tiny_cfg(tiny_synthetic, epochs=0), tmp_path / "plain")
+    nhwc = train(tiny_cfg(tiny_synthetic, epochs=0, channels_last=True), tmp_path / "nhwc")
+    assert nhwc["mAP"] == pytest.approx(plain["mAP"], abs=1e-4)
+    trained = train(tiny_cfg(tiny_synthetic, epochs=2, channels_last=True), tmp_path / "trained")
+    assert 0.0 <= trained["mAP"] <= 1.0
