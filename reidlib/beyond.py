@@ -1,10 +1,10 @@
 """Beyond the paper: changes to the CPU recipe as a grid of runs, arms x datasets x seeds.
 
-The base config (``configs/real-cpu.yaml``) holds the recipe; each arm of :data:`BEYOND_ARMS` makes
-one change to it: the public code's mixture bank, where the part features' sqrt(P) norm is removed,
-which rule turns the k nearest candidates into positives (k-reciprocal, a cycle check, Jaccard,
-camera-aware Jaccard), camera debiasing of the selection features, agreement of the stripes, and a
-ramp of λc. Every arm runs on every dataset with every seed; the run dirs are
+The base config (``configs/real-cpu.yaml``) holds the recipe (CA-Jaccard positives); each arm of
+:data:`BEYOND_ARMS` changes it: back to the paper's k nearest positives, and from there one change
+at a time (a cycle check, k-reciprocal, camera debiasing of the selection features, agreement of
+the stripes, a ramp of λc, where the stripes' sqrt(P) norm meets the mixture bank, the public
+code's mixture bank), plain Jaccard, and CA-Jaccard combined with camera debiasing. Every arm runs on every dataset with every seed; the run dirs are
 ``OUT/<slug(arm)>/<dataset>/seed-<n>``, so an interrupted grid resumes and a finished run is read,
 not retrained (:func:`reidlib.runs.is_finished`, the rule of :func:`reidlib.ablations.run_grid`).
 
@@ -34,18 +34,20 @@ from reidlib.train import train
 
 log = logging.getLogger(__name__)
 
-RECIPE = "recipe (kNN, unit part scale)"  # the base config as it is: every comparison's reference
+RECIPE = "recipe: CA-Jaccard positives"  # the base config as it is: every comparison's reference
+KNN = {"positive_rule": "knn"}  # the paper's rule; the single-change arms start from it
 BEYOND_ARMS: tuple[Arm, ...] = (
     Arm(RECIPE, {}),
-    Arm("public mixture (both writes, sqrt P)", {"mixture_writers": "both", "part_scale": "sqrt_p"}),
-    Arm("part scale: writes only", {"part_scale": "unit_writes"}),
-    Arm("cycle check (adaptive k)", {"positive_rule": "cycle"}),
-    Arm("k-reciprocal", {"positive_rule": "reciprocal"}),
+    Arm("kNN positives (the paper's rule)", KNN),
+    Arm("kNN + cycle check (adaptive k)", {"positive_rule": "cycle"}),
+    Arm("kNN + k-reciprocal", {"positive_rule": "reciprocal"}),
     Arm("Jaccard", {"positive_rule": "jaccard"}),
-    Arm("CA-Jaccard", {"positive_rule": "ca_jaccard"}),
-    Arm("camera debias (mean)", {"camera_debias": "mean"}),
-    Arm("part agreement (2 stripes)", {"part_agreement": 2}),
-    Arm("λc ramp 0 → 0.3", {"lambda_c_start": 0.0, "lambda_c": 0.3}),
+    Arm("kNN + camera debias (mean)", {**KNN, "camera_debias": "mean"}),
+    Arm("kNN + part agreement (2 stripes)", {**KNN, "part_agreement": 2}),
+    Arm("kNN + λc ramp 0 → 0.3", {**KNN, "lambda_c_start": 0.0, "lambda_c": 0.3}),
+    Arm("kNN + unit part scale (writes and loss)", {**KNN, "part_scale": "unit"}),
+    Arm("kNN + public mixture (both writes, sqrt P)", {**KNN, "mixture_writers": "both", "part_scale": "sqrt_p"}),
+    Arm("CA-Jaccard + camera debias (mean)", {"camera_debias": "mean"}),
 )
 
 SUMMARY_FIGURES = ("mAP", "rank1", "final_precision", "minutes")
@@ -85,7 +87,7 @@ def parse_seeds(value: int | str | Sequence[int]) -> list[int]:
 
 def select_arms(value: str, arms: tuple[Arm, ...] = BEYOND_ARMS) -> tuple[Arm, ...]:
     """``"all"``, or arm names (or their slugs) separated by commas; a comma inside parentheses
-    belongs to the name (``"recipe (kNN, unit part scale),Jaccard"`` names two arms)."""
+    belongs to the name (``"kNN + unit part scale (writes and loss),Jaccard"`` names two arms)."""
     if value.strip() == "all":
         return arms
     by_slug = {slug(arm.name): arm for arm in arms}
@@ -107,11 +109,14 @@ def run_beyond(
     datasets: dict[str, str],
     seeds: Iterable[int],
     arms: tuple[Arm, ...] = BEYOND_ARMS,
+    train_missing: bool = True,
 ) -> list[dict[str, Any]]:
     """Train (or resume, or read) every arm x dataset x seed under ``out_dir``.
 
     Seeds are the outer loop, so an interrupted grid already holds every arm on every dataset
-    with the first seed.
+    with the first seed. With ``train_missing=False`` only finished runs are read: the others get
+    a row with ``status: "not run"`` and no figures (a report over part of a grid says what it
+    lacks instead of training for hours).
 
     Returns:
         one row per run: ``arm``, ``dataset``, ``seed``, ``mAP`` and ``rank1`` (of the arm's
@@ -131,6 +136,9 @@ def run_beyond(
         run_dir = Path(out_dir) / slug(arm.name) / name / f"seed-{seed}"
         if runs.is_finished(run_dir, cfg):
             metrics = runs.read_metrics(run_dir)
+        elif not train_missing:
+            rows.append({"arm": arm.name, "dataset": name, "seed": seed, "status": "not run", "run_dir": str(run_dir)})
+            continue
         else:
             if name not in loaded:
                 loaded[name] = read_dataset(datasets[name], layout=base.data.layout)
@@ -143,6 +151,7 @@ def run_beyond(
                 "arm": arm.name,
                 "dataset": name,
                 "seed": seed,
+                "status": "done",
                 "mAP": figures["mAP"],
                 "rank1": figures["rank1"],
                 "minutes": sum(row["seconds"] for row in epochs) / 60 if epochs else None,
@@ -160,7 +169,7 @@ def epoch_curves(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per run and epoch (from each run's ``metrics.jsonl``): ``arm``, ``dataset``,
     ``seed``, ``epoch``, ``pos_precision``, ``pos_recall``, ``pos_per_anchor`` (None in warm-up)."""
     curves = []
-    for row in rows:
+    for row in (r for r in rows if r.get("status", "done") == "done"):
         for epoch in runs.read_jsonl(Path(row["run_dir"]) / runs.METRICS_LOG):
             curves.append(
                 {
@@ -186,7 +195,7 @@ def summarize(rows: Iterable[dict[str, Any]], by: Sequence[str] = ("arm", "datas
         one row per group: the ``by`` keys, ``runs``, and ``<figure>_mean``, ``<figure>_std``.
     """
     groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
+    for row in (r for r in rows if r.get("status", "done") == "done"):
         groups.setdefault(tuple(row[key] for key in by), []).append(row)
     summary = []
     for key, members in groups.items():

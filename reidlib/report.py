@@ -29,7 +29,7 @@ REPORT_NOTEBOOKS = ("01_train.ipynb", "03_visualise.ipynb")
 NON_CONFIG_PARAMETERS = frozenset({"run_dir"})
 # The grid of 04: a base config file, and the datasets, seeds and arms as strings that
 # reidlib.beyond parses (papermill parameters are literals). Only that notebook may declare them.
-GRID_PARAMETERS = {"04_beyond_the_paper.ipynb": frozenset({"config", "datasets", "seeds", "arms"})}
+GRID_PARAMETERS = {"04_beyond_the_paper.ipynb": frozenset({"config", "datasets", "seeds", "arms", "train_missing"})}
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 

@@ -44,8 +44,8 @@ def test_claims_name_existing_arms():
 
 def test_select_arms_by_name_or_slug():
     assert select_arms("all") == BEYOND_ARMS
-    chosen = select_arms("recipe (kNN, unit part scale),k-reciprocal, ca-jaccard")  # commas in parentheses stay
-    assert [arm.name for arm in chosen] == [RECIPE, "k-reciprocal", "CA-Jaccard"]
+    chosen = select_arms("kNN + cycle check (adaptive k),recipe-ca-jaccard-positives, jaccard")
+    assert [arm.name for arm in chosen] == ["kNN + cycle check (adaptive k)", RECIPE, "Jaccard"]
     assert [arm.name for arm in select_arms("Jaccard,jaccard")] == ["Jaccard"]
     with pytest.raises(ConfigError, match="unknown"):
         select_arms("k-nearest")
@@ -134,7 +134,7 @@ def test_plus_minus():
 # --- the grid on disk ---------------------------------------------------------------------------
 
 BASE = load_config(overrides={"arch": "resnet_mini", "feat_dim": 32, "num_parts": 4, "epochs": 3, "warmup_epochs": 1})
-ARMS_2 = select_arms("recipe (kNN, unit part scale),k-reciprocal")
+ARMS_2 = select_arms("recipe: CA-Jaccard positives,Jaccard")
 DATASETS = {"a": "data/a", "b": "data/b"}
 
 
@@ -171,13 +171,13 @@ def test_finished_runs_are_read_not_retrained(tmp_path, monkeypatch):
     monkeypatch.setattr(beyond, "read_dataset", no_training)  # nothing to train: no data read either
     rows = run_beyond(BASE, tmp_path, DATASETS, [0, 1], ARMS_2)
     assert len(rows) == 8
-    row = {(r["arm"], r["dataset"], r["seed"]): r for r in rows}[("k-reciprocal", "b", 1)]
-    assert row["run_dir"] == str(tmp_path / "k-reciprocal" / "b" / "seed-1")
+    row = {(r["arm"], r["dataset"], r["seed"]): r for r in rows}[("Jaccard", "b", 1)]
+    assert row["run_dir"] == str(tmp_path / "jaccard" / "b" / "seed-1")
     assert row["mAP"] == pytest.approx(0.4) and row["rank1"] == pytest.approx(0.5)
     assert row["minutes"] == pytest.approx(3.0)  # (30 + 60 + 90) s
     assert (row["final_precision"], row["final_recall"], row["positives_per_anchor"]) == (0.75, 0.75, 2.0)
 
-    curves = [c for c in epoch_curves(rows) if (c["arm"], c["dataset"], c["seed"]) == ("k-reciprocal", "b", 1)]
+    curves = [c for c in epoch_curves(rows) if (c["arm"], c["dataset"], c["seed"]) == ("Jaccard", "b", 1)]
     assert [c["epoch"] for c in curves] == [1, 2, 3]
     assert [c["pos_precision"] for c in curves] == [None, 0.6, 0.75]
     assert set(curves[0]) == {"arm", "dataset", "seed", "epoch", "pos_precision", "pos_recall", "pos_per_anchor"}
@@ -188,7 +188,7 @@ def test_unfinished_or_changed_runs_are_trained(tmp_path, monkeypatch):
     finished = tmp_path / slug(recipe.name) / "a" / "seed-0"
     _fake_finished_run(finished, _cfg(recipe, "a", 0), 0.5)
     runs.prepare_run_dir(finished.parent / "seed-1", _cfg(recipe, "a", 1))  # started, never finished
-    changed = tmp_path / "k-reciprocal" / "a" / "seed-0"  # finished, with another config
+    changed = tmp_path / "jaccard" / "a" / "seed-0"  # finished, with another config
     _fake_finished_run(changed, apply_overrides(_cfg(reciprocal, "a", 0), {"lr": 0.1}), 0.9)
     trained = []
 
@@ -202,11 +202,27 @@ def test_unfinished_or_changed_runs_are_trained(tmp_path, monkeypatch):
     assert trained == [
         (_cfg(reciprocal, "a", 0), changed, "data of data/a"),  # train refuses it, naming the difference
         (_cfg(recipe, "a", 1), finished.parent / "seed-1", "data of data/a"),
-        (_cfg(reciprocal, "a", 1), tmp_path / "k-reciprocal" / "a" / "seed-1", "data of data/a"),
+        (_cfg(reciprocal, "a", 1), tmp_path / "jaccard" / "a" / "seed-1", "data of data/a"),
     ]
     assert [(r["arm"], r["seed"], r["mAP"]) for r in rows] == [
-        (RECIPE, 0, 0.5), ("k-reciprocal", 0, 0.2), (RECIPE, 1, 0.2), ("k-reciprocal", 1, 0.2),
+        (RECIPE, 0, 0.5), ("Jaccard", 0, 0.2), (RECIPE, 1, 0.2), ("Jaccard", 1, 0.2),
     ]  # seeds outermost: an interrupted grid holds every arm with the first seed
     assert runs.is_finished(finished, _cfg(recipe, "a", 0))
     assert not runs.is_finished(changed, _cfg(reciprocal, "a", 0))
     assert not runs.is_finished(finished.parent / "seed-1", _cfg(recipe, "a", 1))
+
+
+def test_train_missing_false_reads_only_finished_runs(tmp_path, monkeypatch):
+    """A report over part of a grid lists the runs it lacks and never trains them."""
+    recipe, other = ARMS_2
+    _fake_finished_run(tmp_path / slug(recipe.name) / "a" / "seed-0", _cfg(recipe, "a", 0), 0.5)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("train_missing=False must not train")
+
+    monkeypatch.setattr(beyond, "train", no_training)
+    monkeypatch.setattr(beyond, "read_dataset", no_training)
+    rows = run_beyond(BASE, tmp_path, {"a": "data/a"}, [0], ARMS_2, train_missing=False)
+    assert [(r["arm"], r["status"]) for r in rows] == [(RECIPE, "done"), (other.name, "not run")]
+    assert [s["arm"] for s in summarize(rows)] == [RECIPE]  # the missing run is in no summary
+    assert {c["arm"] for c in epoch_curves(rows)} == {RECIPE}

@@ -128,17 +128,17 @@ def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
     save_config(tiny_cfg(tiny_synthetic), config)
     grid, out = tmp_path / "grid", tmp_path / "beyond.html"
     params = parse_set([f"run_dir={grid}", f"config={config}", f"datasets=tiny:{tiny_synthetic}", "seeds=0",
-                        f"arms={RECIPE},k-reciprocal", "epochs=2"])  # as `--set` gives them
+                        f"arms={RECIPE},Jaccard", "epochs=2"])  # as `--set` gives them
     render("04_beyond_the_paper", params, out, out_notebook=tmp_path / "executed.ipynb")
     text = out.read_text()
     assert text.count("data:image/png;base64,") >= 2  # precision per epoch, mAP per arm
     assert "within noise" in text  # one seed: no std, no verdict beyond noise
     runs_done = sorted(p.relative_to(grid).parts[:3] for p in grid.glob("*/*/seed-*/metrics.json"))
-    assert runs_done == [("k-reciprocal", "tiny", "seed-0"), ("recipe-knn-unit-part-scale", "tiny", "seed-0")]
+    assert runs_done == [("jaccard", "tiny", "seed-0"), ("recipe-ca-jaccard-positives", "tiny", "seed-0")]
     executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
     summary = {row["arm"]: row for row in json.loads(executed.cells[-1].outputs[0]["text"])}
-    assert set(summary) == {RECIPE, "k-reciprocal"}
+    assert set(summary) == {RECIPE, "Jaccard"}
     recipe = summary[RECIPE]
     assert recipe["runs"] == 1 and recipe["mAP_std"] is None and recipe["dataset"] == "tiny"
-    assert recipe["mAP_mean"] == pytest.approx(json.loads((grid / "recipe-knn-unit-part-scale" / "tiny" / "seed-0" / "metrics.json").read_text())["mAP"])
+    assert recipe["mAP_mean"] == pytest.approx(json.loads((grid / "recipe-ca-jaccard-positives" / "tiny" / "seed-0" / "metrics.json").read_text())["mAP"])
     assert 0.0 <= recipe["final_precision_mean"] <= 1.0 and recipe["minutes_mean"] > 0
