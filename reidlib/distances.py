@@ -3,7 +3,7 @@
 Shape letters: B queries (or anchors), N gallery items (or memory slots), D feature dim,
 P stripes, d = D / P stripe dim.
 
-Two uses, two deliberate choices (METHOD.md):
+Two uses, two deliberate choices (docs/method.md):
 
 - **Selection** (training) uses squared Euclidean distances, as the paper does:
   ``lambda_g * |g_i - G_j|^2 + (1 - lambda_g) * (1/P) sum_p |p_ip - L_jp|^2 + lambda_c * [same camera]``.

@@ -1,6 +1,6 @@
 """Memory banks: one slot per training image, held in buffers, updated after ``loss.backward()``.
 
-SCL keeps three banks (METHOD.md, "Memory banks"):
+SCL keeps three banks (docs/method.md, "Memory"):
 
 - the **global bank** G (N, D) and the **part bank** L (N, P, D/P), read to pick each image's
   neighbours; after each step the batch's own slots move toward the new features,

@@ -3,7 +3,7 @@
 Shape letters: B anchors, N memory slots, D feature dim, P stripes, d = D / P, C cameras,
 E = 2D + C embedding dim, E' = indexed dim (E, or ``faiss_dim`` after PCA), R candidates per anchor.
 
-**The distance as an inner product.** SCL selects by (METHOD.md)
+**The distance as an inner product.** SCL selects by (docs/method.md)
 
     dist(i, j) = lg |g_i - G_j|^2 + (1 - lg) (1/P) sum_p |p_ip - L_jp|^2 + lc [cam(i) = cam(j)].
 
