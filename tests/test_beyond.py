@@ -44,7 +44,7 @@ def test_claims_name_existing_arms():
 
 def test_select_arms_by_name_or_slug():
     assert select_arms("all") == BEYOND_ARMS
-    chosen = select_arms("kNN + cycle check (adaptive k),recipe-ca-jaccard-positives, jaccard")
+    chosen = select_arms("kNN + cycle check (adaptive k),recipe-ca-jaccard-camera-debias, jaccard")
     assert [arm.name for arm in chosen] == ["kNN + cycle check (adaptive k)", RECIPE, "Jaccard"]
     assert [arm.name for arm in select_arms("Jaccard,jaccard")] == ["Jaccard"]
     with pytest.raises(ConfigError, match="unknown"):
@@ -134,7 +134,7 @@ def test_plus_minus():
 # --- the grid on disk ---------------------------------------------------------------------------
 
 BASE = load_config(overrides={"arch": "resnet_mini", "feat_dim": 32, "num_parts": 4, "epochs": 3, "warmup_epochs": 1})
-ARMS_2 = select_arms("recipe: CA-Jaccard positives,Jaccard")
+ARMS_2 = select_arms("recipe (CA-Jaccard + camera debias),Jaccard")
 DATASETS = {"a": "data/a", "b": "data/b"}
 
 
