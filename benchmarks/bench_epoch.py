@@ -31,7 +31,7 @@ import torch
 
 from reidlib.config import load_config
 from reidlib.data import ReidDataset, build_transforms, load_images, read_dataset
-from reidlib.inference import extract_features, make_model
+from reidlib.inference import extract_features, make_model, memory_format
 from reidlib.memory import build_banks
 from reidlib.selectors import make_selector
 
@@ -75,6 +75,7 @@ def main() -> None:
     t_cache = timed(lambda: imgs.extend(load(cached)))
 
     model = make_model(cfg, torch.device("cpu"))
+    imgs = [x.contiguous(memory_format=memory_format(cfg)) for x in imgs]  # as the training step feeds them
     opt = torch.optim.Adam(model.parameters(), lr=t.lr)
     model.train()
     t_fwd = t_bwd = 0.0
