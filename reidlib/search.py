@@ -93,7 +93,7 @@ class Searcher(Protocol):
         ...
 
 
-def _features(bank) -> Tensor:
+def bank_features(bank) -> Tensor:
     """A MemoryBank's buffer (read at each call, so in-place updates are seen) or a tensor."""
     return getattr(bank, "features", bank)
 
@@ -188,7 +188,7 @@ class TorchSearcher:
     @torch.no_grad()
     def distances(self, g: Tensor, p: Tensor, cams: Tensor) -> Tensor:
         """(B, D), (B, P, d), (B,) -> (B, N) selection distances (float32)."""
-        bank_g, bank_p = _features(self.global_bank), _features(self.part_bank)
+        bank_g, bank_p = bank_features(self.global_bank), bank_features(self.part_bank)
         num_slots = bank_g.shape[0]
         out = torch.empty(g.shape[0], num_slots, dtype=torch.float32, device=g.device)  # (B, N)
         for start in range(0, num_slots, self.chunk):  # blocks of slots, not samples
@@ -263,7 +263,7 @@ class FaissSearcher:
         self.num_cams = int(camids.max()) + 1
         self.exact = TorchSearcher(global_bank, part_bank, camids, lambda_g=lambda_g, lambda_c=lambda_c)
         self._buffers: dict[str, Tensor] = {}
-        bank_g = _features(global_bank)
+        bank_g = bank_features(global_bank)
         num_slots, full_dim = bank_g.shape[0], 2 * bank_g.shape[1] + self.num_cams
         generator = torch.Generator().manual_seed(seed)
         self.mean = self.basis = None
@@ -316,7 +316,7 @@ class FaissSearcher:
         Shape:
             rows: (n,) -> (n, E) float32 on the banks' device
         """
-        bank_g, bank_p = _features(self.global_bank), _features(self.part_bank)
+        bank_g, bank_p = bank_features(self.global_bank), bank_features(self.part_bank)
         rows = rows.to(bank_g.device)
         g, p = bank_g[rows].float(), bank_p[rows].float()  # (n, D), (n, P, d)
         self.sq_norms[rows] = torch.stack([g.pow(2).sum(1), p.pow(2).sum((1, 2))], dim=1)
@@ -370,7 +370,7 @@ class FaissSearcher:
         Shape:
             g: (B, D), p: (B, P, d), cams: (B,), self_idx: (B,) -> (B, count) int64
         """
-        bank_g, bank_p = _features(self.global_bank), _features(self.part_bank)
+        bank_g, bank_p = bank_features(self.global_bank), bank_features(self.part_bank)
         num_slots = bank_g.shape[0]
         num = count + 1 if self.kind == "flat" else math.ceil(self.rerank * (count + 1))
         if count == 0 or num >= num_slots:
@@ -475,7 +475,7 @@ def make_searcher(
         A :class:`TorchSearcher` or a :class:`FaissSearcher`. Call ``.refresh(idx)`` after every
         bank update (a no-op for torch).
     """
-    bank_g = _features(global_bank)
+    bank_g = bank_features(global_bank)
     s = scl_cfg
     lambda_c = s.lambda_c if lambda_c is None else lambda_c
     backend = choose_backend(s.search, s.m, bank_g.shape[0], bank_g.device)

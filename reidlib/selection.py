@@ -167,7 +167,8 @@ class SelectionStats:
         self.candidates += neighbours.numel()
         self.pos_cross_true += (true & ~same_cam).sum().item()
         self.pos_cross_count += int((kept & ~same_cam).sum())
-        self.true_total += int((pids[None, :] == anchor_pid).sum()) - len(idx)
+        per_pid = torch.bincount(pids - pids.min())  # slots per identity: O(N), not a (B, N) comparison
+        self.true_total += int(per_pid[pids[idx] - pids.min()].sum()) - len(idx)
         self.neg_false += (pids[sel.neg_idx] == anchor_pid).sum().item()
         self.neg_count += sel.neg_idx.numel()
 

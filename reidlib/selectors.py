@@ -38,7 +38,7 @@ from torch import Tensor
 
 from reidlib import graph
 from reidlib.errors import ConfigError
-from reidlib.search import Searcher, TorchSearcher, make_searcher
+from reidlib.search import Searcher, TorchSearcher, bank_features, make_searcher
 from reidlib.selection import Selection, nearest_slots, neighbour_count, select_random, selection_from_order
 
 
@@ -72,15 +72,12 @@ class SelectionView:
         self.debias_g = self.debias_p = None
         if debias != "none":
             num_cams = int(camids.max()) + 1
-            g, p = self._raw()
+            g, p = bank_features(global_bank), bank_features(part_bank)
             self.debias_g = graph.CameraDebias.fit(g, camids, num_cams, scale=debias == "mean_std")
             self.debias_p = graph.CameraDebias.fit(p, camids, num_cams, scale=debias == "mean_std")
 
     def __len__(self) -> int:
         return len(self.camids)
-
-    def _raw(self) -> tuple[Tensor, Tensor]:
-        return getattr(self.global_bank, "features", self.global_bank), getattr(self.part_bank, "features", self.part_bank)
 
     def features(self, g: Tensor, p: Tensor, cams: Tensor) -> tuple[Tensor, Tensor]:
         """Anchors' (or slots') features as the distance sees them: (B, D), (B, P, d)."""
@@ -90,8 +87,7 @@ class SelectionView:
 
     def banks(self) -> tuple[Tensor, Tensor]:
         """The banks as the distance sees them: (N, D), (N, P, d)."""
-        g, p = self._raw()
-        return self.features(g, p, self.camids)
+        return self.features(bank_features(self.global_bank), bank_features(self.part_bank), self.camids)
 
     def distances(self, g: Tensor, p: Tensor, cams: Tensor) -> Tensor:
         """(B, D), (B, P, d), (B,) -> (B, N) selection distances to every slot."""
@@ -99,16 +95,19 @@ class SelectionView:
         search = TorchSearcher(bank_g, bank_p, self.camids, lambda_g=self.lambda_g, lambda_c=self.lambda_c)
         return search.distances(*self.features(g, p, cams), cams)
 
-    def slot_rows(self, rows: Tensor) -> Tensor:
-        """(b,) slot indices -> (b, N) distances from those slots to every slot."""
+    def slot_rows(self) -> graph.DistanceRows:
+        """Slot-to-slot distances over the banks as they are now, for the per-epoch rankings:
+        (b,) slot indices -> (b, N). The (debiased) banks are read once, not once per block."""
         bank_g, bank_p = self.banks()
         search = TorchSearcher(bank_g, bank_p, self.camids, lambda_g=self.lambda_g, lambda_c=self.lambda_c)
-        return search.distances(bank_g[rows], bank_p[rows], self.camids[rows])
+        return lambda rows: search.distances(bank_g[rows], bank_p[rows], self.camids[rows])
 
     def stripe_distances(self, p: Tensor, cams: Tensor) -> Tensor:
         """(B, P, d), (B,) -> (B, P, N) squared distances stripe by stripe (unit stripes)."""
-        _, bank_p = self.banks()
-        anchors = p.float() if self.debias_p is None else self.debias_p(p, cams)
+        bank_p = bank_features(self.part_bank).float()
+        anchors = p.float()
+        if self.debias_p is not None:
+            bank_p, anchors = self.debias_p(bank_p, self.camids), self.debias_p(p, cams)
         return (2.0 - 2.0 * torch.einsum("bpd,npd->bpn", anchors.float(), bank_p)).clamp_min_(0.0)
 
 
@@ -223,26 +222,27 @@ class JaccardSelector:
         """Nothing to follow: the table is fixed for the epoch, the distance reads the banks."""
 
 
-def _set_distances(view: SelectionView, idx: Tensor, block: int = graph.RANK_BLOCK) -> Tensor:
+def _set_distances(slot_rows: graph.DistanceRows, idx: Tensor, block: int = graph.RANK_BLOCK) -> Tensor:
     """(N, W) distance from each slot to each member of its set."""
     out = torch.empty(idx.shape, dtype=torch.float32, device=idx.device)
     for start in range(0, len(idx), block):
         rows = torch.arange(start, min(start + block, len(idx)), device=idx.device)
-        out[rows] = view.slot_rows(rows).gather(1, idx[rows])
+        out[rows] = slot_rows(rows).gather(1, idx[rows])
     return out
 
 
 def jaccard_positives(view: SelectionView, scl_cfg) -> tuple[Tensor, Tensor]:
     """The per-epoch table of :class:`JaccardSelector` for ``scl.positive_rule`` jaccard / ca_jaccard."""
     s, num_slots = scl_cfg, len(view)
-    ranking, _ = graph.slot_ranking(view.slot_rows, num_slots, max(s.jaccard_k1, s.jaccard_k2))
+    slot_rows = view.slot_rows()
+    ranking, _ = graph.slot_ranking(slot_rows, num_slots, max(s.jaccard_k1, s.jaccard_k2))
     if s.positive_rule == "jaccard":
         sets = graph.reciprocal_sets(ranking, s.jaccard_k1)
     else:
-        intra, _ = graph.slot_ranking(view.slot_rows, num_slots, s.ca_k_intra, camids=view.camids, cameras="same")
-        inter, _ = graph.slot_ranking(view.slot_rows, num_slots, s.ca_k_inter, camids=view.camids, cameras="other")
+        intra, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_intra, camids=view.camids, cameras="same")
+        inter, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_inter, camids=view.camids, cameras="other")
         sets = graph.camera_aware_sets(intra, inter, s.ca_k_intra, s.ca_k_inter)
-    pairs = graph.jaccard_distance(sets, _set_distances(view, sets[0]), ranking, s.jaccard_k2)
+    pairs = graph.jaccard_distance(sets, _set_distances(slot_rows, sets[0]), ranking, s.jaccard_k2)
     return graph.nearest_by_jaccard(pairs, num_slots, s.k, s.jaccard_eps)
 
 
@@ -275,7 +275,7 @@ def make_selector(
         return JaccardSelector(view, jaccard_positives(view, s), s.m)
     ranking = None
     if s.positive_rule in ("reciprocal", "cycle"):
-        ranking, _ = graph.slot_ranking(view.slot_rows, num_slots, s.reciprocal_k)
+        ranking, _ = graph.slot_ranking(view.slot_rows(), num_slots, s.reciprocal_k)
     return CandidateSelector(
         view, s.k, s.m, ranking=ranking, prefix=s.positive_rule == "cycle", max_distance=s.pos_max_distance,
         part_agreement=s.part_agreement, part_k=s.part_agreement_k,
