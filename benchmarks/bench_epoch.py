@@ -109,7 +109,7 @@ def main() -> None:
     for rule in args.rules:
         s = replace(cfg.scl, positive_rule=rule, warmup_epochs=0)
         setup = time.perf_counter()
-        selector = make_selector(s, 1, t.epochs, g_bank, p_bank, cams, torch.Generator().manual_seed(0))
+        selector = make_selector(s, cfg.search, 1, t.epochs, g_bank, p_bank, cams, torch.Generator().manual_seed(0))
         setup = time.perf_counter() - setup
         gen = torch.Generator().manual_seed(1)
         idx = [torch.randperm(n, generator=gen)[:b] for _ in batches]

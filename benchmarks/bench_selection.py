@@ -36,8 +36,9 @@ reasons. Here:
 beside the banks). ``IVF``: ``faiss_index=ivf`` with PCA to ``faiss_dim`` dims (and without PCA where
 N x 4,102 float32 fits), nlist = 4 sqrt(N) cells, several nprobe and rerank values (candidates
 R = ceil(rerank * 508), re-ranked exactly from the float16 banks). ``HNSW`` (benchmark only, see
-reidlib/search.py): faiss IndexHNSWFlat (M = 32) over the same PCA-reduced vectors, efSearch = R,
-candidates re-ranked by the same code; it cannot update slots in place, so its refresh is a rebuild.
+reidlib/faiss_search.py): :class:`HNSWIndex` here, faiss IndexHNSWFlat (M = 32) over the same
+PCA-reduced vectors, efSearch = R, candidates re-ranked by the same searcher; it cannot update
+slots in place, so its refresh is a rebuild.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from memory_usage import rss_gib
+from reidlib.faiss_search import FlatIndex, GpuFlatIndex, IVFIndex
 from reidlib.search import FaissSearcher, TorchSearcher
 
 D, P, C, B, K, M = 2048, 8, 6, 64, 7, 500
@@ -140,16 +142,44 @@ def refresh_ms(searcher, num_slots: int, gen: torch.Generator, repeats: int = 5)
     return 1e3 * statistics.median(times)
 
 
+def index_nbytes(index) -> int:
+    """Bytes held by a reidlib.faiss_search index (vectors or codes, ids, centroids, PCA), not the banks."""
+    if isinstance(index, GpuFlatIndex):
+        return index.slots.numel() * index.slots.element_size()
+    if isinstance(index, FlatIndex):
+        return index.flat.ntotal * index.flat.d * 4
+    assert isinstance(index, IVFIndex)
+    ivf = index.ivf
+    codes = ivf.ntotal * (ivf.invlists.code_size + 8)  # codes + ids
+    direct_map = ivf.ntotal * 8
+    projection = 0 if index.basis is None else (index.basis.numel() + index.mean.numel()) * 4
+    return codes + direct_map + ivf.nlist * ivf.d * 4 + projection
+
+
+class HNSWIndex:
+    """faiss IndexHNSWFlat (M = 32) over an IVF index's (PCA) vectors, for comparison only: a graph
+    cannot move a slot, so there is no ``update``."""
+
+    approximate = True
+
+    def __init__(self, ivf: IVFIndex, embed_slots, num_slots: int, ef: int):
+        self.vectors = ivf.vectors
+        self.hnsw = faiss.IndexHNSWFlat(ivf.ivf.d, 32)
+        self.hnsw.hnsw.efConstruction = 40
+        for rows in torch.arange(num_slots).split(65_536):  # faiss orders each added block by level
+            self.hnsw.add(self.vectors(embed_slots(rows)))
+        self.hnsw.hnsw.efSearch = ef
+
+    def search(self, q: torch.Tensor, num: int) -> torch.Tensor:
+        _, cand = self.hnsw.search(self.vectors(q), num)
+        return torch.from_numpy(cand)
+
+
 def hnsw_over(ivf: FaissSearcher, num_slots: int, ef: int) -> tuple[FaissSearcher, float]:
-    """An HNSW index over the IVF searcher's (PCA) vectors, searched and re-ranked by its code."""
+    """The IVF searcher with an HNSW index over its (PCA) vectors: searched and re-ranked by its code."""
     t0 = time.perf_counter()
-    index = faiss.IndexHNSWFlat(ivf.index.d, 32)
-    index.hnsw.efConstruction = 40
-    for rows in torch.arange(num_slots).split(65_536):
-        index.add(ivf._slot_vectors(rows))
-    index.hnsw.efSearch = ef
     searcher = copy.copy(ivf)
-    searcher.index = index
+    searcher.index = HNSWIndex(ivf.index, ivf._embed_slots, num_slots, ef)
     searcher._buffers = {}
     return searcher, time.perf_counter() - t0
 
@@ -193,8 +223,8 @@ def run_size(n: int, args) -> None:
         flat = FaissSearcher(glob, parts, cams, lambda_g=LAMBDA_G, lambda_c=LAMBDA_C, index="flat")
         build = time.perf_counter() - t0
         t, out = timed(flat.neighbours, batches)
-        rows.append(("faiss flat", f"IP, {full_dim} dims float32", build, t, recall(out, exact_out), flat.nbytes(),
-                     refresh_ms(flat, n, gen)))
+        rows.append(("faiss flat", f"IP, {full_dim} dims float32", build, t, recall(out, exact_out),
+                     index_nbytes(flat.index), refresh_ms(flat, n, gen)))
         del flat
     else:
         print(f"faiss flat: skipped, N x {full_dim} float32 = {n * full_dim * 4 / 2**30:.1f} GiB does not fit "
@@ -211,21 +241,21 @@ def run_size(n: int, args) -> None:
         what = f"PCA {dim}" if dim else f"full {full_dim} dims"
         for nprobe in args.nprobe:
             for rerank in args.rerank:
-                ivf.index.nprobe, ivf.rerank, ivf.fallbacks = nprobe, rerank, 0
+                ivf.index.ivf.nprobe, ivf.rerank, ivf.fallbacks = nprobe, rerank, 0
                 t, out = timed(ivf.neighbours, batches)
                 rows.append((f"IVF{nlist}", f"{what}, nprobe {nprobe}, R {math.ceil(rerank * (K + M + 1))}",
-                             build, t, recall(out, exact_out), ivf.nbytes(), ref_ms))
+                             build, t, recall(out, exact_out), index_nbytes(ivf.index), ref_ms))
                 print(f"  {rows[-1][0]} {rows[-1][1]}: {1e3 * t:.1f} ms, recall {rows[-1][4]:.4f}, "
                       f"{ivf.fallbacks} of {B * len(batches)} anchors fell back to exact search", flush=True)
         if dim and n <= args.hnsw_max:
             hnsw, build_h = hnsw_over(ivf, n, math.ceil(args.rerank[0] * (K + M + 1)))
             for rerank in args.rerank:
                 num = math.ceil(rerank * (K + M + 1))
-                hnsw.rerank, hnsw.index.hnsw.efSearch = rerank, num
+                hnsw.rerank, hnsw.index.hnsw.hnsw.efSearch = rerank, num
                 t, out = timed(hnsw.neighbours, batches)
-                links = hnsw.index.hnsw.neighbors.size() * 4
+                links = hnsw.index.hnsw.hnsw.neighbors.size() * 4
                 rows.append(("HNSW32", f"{what}, efSearch {num}, R {num}", build + build_h, t,
-                             recall(out, exact_out), n * hnsw.index.d * 4 + links, float("nan")))
+                             recall(out, exact_out), n * hnsw.index.hnsw.d * 4 + links, float("nan")))
                 print(f"  HNSW R {num}: {1e3 * t:.1f} ms, recall {rows[-1][4]:.4f}", flush=True)
             del hnsw
         elif dim:

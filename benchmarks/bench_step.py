@@ -13,16 +13,16 @@ the end, and ``--threads 1`` gives steadier figures then.
 
 Shape letters: B batch, N memory slots, D feature dim, P stripes, d = D/P, K positives, M negatives.
 
-What one step of ``reidlib.train.train_one_epoch`` adds to the backbone, timed stage by stage with
+What one step of the training loop (``reidlib.train.train_step``) adds to the backbone, timed stage by stage with
 the paper's settings (k 7, m 500, lambda_g 0.5, lambda_c 0.05, lambda_t 0.5, alpha 1.75,
 lambda_p 0.5, tau 0.1) and B = 64:
 
-- **vectorised**: the library's own calls, as ``train.py`` makes them: the exact
-  ``reidlib.search.TorchSearcher`` (the combined squared distance with the camera penalty, as two
-  matrix products on unit features) and ``selection_from_order``; ``scl_total_loss`` forward and backward into
-  the features (leaves with ``requires_grad``, standing in for the model's output); the global and
-  part bank updates and the two mixture-bank writes (g, then the concatenated stripes) at
-  ``sel.pos_idx``. Banks are random unit features with random cameras; every repeat starts from
+- **vectorised**: the library's own step, ``reidlib.scl.SCL``'s hooks called in the training
+  loop's order: ``select`` (the paper's rule through the exact ``reidlib.search.TorchSearcher``:
+  the combined squared distance with the camera penalty, as two matrix products on unit
+  features), ``loss`` forward and backward into the features (leaves with ``requires_grad``,
+  standing in for the model's output), and ``update`` (the global and part bank updates and the
+  two mixture-bank writes, g then the concatenated stripes, at the own slot and the positives). Banks are random unit features with random cameras; every repeat starts from
   the same banks.
 - **per-sample reference**: the same numbers the way the public research code
   (github.com/pangbo1997/Unsup_ReID, ``engine/memory_bank.py``, ``engine/loss.py``) got them: a
@@ -62,12 +62,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 import reidlib
-from reidlib.config import SCLConfig, load_config
-from reidlib.losses import scl_total_loss
+from reidlib.config import SCLConfig, SearchConfig, load_config
 from reidlib.memory import MemoryBank, build_banks
-from reidlib.model import build_model
-from reidlib.search import TorchSearcher
-from reidlib.selection import selection_from_order
+from reidlib.model import Features, build_model
+from reidlib.scl import SCL
 
 GOAL_SHARE = 0.10  # SCL overhead at most 10% of the step with ResNet-50 at 256x128
 GOAL_SPEEDUP = 50.0  # vectorised at least 50x faster than the per-sample loop
@@ -78,6 +76,7 @@ BACKBONES = {  # arch -> (height, width, D), the paper's model and the project's
 }
 
 
+EXACT = SearchConfig(backend="torch")  # the exact search (auto picks it too below 100,000 slots)
 PAPER_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "paper.yaml"
 
 
@@ -175,46 +174,31 @@ def library_banks(inp: StepInputs, momentum: float) -> tuple[MemoryBank, MemoryB
 
 
 # ---------------------------------------------------------------------------------------------
-# The vectorised step: reidlib's functions, called as reidlib/train.py calls them
+# The vectorised step: the library's SCL method, its hooks called as the training loop calls them
 
 
 def library_step(inp: StepInputs, s: SCLConfig) -> tuple[StepOutput, dict[str, float]]:
-    """One SCL step after the backbone, with the library; returns its results and stage times."""
-    global_bank, part_bank, mixture_bank = library_banks(inp, s.bank_momentum)  # untimed copies
-    g = inp.g.clone().requires_grad_()  # (B, D) stands in for the model's output
-    p = inp.p.clone().requires_grad_()  # (B, P, d)
-    cams = inp.bank_cams[inp.idx]  # (B,)
+    """One SCL step after the backbone, through the library's own hooks (reidlib.scl.SCL), in the
+    order the training loop calls them; returns its results and stage times."""
+    banks = library_banks(inp, s.bank_momentum)  # untimed copies
+    pids = torch.arange(len(inp.G))  # the diagnostics' identities; not timed, not read by the step
+    method = SCL(s, EXACT, *banks, pids, inp.bank_cams, epochs=s.warmup_epochs + 1)
+    method.start_epoch(s.warmup_epochs, torch.Generator(), features=None)  # the first selecting epoch
+    out = Features(inp.g.clone().requires_grad_(), inp.p.clone().requires_grad_())  # the model's output
 
     t0 = time.perf_counter()
-    with torch.no_grad():  # as train.select: the exact searcher, then the split into pos / neg
-        searcher = TorchSearcher(global_bank, part_bank, inp.bank_cams, lambda_g=s.lambda_g, lambda_c=s.lambda_c)
-        order = searcher.neighbours(g.detach(), p.detach(), cams, inp.idx, s.k + s.m)  # (B, K+M)
-        sel = selection_from_order(order, inp.idx, s.k)  # pos (B, 1+K), neg (B, M)
+    with torch.no_grad():
+        sel = method.select(out, inp.idx)  # pos (B, 1+K), neg (B, M)
     t1 = time.perf_counter()
-    p_cat = p.flatten(1)  # (B, D)
-    loss, _, _ = scl_total_loss(
-        g,
-        p_cat,
-        mixture_bank.features,
-        sel.pos_idx,
-        sel.neg_idx,
-        lambda_p=s.lambda_p,
-        temperature=s.temperature,
-        lambda_t=s.lambda_t,
-        alpha=s.alpha,
-    )
+    loss = method.loss(out, sel).total
     loss.backward()
     t2 = time.perf_counter()
-    with torch.no_grad():
-        global_bank.update(inp.idx, g.detach())
-        part_bank.update(inp.idx, p.detach())
-        for feats in (g.detach(), p_cat.detach()):  # mixture_writers "both": g, then the stripes
-            mixture_bank.update(sel.pos_idx, feats)
+    method.update(out, inp.idx, sel, gather=lambda x: x)  # one process
     t3 = time.perf_counter()
 
     out = StepOutput(
-        sel.pos_idx, sel.neg_idx, loss.item(), g.grad, p.grad,
-        global_bank.features, part_bank.features, mixture_bank.features,
+        sel.pos_idx, sel.neg_idx, loss.item(), out.global_.grad, out.parts.grad,
+        *(bank.features for bank in banks),
     )
     return out, {"selection": t1 - t0, "loss": t2 - t1, "memory": t3 - t2}
 

@@ -17,10 +17,11 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from reidlib import runs
 from reidlib.config import Config
 from reidlib.data import ReidData
-from reidlib.distances import query_gallery_distance
+from reidlib.distances import combined_distance, query_gallery_distance
 from reidlib.errors import RunDirError
 from reidlib.inference import evaluate_model, make_model, setup_torch
-from reidlib.train import seed_everything
+from reidlib.selection import SelectionStats, select_neighbours
+from reidlib.train_state import seed_everything
 
 FEATURES_KEYS = ("global", "parts", "pids", "camids", "paths")
 
@@ -32,6 +33,8 @@ __all__ = [
     "purity",
     "cluster_scores",
     "pair_distances",
+    "trained_banks",
+    "selection_quality",
 ]
 
 
@@ -137,3 +140,29 @@ def pair_distances(dist: np.ndarray, pids: np.ndarray, camids: np.ndarray) -> di
         "other id, same camera": d[~same_id & same_cam],
         "other id, other camera": d[~same_id & ~same_cam],
     }
+
+
+def trained_banks(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+    """A run's global and part banks, (N, D) and (N, P, d) float32, and the epochs they have seen,
+    from its newest checkpoint; None when the run has none."""
+    state = runs.load_checkpoint(Path(run_dir))
+    if state is None or "global_bank" not in state:
+        return None
+    return state["global_bank"]["features"].float(), state["part_bank"]["features"].float(), int(state["epoch"])
+
+
+def selection_quality(
+    global_: torch.Tensor, parts: torch.Tensor, camids: torch.Tensor, pids: torch.Tensor, anchors: torch.Tensor,
+    *, k: int, m: int, lambda_g: float, lambda_c: float,
+) -> dict[str, float | None]:
+    """How good the paper's selection (k nearest, next m negatives) is for ``anchors`` over banks
+    ``global_`` (N, D) and ``parts`` (N, P, d): the training diagnostics' summary
+    (:class:`reidlib.selection.SelectionStats`: positive precision, recall, same-camera share...)."""
+    rows = anchors.long()
+    dist = combined_distance(
+        global_[rows], parts[rows], global_, parts, lambda_g=lambda_g, lambda_c=lambda_c,
+        q_camids=camids[rows], g_camids=camids,
+    )
+    stats = SelectionStats()
+    stats.add(select_neighbours(dist, rows, k, m), rows, pids, camids)
+    return stats.summary()

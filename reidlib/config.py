@@ -1,11 +1,11 @@
 """Experiment configuration: frozen dataclasses, composed once, never global.
 
-A :class:`Config` has five sections (``data``, ``model``, ``scl``, ``train``, ``eval``). Every field
-name is unique across the sections, so an override may name a field by its short name
+A :class:`Config` has six sections (``data``, ``model``, ``scl``, ``search``, ``train``, ``eval``).
+Every field name is unique across the sections, so an override may name a field by its short name
 (``k=0``, ``epochs=3``) or by its full dotted key (``scl.k=0``); notebooks use the short names as
 papermill parameters. An unknown key, a wrong type or an out-of-range value raises
 :class:`~reidlib.errors.ConfigError` naming the key. The resolved config is saved beside every run
-as ``config.yaml``.
+as ``config.yaml``; keys renamed since (:data:`RENAMED_KEYS`) still load.
 """
 
 from __future__ import annotations
@@ -102,10 +102,18 @@ class SCLConfig:
     # lambda_c schedule: linear from lambda_c_start at the first selecting epoch to lambda_c at
     # the last epoch; None keeps lambda_c throughout
     lambda_c_start: float | None = None
-    # Neighbour search (reidlib/search.py). search: torch = exact; faiss = the index below, its
-    # candidates re-ranked exactly; auto = torch below search.AUTO_FAISS_MIN_SLOTS slots (and on
-    # an accelerator), faiss from there on. m = null always searches exactly.
-    search: str = "auto"  # auto | torch | faiss
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Neighbour search for selection (reidlib/search.py, reidlib/faiss_search.py).
+
+    ``backend``: torch = exact; faiss = the index below, its candidates re-ranked exactly; auto =
+    torch below search.AUTO_FAISS_MIN_SLOTS slots (and on an accelerator), faiss from there on.
+    ``scl.m`` = null always searches exactly.
+    """
+
+    backend: str = "auto"  # auto | torch | faiss
     faiss_index: str = "ivf"  # flat (exact, N x (2D + cameras) float32; on the GPU with faiss-gpu) | ivf (CPU)
     faiss_dim: int = 256  # ivf: PCA to this many dims before indexing; 0 keeps all 2D + cameras
     nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
@@ -152,6 +160,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     scl: SCLConfig = field(default_factory=SCLConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -164,6 +173,15 @@ MIXTURE_WRITERS = ("both", "combined", "global", "parts")
 PART_SCALES = ("sqrt_p", "unit", "unit_writes", "unit_loss")
 POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
 CAMERA_DEBIAS = ("none", "mean", "mean_std")
+SEARCH_BACKENDS = ("auto", "torch", "faiss")
+FAISS_INDEXES = ("flat", "ivf")
+
+# Old key -> its key now, so that runs saved before a key moved (config.yaml, a checkpoint's
+# config), user YAML and overrides still load: the search settings were fields of `scl` until
+# they got their own section, and the short name `search` was the backend's.
+RENAMED_KEYS = {"search": "search.backend", "scl.search": "search.backend"} | {
+    f"scl.{name}": f"search.{name}" for name in ("faiss_index", "faiss_dim", "nlist", "nprobe", "rerank")
+}
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in fields(Config)}  # type: ignore[misc]
 
@@ -180,15 +198,11 @@ def field_index() -> dict[str, str]:
 
 
 def _resolve_key(key: str) -> tuple[str, str]:
-    if "." in key:
-        section, name = key.split(".", 1)
-        if section in SECTIONS and name in {f.name for f in fields(SECTIONS[section])}:
-            return section, name
-    else:
-        dotted = field_index().get(key)
-        if dotted is not None:
-            section, name = dotted.split(".")
-            return section, name
+    """(section, field) of a dotted key, a short name or an old key (:data:`RENAMED_KEYS`)."""
+    key = RENAMED_KEYS.get(key, key)
+    section, _, name = (key if "." in key else field_index().get(key, "")).partition(".")
+    if section in SECTIONS and name in {f.name for f in fields(SECTIONS[section])}:
+        return section, name
     raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(field_index()))}")
 
 
@@ -334,17 +348,7 @@ def validate(cfg: Config) -> None:
     if s.lambda_c_start is not None and s.lambda_c_start < 0:
         raise ConfigError(f"config key 'scl.lambda_c_start' must be >= 0 or null, got {s.lambda_c_start}")
     _one_of("scl.bank_dtype", s.bank_dtype, ("float32", "float16"))
-    _one_of("scl.search", s.search, ("auto", "torch", "faiss"))
-    _one_of("scl.faiss_index", s.faiss_index, ("flat", "ivf"))
-    for name in ("faiss_dim", "nlist"):
-        if getattr(s, name) < 0:
-            raise ConfigError(f"config key 'scl.{name}' must be >= 0, got {getattr(s, name)}")
-    if s.nprobe < 1:
-        raise ConfigError(f"config key 'scl.nprobe' must be >= 1, got {s.nprobe}")
-    if s.rerank < 1:
-        raise ConfigError(f"config key 'scl.rerank' must be >= 1, got {s.rerank}")
-    if s.nlist and s.nprobe > s.nlist:
-        raise ConfigError(f"config key 'scl.nprobe' ({s.nprobe}) must be <= scl.nlist ({s.nlist})")
+    _validate_search(cfg.search)
     _one_of("train.optimizer", t.optimizer, ("sgd", "adam"))
     _one_of("train.lr_schedule", t.lr_schedule, ("constant", "cosine", "step"))
     _in_unit("train.lr_step", t.lr_step)
@@ -378,3 +382,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError(
             f"model.feat_dim ({m.feat_dim}) must be divisible by model.num_parts ({m.num_parts})"
         )
+
+
+def _validate_search(c: SearchConfig) -> None:
+    _one_of("search.backend", c.backend, SEARCH_BACKENDS)
+    _one_of("search.faiss_index", c.faiss_index, FAISS_INDEXES)
+    for name in ("faiss_dim", "nlist"):
+        if getattr(c, name) < 0:
+            raise ConfigError(f"config key 'search.{name}' must be >= 0, got {getattr(c, name)}")
+    if c.nprobe < 1:
+        raise ConfigError(f"config key 'search.nprobe' must be >= 1, got {c.nprobe}")
+    if c.rerank < 1:
+        raise ConfigError(f"config key 'search.rerank' must be >= 1, got {c.rerank}")
+    if c.nlist and c.nprobe > c.nlist:
+        raise ConfigError(f"config key 'search.nprobe' ({c.nprobe}) must be <= search.nlist ({c.nlist})")

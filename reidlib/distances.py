@@ -6,11 +6,13 @@ P stripes, d = D / P stripe dim.
 Two uses, two deliberate choices (docs/method.md):
 
 - **Selection** (training) uses squared Euclidean distances, as the paper does:
-  ``lambda_g * |g_i - G_j|^2 + (1 - lambda_g) * (1/P) sum_p |p_ip - L_jp|^2 + lambda_c * [same camera]``.
+  ``lambda_g * |g_i - G_j|^2 + (1 - lambda_g) * (1/P) sum_p |p_ip - L_jp|^2 + lambda_c * [same camera]``
+  (weights :func:`selection_weights`, camera term :func:`camera_term`; the same distance as an
+  inner product for faiss is :func:`reidlib.faiss_search.embed`).
 - **Evaluation** uses plain Euclidean distances, ``lambda_g * |g_q - g_g| + (1 - lambda_g) * |p_q - p_g|``
   with p the concatenated (D-dim) stripes, and no camera term: the standard protocol. The original
   research code's test-time camera penalty is available only by asking for it by name
-  (``camera_penalty > 0``), and every table then says so.
+  (``lambda_c > 0``, config ``eval.camera_aware``), and every table then says so.
 """
 
 from __future__ import annotations
@@ -45,13 +47,31 @@ def part_sq_distance(xp: Tensor, yp: Tensor) -> Tensor:
     return pairwise_sq_euclidean(xp.flatten(1), yp.flatten(1)) / xp.shape[1]
 
 
-def _check(lambda_g: float, camera_penalty: float, q_camids, g_camids) -> None:
+def selection_weights(lambda_g: float, num_parts: int) -> tuple[float, float]:
+    """The squared selection distance's weights ``(lambda_g, (1 - lambda_g) / P)``: the distance is
+    ``w_g |g - G|^2 + w_p sum_p |p_p - L_p|^2`` (+ :func:`camera_term`)."""
+    return lambda_g, (1.0 - lambda_g) / num_parts
+
+
+def camera_term(lambda_c: float, q_camids: Tensor, g_camids: Tensor, *, dtype: torch.dtype, device) -> Tensor:
+    """``lambda_c * [cam(i) = cam(j)]``: the distance added to same-camera pairs.
+
+    Shape:
+        q_camids: (B,); g_camids: (N,) for every pair -> (B, N), or (B, R) for each anchor's own
+        candidates -> (B, R)
+    """
+    q_camids, g_camids = q_camids.to(device), g_camids.to(device)
+    same = q_camids[:, None] == (g_camids if g_camids.dim() == 2 else g_camids[None, :])
+    return lambda_c * same.to(dtype)
+
+
+def _check(lambda_g: float, lambda_c: float, q_camids, g_camids) -> None:
     if not 0.0 <= lambda_g <= 1.0:
-        raise ConfigError(f"lambda_g must lie in [0, 1], got {lambda_g}")
-    if camera_penalty < 0:
-        raise ConfigError(f"camera penalty (lambda_c) must be >= 0, got {camera_penalty}")
-    if camera_penalty > 0 and (q_camids is None or g_camids is None):
-        raise ConfigError("a camera penalty needs q_camids and g_camids")
+        raise ConfigError(f"scl.lambda_g must lie in [0, 1], got {lambda_g}")
+    if lambda_c < 0:
+        raise ConfigError(f"scl.lambda_c (the camera penalty) must be >= 0, got {lambda_c}")
+    if lambda_c > 0 and (q_camids is None or g_camids is None):
+        raise ConfigError("a camera penalty (scl.lambda_c > 0) needs q_camids and g_camids")
 
 
 def combined_distance(
@@ -63,11 +83,11 @@ def combined_distance(
     lambda_g: float,
     squared: bool = True,
     unit_norm: bool = False,
-    camera_penalty: float = 0.0,
+    lambda_c: float = 0.0,
     q_camids: Tensor | None = None,
     g_camids: Tensor | None = None,
 ) -> Tensor:
-    """``lambda_g * global + (1 - lambda_g) * part distance (+ camera_penalty for same camera)``.
+    """``lambda_g * global + (1 - lambda_g) * part distance (+ lambda_c for same camera)``.
 
     Args:
         q_global: (B, D) query / anchor global features.
@@ -83,23 +103,24 @@ def combined_distance(
             distance is ``2 - 2 (lambda_g g.G + (1 - lambda_g)/P p.L)``: two matrix products
             into one buffer, with no norms computed (the norms of N slots cost more than the
             products at MSMT17 size).
-        camera_penalty: added where ``q_camids[i] == g_camids[j]`` (lambda_c).
-        q_camids: (B,) cameras, needed when camera_penalty > 0.
-        g_camids: (N,) cameras, needed when camera_penalty > 0.
+        lambda_c: the camera penalty, added where ``q_camids[i] == g_camids[j]``.
+        q_camids: (B,) cameras, needed when lambda_c > 0.
+        g_camids: (N,) cameras, needed when lambda_c > 0.
 
     Returns:
         (B, N) distances.
     """
-    _check(lambda_g, camera_penalty, q_camids, g_camids)
+    _check(lambda_g, lambda_c, q_camids, g_camids)
     if unit_norm and not squared:
         raise ValueError("unit_norm applies to the squared (selection) distance only")
     dist = torch.zeros(q_global.shape[0], g_global.shape[0], dtype=q_global.dtype, device=q_global.device)
-    if unit_norm:  # 2 - 2 (lambda_g g.G + (1 - lambda_g)/P p.L), accumulated in dist
+    if unit_norm:  # 2 - 2 (w_g g.G + w_p p.L), accumulated in dist
+        w_global, w_parts = selection_weights(lambda_g, q_parts.shape[1])
         if lambda_g > 0:
-            dist.addmm_(q_global, g_global.to(q_global.dtype).T, alpha=lambda_g)
+            dist.addmm_(q_global, g_global.to(q_global.dtype).T, alpha=w_global)
         if lambda_g < 1:
             flat = g_parts.flatten(1).to(q_global.dtype)  # (N, D)
-            dist.addmm_(q_parts.flatten(1), flat.T, alpha=(1.0 - lambda_g) / q_parts.shape[1])
+            dist.addmm_(q_parts.flatten(1), flat.T, alpha=w_parts)
         dist.mul_(-2.0).add_(2.0).clamp_min_(0.0)
     else:
         if lambda_g > 0:
@@ -111,9 +132,8 @@ def combined_distance(
             else:
                 p = pairwise_sq_euclidean(q_parts.flatten(1), g_parts.flatten(1)).sqrt()
             dist += (1.0 - lambda_g) * p
-    if camera_penalty > 0:
-        same = q_camids.to(dist.device)[:, None] == g_camids.to(dist.device)[None, :]
-        dist += camera_penalty * same.to(dist.dtype)
+    if lambda_c > 0:
+        dist += camera_term(lambda_c, q_camids, g_camids, dtype=dist.dtype, device=dist.device)
     return dist
 
 
@@ -122,7 +142,7 @@ def query_gallery_distance(
     gallery: dict[str, np.ndarray],
     *,
     lambda_g: float,
-    camera_penalty: float = 0.0,
+    lambda_c: float = 0.0,
     chunk: int = 1024,
 ) -> np.ndarray:
     """The evaluation distmat (Euclidean, see the module docstring), computed in query chunks.
@@ -130,8 +150,8 @@ def query_gallery_distance(
     Args:
         query, gallery: dicts with ``global`` (n, D), ``parts`` (n, P, d) and ``camids`` (n,).
         lambda_g: 1 global only, 0 parts only, else the combination.
-        camera_penalty: 0 for the standard protocol; > 0 adds it to same-camera pairs
-            (the original research code's non-standard test-time distance).
+        lambda_c: 0 for the standard protocol; > 0 adds it to same-camera pairs
+            (the original research code's non-standard test-time distance, ``eval.camera_aware``).
         chunk: queries per block, to bound memory.
 
     Returns:
@@ -153,7 +173,7 @@ def query_gallery_distance(
             g_parts,
             lambda_g=lambda_g,
             squared=False,
-            camera_penalty=camera_penalty,
+            lambda_c=lambda_c,
             q_camids=q_cams[start:stop],
             g_camids=g_cams,
         ).numpy()
@@ -167,7 +187,7 @@ def candidate_distance(
     c_parts: Tensor,
     *,
     lambda_g: float,
-    camera_penalty: float = 0.0,
+    lambda_c: float = 0.0,
     q_camids: Tensor | None = None,
     c_camids: Tensor | None = None,
     c_global_sq: Tensor | None = None,
@@ -185,7 +205,7 @@ def candidate_distance(
         c_global: (B, R, D) each anchor's candidates' global features (float32).
         c_parts: (B, R, P*d) each anchor's candidates' stripes, concatenated (float32).
         lambda_g: global share of the distance.
-        camera_penalty: lambda_c, added where ``q_camids[b] == c_camids[b, r]``.
+        lambda_c: the camera penalty, added where ``q_camids[b] == c_camids[b, r]``.
         q_camids: (B,) anchors' cameras; c_camids: (B, R) candidates' cameras.
         c_global_sq, c_parts_sq: (B, R) the candidates' squared norms, if known (a searcher
             caches them per slot); computed from ``c_global`` / ``c_parts`` otherwise.
@@ -193,21 +213,20 @@ def candidate_distance(
     Returns:
         (B, R) distances.
     """
-    _check(lambda_g, camera_penalty, q_camids, c_camids)
-    num_parts = q_parts.shape[1]
+    _check(lambda_g, lambda_c, q_camids, c_camids)
+    w_global, w_parts = selection_weights(lambda_g, q_parts.shape[1])
     q_cat = q_parts.flatten(1)  # (B, D)
     dist = torch.zeros(c_global.shape[:2], dtype=torch.float32, device=c_global.device)  # (B, R)
     if lambda_g > 0:
         dot = torch.einsum("bd,brd->br", q_global.float(), c_global)
         c_sq = torch.linalg.vector_norm(c_global, dim=-1).pow(2) if c_global_sq is None else c_global_sq
         sq = q_global.float().pow(2).sum(1, keepdim=True) + c_sq
-        dist += lambda_g * (sq - 2.0 * dot).clamp_min_(0.0)
+        dist += w_global * (sq - 2.0 * dot).clamp_min_(0.0)
     if lambda_g < 1:
         dot = torch.einsum("bd,brd->br", q_cat.float(), c_parts)
         c_sq = torch.linalg.vector_norm(c_parts, dim=-1).pow(2) if c_parts_sq is None else c_parts_sq
         sq = q_cat.float().pow(2).sum(1, keepdim=True) + c_sq
-        dist += (1.0 - lambda_g) / num_parts * (sq - 2.0 * dot).clamp_min_(0.0)
-    if camera_penalty > 0:
-        same = q_camids.to(dist.device)[:, None] == c_camids.to(dist.device)
-        dist += camera_penalty * same.to(dist.dtype)
+        dist += w_parts * (sq - 2.0 * dot).clamp_min_(0.0)
+    if lambda_c > 0:
+        dist += camera_term(lambda_c, q_camids, c_camids, dtype=dist.dtype, device=dist.device)
     return dist

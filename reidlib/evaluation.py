@@ -291,7 +291,7 @@ def _faiss_nearest(query, gallery, *, lambda_g, squared, width, chunk, device):
     """The same by an exact flat inner-product faiss index (GPU if the device and the build allow)."""
     import faiss
 
-    from reidlib.search import embed, faiss_gpu_available
+    from reidlib.faiss_search import embed, faiss_gpu_available
 
     def vectors(feats):
         x = embed(torch.as_tensor(np.asarray(feats["global"])), torch.as_tensor(np.asarray(feats["parts"])), None,

@@ -118,7 +118,7 @@ def evaluate_features(
             query,
             gallery,
             lambda_g=cfg.scl.lambda_g if forced is None else forced,
-            camera_penalty=cfg.scl.lambda_c if cfg.eval.camera_aware else 0.0,
+            lambda_c=cfg.scl.lambda_c if cfg.eval.camera_aware else 0.0,
         )
         res = evaluate(distmat, query["pids"], gallery["pids"], query["camids"], gallery["camids"])
         out[name] = {

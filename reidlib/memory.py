@@ -9,6 +9,10 @@ SCL keeps three banks (docs/method.md, "Memory"):
   concatenated part feature write into it, one after the other, and each write reaches the
   anchor's own slot *and* the slots of its selected positives: ``X[y] <- normalise((X[y] + x) / 2)``.
 
+The mixture bank's rules are all here: how it starts (:func:`fill_mixture`), who writes it and at
+what scale (:func:`mixture_writes`, :func:`part_features`), and which slots a step writes
+(:func:`mixture_slots`).
+
 Shape letters: B batch, N slots, D feature dim, P stripes, K positives.
 
 The order matters and is visible in the training step: features are computed, the loss reads
@@ -16,6 +20,8 @@ the banks, ``backward()`` runs, and only then do the banks change.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -93,3 +99,65 @@ def build_banks(
     part_bank = MemoryBank(num_slots, (num_parts, feat_dim // num_parts), momentum, dtype)
     mixture_bank = MemoryBank(num_slots, (feat_dim,), 0.5, dtype)
     return global_bank, part_bank, mixture_bank
+
+
+# ---------------------------------------------------------------------------------------------
+# The mixture bank's rules (config section ``scl``)
+
+# where the concatenated stripes are divided by sqrt(P), by ``scl.part_scale``
+UNIT_STRIPES_IN = {"sqrt_p": (), "unit": ("write", "loss"), "unit_writes": ("write",), "unit_loss": ("loss",)}
+
+
+def part_features(scl_cfg, p: Tensor, use: str) -> Tensor:
+    """The concatenated stripes as they meet the mixture bank in ``use`` (``write`` or ``loss``):
+    as they are (norm sqrt(P), the public code), or divided by sqrt(P) (unit norm) where
+    ``scl.part_scale`` asks for it there.
+
+    Shape:
+        p: (B, P, d) -> (B, D)
+    """
+    p_cat = p.flatten(1)
+    return p_cat / math.sqrt(p.shape[1]) if use in UNIT_STRIPES_IN[scl_cfg.part_scale] else p_cat
+
+
+def mixture_writes(scl_cfg, g: Tensor, p: Tensor) -> list[Tensor]:
+    """The features that write the mixture bank, in order (``scl.mixture_writers``): g then the
+    concatenated stripes (``both``, the public code), one combined write ``normalise(g + stripes)``,
+    or only one of them.
+
+    Shape:
+        g: (B, D), p: (B, P, d) -> a list of (B, D)
+    """
+    p_cat = part_features(scl_cfg, p, "write")
+    if scl_cfg.mixture_writers == "combined":
+        return [F.normalize(g + p_cat, dim=1)]
+    return {"both": [g, p_cat], "global": [g], "parts": [p_cat]}[scl_cfg.mixture_writers]
+
+
+@torch.no_grad()
+def fill_mixture(bank: MemoryBank, scl_cfg, g: Tensor, p: Tensor) -> None:
+    """Start the mixture bank (``scl.mixture_init``): ``zeros`` (the public code; the buffer already
+    holds them), or ``features``, as if every slot had seen its own writes once.
+
+    Shape:
+        g: (N, D), p: (N, P, d), every training image's features in slot order
+    """
+    if scl_cfg.mixture_init != "features":
+        return
+    first, *rest = mixture_writes(scl_cfg, g, p)
+    bank.fill(first)
+    every = torch.arange(len(g), device=g.device)
+    for feats in rest:
+        bank.update(every, feats)
+
+
+def mixture_slots(scl_cfg, pos_idx: Tensor, pos_mask: Tensor) -> Tensor:
+    """The slots each anchor's writes reach (``scl.mixture_update``): its own and its kept positives
+    (``positives``, the paper), or its own only (``own``). A dropped candidate points at the own
+    slot, so it writes nothing new.
+
+    Shape:
+        pos_idx: (B, 1+K), own slot first; pos_mask: (B, 1+K) bool -> (B, 1+K) or (B, 1)
+    """
+    slots = torch.where(pos_mask, pos_idx, pos_idx[:, :1])
+    return slots if scl_cfg.mixture_update == "positives" else slots[:, :1]

@@ -247,12 +247,14 @@ def jaccard_positives(view: SelectionView, scl_cfg) -> tuple[Tensor, Tensor]:
 
 
 def make_selector(
-    scl_cfg, epoch: int, epochs: int, global_bank, part_bank, camids: Tensor, generator: torch.Generator, *, seed: int = 0
+    scl_cfg, search_cfg, epoch: int, epochs: int, global_bank, part_bank, camids: Tensor, generator: torch.Generator,
+    *, seed: int = 0,
 ):
-    """The selector of ``epoch`` for config section ``scl`` over the banks as they are now.
+    """The selector of ``epoch`` for config sections ``scl`` and ``search`` over the banks as they are now.
 
     Args:
         scl_cfg: :class:`reidlib.config.SCLConfig`.
+        search_cfg: :class:`reidlib.config.SearchConfig` (the paper's rule searches through it).
         epoch, epochs: the epoch under way (0-based) and the run's length (the lambda_c schedule).
         global_bank, part_bank: MemoryBanks (read at every call).
         camids: (N,) the slots' cameras.
@@ -266,7 +268,9 @@ def make_selector(
     lambda_c = lambda_c_at(s, epoch, epochs)
     plain = s.positive_rule == "knn" and s.camera_debias == "none" and not s.part_agreement and s.pos_max_distance is None
     if plain:
-        searcher = make_searcher(s, global_bank, part_bank, camids, seed=seed, lambda_c=lambda_c)
+        searcher = make_searcher(
+            search_cfg, global_bank, part_bank, camids, lambda_g=s.lambda_g, lambda_c=lambda_c, m=s.m, seed=seed
+        )
         return NearestSelector(searcher, num_slots, s.k, s.m)
     if s.m is None:
         raise ConfigError(f"scl.m = null (all negatives) goes with the paper's rule only, not scl.positive_rule={s.positive_rule!r} and its checks")

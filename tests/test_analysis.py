@@ -33,3 +33,44 @@ def test_pair_distances_split():
     # distractors are one-off people: (3, 4) is a pair of two identities
     assert 19.0 in pairs["other id, other camera"]
     assert sum(len(v) for v in pairs.values()) == 10
+
+
+def test_selection_quality_against_a_loop():
+    import torch
+
+    from reidlib.analysis import selection_quality
+    from reidlib.distances import combined_distance
+
+    gen = torch.Generator().manual_seed(0)
+    n, k, m = 40, 3, 10
+    g = torch.nn.functional.normalize(torch.randn(n, 16, generator=gen), dim=1)
+    p = torch.nn.functional.normalize(torch.randn(n, 4, 4, generator=gen), dim=-1)
+    pids, cams = torch.arange(n) // 4, torch.arange(n) % 3
+    anchors = torch.tensor([0, 5, 17, 33])
+    got = selection_quality(g, p, cams, pids, anchors, k=k, m=m, lambda_g=0.5, lambda_c=0.1)
+    true = same_cam = 0
+    for a in anchors.tolist():
+        d = combined_distance(g[a : a + 1], p[a : a + 1], g, p, lambda_g=0.5, lambda_c=0.1,
+                              q_camids=cams[a : a + 1], g_camids=cams)[0]
+        d[a] = float("inf")
+        nearest = d.argsort()[:k]
+        true += int((pids[nearest] == pids[a]).sum())
+        same_cam += int((cams[nearest] == cams[a]).sum())
+    assert got["pos_precision"] == pytest.approx(true / (k * len(anchors)))
+    assert got["pos_same_camera"] == pytest.approx(same_cam / (k * len(anchors)))
+
+
+def test_trained_banks_from_a_run(tiny_synthetic, tmp_path):
+    from reidlib.analysis import trained_banks
+    from reidlib.train import train
+    from test_train import tiny_cfg
+
+    assert trained_banks(tmp_path) is None  # no checkpoint
+    train(tiny_cfg(tiny_synthetic, epochs=1), tmp_path / "run")
+    g, p, epochs = trained_banks(tmp_path / "run")
+    assert epochs == 1 and g.shape == (59, 32) and p.shape == (59, 4, 8)
+    assert torch_allclose_unit(g)
+
+
+def torch_allclose_unit(x) -> bool:
+    return bool(((x.norm(dim=-1) - 1).abs() < 1e-4).all())

@@ -1,4 +1,4 @@
-"""Every bad input the README's "What happens when..." table lists, through the command line.
+"""Every bad input docs/reliability.md's "What happens when..." table lists, through the command line.
 
 Each case must end with exit code 2 and one line on stderr that names the problem, no traceback,
 and nothing written: the run dir is not even created.

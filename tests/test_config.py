@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from reidlib.config import Config, config_from_dict, field_index, load_config, parse_set, save_config
+from reidlib.config import (
+    RENAMED_KEYS,
+    Config,
+    SearchConfig,
+    config_from_dict,
+    field_index,
+    load_config,
+    parse_set,
+    save_config,
+)
 from reidlib.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +86,45 @@ def test_round_trip(tmp_path):
     cfg = load_config(overrides={"k": 3, "m": None, "arch": "resnet_mini", "pretrained": "x.pt"})
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+OLD_SEARCH_KEYS = {  # the search settings as scl held them, and their values here
+    "scl.search": "faiss", "scl.faiss_index": "flat", "scl.faiss_dim": 0, "scl.nlist": 16, "scl.nprobe": 8,
+    "scl.rerank": 1.5,
+}
+NEW_SEARCH = SearchConfig(backend="faiss", faiss_index="flat", faiss_dim=0, nlist=16, nprobe=8, rerank=1.5)
+
+
+def test_renamed_keys_point_at_fields():
+    for old, new in RENAMED_KEYS.items():
+        section, name = new.split(".")
+        assert old not in field_index() and name in Config().to_dict()[section], old
+
+
+def test_old_search_keys_as_overrides():
+    assert load_config(overrides=OLD_SEARCH_KEYS).search == NEW_SEARCH
+    assert load_config(overrides={"search": "torch"}).search.backend == "torch"  # the old short name
+    assert load_config(overrides=parse_set(["scl.search=faiss"])).search.backend == "faiss"
+    with pytest.raises(ConfigError, match=r"'search\.nprobe' must be >= 1"):
+        load_config(overrides={"scl.nprobe": 0})  # the error names the key as it is now
+
+
+def test_old_search_keys_in_a_yaml_file(tmp_path):
+    path = tmp_path / "old.yaml"
+    body = "".join(f"  {key.split('.')[1]}: {value}\n" for key, value in OLD_SEARCH_KEYS.items())
+    path.write_text("scl:\n  k: 3\n" + body)
+    cfg = load_config(path)
+    assert cfg.search == NEW_SEARCH and cfg.scl.k == 3
+
+
+def test_old_saved_config_dict_loads():
+    """A config.yaml saved before the search section existed rebuilds the same Config."""
+    tree = Config().to_dict()
+    del tree["search"]
+    tree["scl"].update({key.split(".")[1]: value for key, value in OLD_SEARCH_KEYS.items()})
+    cfg = config_from_dict(tree)
+    assert cfg.search == NEW_SEARCH and cfg.scl == Config().scl
     assert config_from_dict(cfg.to_dict()) == cfg
 
 

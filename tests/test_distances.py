@@ -5,10 +5,13 @@ import pytest
 import torch
 
 from reidlib.distances import (
+    camera_term,
+    candidate_distance,
     combined_distance,
     pairwise_sq_euclidean,
     part_sq_distance,
     query_gallery_distance,
+    selection_weights,
 )
 from reidlib.errors import ConfigError
 
@@ -55,18 +58,43 @@ def test_camera_penalty_changes_exactly_same_camera_pairs():
     gg, gp = feats(6, seed=4)
     qc, gc = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 1, 2, 2, 1])
     plain = combined_distance(qg, qp, gg, gp, lambda_g=0.5, q_camids=qc, g_camids=gc)
-    pen = combined_distance(qg, qp, gg, gp, lambda_g=0.5, camera_penalty=0.05, q_camids=qc, g_camids=gc)
+    pen = combined_distance(qg, qp, gg, gp, lambda_g=0.5, lambda_c=0.05, q_camids=qc, g_camids=gc)
     same = qc[:, None] == gc[None]
     assert torch.allclose((pen - plain)[same], torch.full((int(same.sum()),), 0.05, dtype=pen.dtype))
     assert torch.equal((pen - plain)[~same], torch.zeros(int((~same).sum()), dtype=pen.dtype))
 
 
+def test_camera_term_against_a_loop():
+    """lambda_c on same-camera pairs, 0 elsewhere: for every pair (N,) and per anchor (B, R)."""
+    qc, gc = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 1, 2, 2, 1])
+    pairs = camera_term(0.05, qc, gc, dtype=torch.float64, device="cpu")
+    want = torch.tensor([[0.05 if int(q) == int(g) else 0.0 for g in gc] for q in qc], dtype=torch.float64)
+    assert pairs.dtype == torch.float64 and torch.equal(pairs, want)
+    cand = torch.tensor([[0, 2], [5, 3], [3, 1], [1, 4]])  # (B, R) slot indices
+    per_anchor = camera_term(0.05, qc, gc[cand], dtype=torch.float64, device="cpu")
+    assert torch.equal(per_anchor, want.gather(1, cand))
+
+
+def test_selection_weights_and_their_users():
+    """(lambda_g, (1 - lambda_g) / P), and both squared selection paths add the camera term alike."""
+    assert selection_weights(0.3, 4) == (0.3, 0.7 / 4)
+    qg, qp, gg, gp = (x.float() for x in (*feats(4), *feats(6, seed=4)))
+    qc, gc = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 1, 2, 2, 1])
+    full = combined_distance(qg, qp, gg, gp, lambda_g=0.3, lambda_c=0.2, q_camids=qc, g_camids=gc)
+    cand = torch.tensor([[0, 2], [5, 3], [3, 1], [1, 4]])
+    got = candidate_distance(qg, qp, gg[cand], gp[cand].flatten(2), lambda_g=0.3, lambda_c=0.2, q_camids=qc,
+                             c_camids=gc[cand])
+    assert torch.allclose(got, full.gather(1, cand), atol=1e-4)
+
+
 def test_errors():
     qg, qp = feats(2)
-    with pytest.raises(ConfigError, match="lambda_g"):
+    with pytest.raises(ConfigError, match=r"scl\.lambda_g"):
         combined_distance(qg, qp, qg, qp, lambda_g=1.5)
+    with pytest.raises(ConfigError, match=r"scl\.lambda_c"):
+        combined_distance(qg, qp, qg, qp, lambda_g=0.5, lambda_c=-0.1)
     with pytest.raises(ConfigError, match="camids"):
-        combined_distance(qg, qp, qg, qp, lambda_g=0.5, camera_penalty=0.1)
+        combined_distance(qg, qp, qg, qp, lambda_g=0.5, lambda_c=0.1)
 
 
 def test_query_gallery_chunks_agree():
@@ -74,8 +102,8 @@ def test_query_gallery_chunks_agree():
     gg, gp = feats(11, seed=5)
     q = {"global": qg.float().numpy(), "parts": qp.float().numpy(), "camids": np.arange(7) % 3}
     g = {"global": gg.float().numpy(), "parts": gp.float().numpy(), "camids": np.arange(11) % 3}
-    whole = query_gallery_distance(q, g, lambda_g=0.5, camera_penalty=0.1, chunk=100)
-    parts = query_gallery_distance(q, g, lambda_g=0.5, camera_penalty=0.1, chunk=3)
+    whole = query_gallery_distance(q, g, lambda_g=0.5, lambda_c=0.1, chunk=100)
+    parts = query_gallery_distance(q, g, lambda_g=0.5, lambda_c=0.1, chunk=3)
     np.testing.assert_allclose(whole, parts, rtol=1e-6)
     assert whole.dtype == np.float32 and whole.shape == (7, 11)
 
@@ -87,7 +115,7 @@ def test_unit_norm_shortcut_equals_the_general_formula(lambda_g):
     unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731  rows, and each stripe
     qg, qp, gg, gp = unit(qg), unit(qp), unit(gg), unit(gp)
     qc, gc = torch.tensor([0, 1, 2, 0, 1, 2]), torch.arange(11) % 3
-    kw = dict(lambda_g=lambda_g, camera_penalty=0.3, q_camids=qc, g_camids=gc)
+    kw = dict(lambda_g=lambda_g, lambda_c=0.3, q_camids=qc, g_camids=gc)
     fast = combined_distance(qg, qp, gg, gp, unit_norm=True, **kw)
     assert torch.allclose(fast, combined_distance(qg, qp, gg, gp, **kw), atol=1e-12)
     with pytest.raises(ValueError, match="squared"):

@@ -33,7 +33,7 @@ def dense_distance(seed=0, small_first=False):
     if small_first:
         j = int(torch.nonzero(cams == len(CAM_COUNTS) - 1)[0])
         cams[[0, j]] = cams[[j, 0]]
-    dist = combined_distance(glob, parts, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=cams, g_camids=cams)
+    dist = combined_distance(glob, parts, glob, parts, lambda_g=LG, lambda_c=LC, q_camids=cams, g_camids=cams)
     return dist, cams
 
 

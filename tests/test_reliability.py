@@ -1,6 +1,6 @@
 """Fault injection: signals, kill -9, damaged checkpoints, NaN losses, bad inputs, reproducibility.
 
-Each test breaks something on purpose and checks what the README's "What happens when..." table
+Each test breaks something on purpose and checks what docs/reliability.md's "What happens when..." table
 promises: a clear one-line error (exit code 2, nothing written) for bad input, and for a stopped
 or crashed run a resume that ends exactly where an uninterrupted run ends (deterministic=true).
 """
@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import reidlib.scl as scl_method
 import reidlib.train as engine
 from reidlib import runs
 from reidlib.cli import main
@@ -72,7 +73,7 @@ def test_provenance_is_recorded(whole):
 
 def test_sigterm_mid_epoch_saves_and_resume_is_exact(tiny_synthetic, whole, tmp_path, monkeypatch):
     calls = {"n": 0}
-    real = engine.scl_total_loss
+    real = scl_method.scl_total_loss
 
     def loss_then_sigterm(*args, **kwargs):
         calls["n"] += 1
@@ -80,14 +81,14 @@ def test_sigterm_mid_epoch_saves_and_resume_is_exact(tiny_synthetic, whole, tmp_
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "scl_total_loss", loss_then_sigterm)
+    monkeypatch.setattr(scl_method, "scl_total_loss", loss_then_sigterm)
     cfg = tiny_cfg(tiny_synthetic, deterministic=True)
     with pytest.raises(Interrupted, match=r"SIGTERM received: stopped at epoch 2, step 3 of 7") as info:
         train(cfg, tmp_path / "cut")
     assert info.value.exit_code == 143
     checkpoint = runs.load_checkpoint(tmp_path / "cut")
     assert (checkpoint["epoch"], checkpoint["step"]) == (1, 3) and checkpoint["progress"][0]["rng"]
-    monkeypatch.setattr(engine, "scl_total_loss", real)
+    monkeypatch.setattr(scl_method, "scl_total_loss", real)
     assert train(cfg, tmp_path / "cut") == whole[1]
     assert same_checkpoints(whole[0], tmp_path / "cut")
     sessions = json.loads((tmp_path / "cut" / "provenance.json").read_text())["sessions"]
@@ -196,14 +197,14 @@ def test_every_checkpoint_damaged_is_an_error_naming_them(tiny_synthetic, tmp_pa
 
 def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_checkpoint(tiny_synthetic, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
-    real = engine.scl_total_loss
+    real = scl_method.scl_total_loss
 
     def nan_at_step_9(*args, **kwargs):
         calls["n"] += 1
         losses = real(*args, **kwargs)
         return losses._replace(total=losses.total * float("nan")) if calls["n"] == 9 else losses
 
-    monkeypatch.setattr(engine, "scl_total_loss", nan_at_step_9)
+    monkeypatch.setattr(scl_method, "scl_total_loss", nan_at_step_9)
     argv = ["train", "--data", str(tiny_synthetic), "--run-dir", str(tmp_path / "run"), "--set"]
     argv += [f"{k}={v}" for k, v in TINY.items()]
     code, err = main(argv), capsys.readouterr().err

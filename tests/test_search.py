@@ -1,4 +1,5 @@
-"""Neighbour search: the embedding's algebra, faiss flat == torch exact, IVF after updates, config errors."""
+"""Neighbour search: the embedding's algebra, each faiss index == exact search, faiss flat == torch
+exact, IVF after updates, config errors."""
 
 import faiss
 import pytest
@@ -9,14 +10,8 @@ from reidlib.config import load_config
 from reidlib.distances import candidate_distance, combined_distance
 from reidlib.errors import ConfigError
 from reidlib.memory import MemoryBank
-from reidlib.search import (
-    FaissSearcher,
-    TorchSearcher,
-    choose_backend,
-    embed,
-    faiss_gpu_available,
-    make_searcher,
-)
+from reidlib.faiss_search import FlatIndex, GpuFlatIndex, IVFIndex, embed, faiss_gpu_available
+from reidlib.search import FaissSearcher, TorchSearcher, choose_backend, make_searcher
 from reidlib.selection import select_neighbours, selection_from_order
 
 faiss.omp_set_num_threads(1)
@@ -51,7 +46,7 @@ def anchors(glob, parts, cams, seed=1, count=40, gap=2e-5):
     qg = F.normalize(glob[self_idx] + 0.3 * torch.randn(pool, D, generator=g), dim=-1)
     qp = F.normalize(parts[self_idx] + 0.3 * torch.randn(pool, P, D // P, generator=g), dim=-1)
     qc = cams[self_idx]
-    dist = combined_distance(qg, qp, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    dist = combined_distance(qg, qp, glob, parts, lambda_g=LG, lambda_c=LC, q_camids=qc, g_camids=cams)
     top = dist.scatter(1, self_idx[:, None], float("inf")).topk(count + 1, largest=False).values
     keep = torch.nonzero((top[:, 1:] - top[:, :-1]).min(1).values > gap).flatten()[:B]
     assert len(keep) == B, "too few well-separated anchors; change the seed"
@@ -73,10 +68,66 @@ def naive_order(qg, qp, qc, glob, parts, cams, self_idx, count):
     return torch.tensor(out)
 
 
+@pytest.fixture
+def knn_gpu_stand_in(monkeypatch):
+    """faiss's CPU brute-force ``faiss.knn`` in place of ``knn_gpu`` (and dummy GPU resources).
+
+    This machine has no GPU and faiss-cpu has no GPU resources: what the GPU flat path's tests
+    check is our side of the call, not faiss's CUDA kernels. Returns the metrics it was called with.
+    """
+    import faiss.contrib.torch_utils  # noqa: F401  (imported first: it replaces faiss.knn_gpu)
+
+    calls = []
+
+    def knn_gpu(res, xq, xb, k, metric, device):
+        assert isinstance(xq, torch.Tensor) and isinstance(xb, torch.Tensor) and xq.dtype == torch.float32
+        calls.append(metric)
+        dist, idx = faiss.knn(xq.numpy(), xb.numpy(), k, metric)
+        return torch.from_numpy(dist), torch.from_numpy(idx)
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: object(), raising=False)
+    monkeypatch.setattr(faiss, "knn_gpu", knn_gpu)
+    return calls
+
+
+def build(kind, embed_slots):
+    """One index of each kind, built so that it searches exhaustively (IVF: every cell, no PCA)."""
+    dim = 2 * D + C
+    if kind == "flat":
+        return FlatIndex(embed_slots, N, dim)
+    if kind == "gpu_flat":
+        return GpuFlatIndex(embed_slots, N, dim, torch.device("cpu"))
+    return IVFIndex(embed_slots, N, dim, nlist=8, nprobe=8)
+
+
+@pytest.mark.parametrize("kind", ["flat", "gpu_flat", "ivf"])
+def test_each_index_equals_exact_search_before_and_after_update(kind, knn_gpu_stand_in):
+    """An index's raw candidates (own slot dropped) == the exact order, on the banks as built and
+    after some slots are rewritten with ``update``."""
+    glob, parts, cams = banks()
+
+    def embed_slots(rows):
+        return embed(glob[rows], parts[rows], cams[rows], lambda_g=LG, lambda_c=LC, num_cams=C, query=False)
+
+    index = build(kind, embed_slots)
+    assert index.approximate == (kind == "ivf")
+    for step in range(2):
+        if step:  # rewrite a batch's slots (in the banks the closure reads) and update the index
+            rows = torch.randperm(N, generator=torch.Generator().manual_seed(9))[:80].sort().values
+            glob[rows], parts[rows] = unit_data(80, 11)[:2]
+            index.update(rows, embed_slots(rows))
+        qg, qp, qc, self_idx = anchors(glob, parts, cams, seed=2 + step)
+        exact = TorchSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC).neighbours(qg, qp, qc, self_idx, 40)
+        raw = index.search(embed(qg, qp, qc, lambda_g=LG, lambda_c=LC, num_cams=C, query=True), 41)
+        assert raw.shape == (B, 41) and raw.dtype == torch.int64
+        assert torch.equal(raw[raw != self_idx[:, None]].view(B, -1)[:, :40], exact)
+    assert knn_gpu_stand_in == ([faiss.METRIC_INNER_PRODUCT] * 2 if kind == "gpu_flat" else [])
+
+
 def test_embedding_reproduces_combined_distance():
     glob, parts, cams = banks()
     qg, qp, qc, _ = anchors(glob, parts, cams)
-    ref = combined_distance(qg, qp, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    ref = combined_distance(qg, qp, glob, parts, lambda_g=LG, lambda_c=LC, q_camids=qc, g_camids=cams)
     q = embed(qg, qp, qc, lambda_g=LG, lambda_c=LC, num_cams=C, query=True)  # (B, E)
     x = embed(glob, parts, cams, lambda_g=LG, lambda_c=LC, num_cams=C, query=False)  # (N, E)
     assert q.shape == (B, 2 * D + C)
@@ -91,9 +142,9 @@ def test_candidate_distance_matches_combined():
     glob, parts, cams = banks()
     qg, qp, qc, _ = anchors(glob, parts, cams)
     cand = torch.randint(0, N, (B, 7))
-    got = candidate_distance(qg, qp, glob[cand], parts[cand].flatten(2), lambda_g=LG, camera_penalty=LC,
+    got = candidate_distance(qg, qp, glob[cand], parts[cand].flatten(2), lambda_g=LG, lambda_c=LC,
                              q_camids=qc, c_camids=cams[cand])
-    full = combined_distance(qg, qp, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    full = combined_distance(qg, qp, glob, parts, lambda_g=LG, lambda_c=LC, q_camids=qc, g_camids=cams)
     torch.testing.assert_close(got, full.gather(1, cand), atol=1e-5, rtol=0)
 
 
@@ -104,7 +155,7 @@ def test_torch_searcher_matches_naive_oracle_and_select_neighbours():
     order = searcher.neighbours(qg, qp, qc, self_idx, 12)
     glob16, parts16 = glob.half().float(), parts.half().float()  # what a float16 bank holds
     assert torch.equal(order, naive_order(qg, qp, qc, glob16, parts16, cams, self_idx, 12))
-    dist = combined_distance(qg, qp, glob16, parts16, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    dist = combined_distance(qg, qp, glob16, parts16, lambda_g=LG, lambda_c=LC, q_camids=qc, g_camids=cams)
     ref = select_neighbours(dist, self_idx, 3, 9)
     sel = selection_from_order(order, self_idx, 3)
     assert torch.equal(sel.pos_idx, ref.pos_idx) and torch.equal(sel.neg_idx, ref.neg_idx)
@@ -159,7 +210,7 @@ def test_ivf_with_pca_and_few_probes_is_exact_within_candidates():
     ivf = FaissSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC, index="ivf", faiss_dim=16, nlist=4, nprobe=1)
     order = ivf.neighbours(qg, qp, qc, self_idx, 20)
     assert order.shape == (B, 20) and not (order == self_idx[:, None]).any()
-    dist = combined_distance(qg, qp, glob, parts, lambda_g=LG, camera_penalty=LC, q_camids=qc, g_camids=cams)
+    dist = combined_distance(qg, qp, glob, parts, lambda_g=LG, lambda_c=LC, q_camids=qc, g_camids=cams)
     got = dist.gather(1, order)
     assert (got[:, 1:] >= got[:, :-1]).all()
     assert all(len(set(row.tolist())) == 20 for row in order)
@@ -173,15 +224,24 @@ def test_sparse_cells_fall_back_to_exact():
     assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 200), exact)  # one cell holds ~10, not 200
 
 
+def searcher_for(overrides, glob, parts, cams):
+    """make_searcher as the training step calls it, for a config with ``overrides``."""
+    cfg = load_config(overrides=overrides)
+    s = cfg.scl
+    return make_searcher(cfg.search, glob, parts, cams, lambda_g=s.lambda_g, lambda_c=s.lambda_c, m=s.m)
+
+
 def test_make_searcher_and_auto():
     glob, parts, cams = banks()
-    cfg = load_config(overrides={"search": "faiss", "faiss_index": "flat"}).scl
-    assert isinstance(make_searcher(cfg, glob, parts, cams), FaissSearcher)
-    ivf = make_searcher(load_config(overrides={"search": "faiss", "faiss_dim": 16}).scl, glob, parts, cams)
-    assert ivf.index.nlist == round(4 * N**0.5) and ivf.index.nprobe == ivf.index.nlist  # capped at nlist
-    cfg = load_config(overrides={"search": "faiss", "m": None}).scl
-    assert isinstance(make_searcher(cfg, glob, parts, cams), TorchSearcher)  # all negatives: exact
-    assert isinstance(make_searcher(load_config().scl, glob, parts, cams), TorchSearcher)  # auto, small N
+    flat = searcher_for({"backend": "faiss", "faiss_index": "flat"}, glob, parts, cams)
+    assert isinstance(flat, FaissSearcher) and isinstance(flat.index, FlatIndex)
+    assert (flat.lambda_g, flat.lambda_c) == (0.5, 0.05)  # from scl
+    ivf = searcher_for({"backend": "faiss", "faiss_dim": 16}, glob, parts, cams)
+    assert isinstance(ivf.index, IVFIndex) and ivf.index.basis.shape == (2 * D + C, 16)
+    assert ivf.index.ivf.nlist == round(4 * N**0.5) and ivf.index.ivf.nprobe == ivf.index.ivf.nlist  # capped
+    # all negatives: exact
+    assert isinstance(searcher_for({"backend": "faiss", "m": None}, glob, parts, cams), TorchSearcher)
+    assert isinstance(searcher_for({}, glob, parts, cams), TorchSearcher)  # auto, small N
     assert choose_backend("auto", 500, 10**7, torch.device("cpu")) == "faiss"
     assert choose_backend("auto", 500, 10**7, torch.device("meta")) == "torch"
     assert choose_backend("auto", None, 10**7, torch.device("cpu")) == "torch"
@@ -190,14 +250,15 @@ def test_make_searcher_and_auto():
 @pytest.mark.parametrize(
     "overrides, key",
     [
-        ({"search": "gpu"}, "scl.search"),
-        ({"faiss_index": "hnsw"}, "scl.faiss_index"),
-        ({"faiss_dim": -1}, "scl.faiss_dim"),
-        ({"nlist": -4}, "scl.nlist"),
-        ({"nprobe": 0}, "scl.nprobe"),
-        ({"nlist": 8, "nprobe": 9}, "scl.nprobe"),
-        ({"rerank": 0.5}, "scl.rerank"),
-        ({"nprobe": "many"}, "scl.nprobe"),
+        ({"backend": "gpu"}, "search.backend"),
+        ({"search": "gpu"}, "search.backend"),  # the old short name
+        ({"faiss_index": "hnsw"}, "search.faiss_index"),
+        ({"faiss_dim": -1}, "search.faiss_dim"),
+        ({"nlist": -4}, "search.nlist"),
+        ({"nprobe": 0}, "search.nprobe"),
+        ({"nlist": 8, "nprobe": 9}, "search.nprobe"),
+        ({"rerank": 0.5}, "search.rerank"),
+        ({"nprobe": "many"}, "search.nprobe"),
         ({"bank_dtype": "bfloat16"}, "scl.bank_dtype"),
     ],
 )
@@ -209,17 +270,18 @@ def test_invalid_config_names_the_key(overrides, key):
 def test_invalid_build_values_name_the_key():
     glob, parts, cams = banks()
     kw = dict(lambda_g=LG, lambda_c=LC, index="ivf")
-    with pytest.raises(ConfigError, match="scl.nlist"):
+    with pytest.raises(ConfigError, match=r"search\.nlist"):
         FaissSearcher(glob, parts, cams, nlist=N + 1, **kw)
-    with pytest.raises(ConfigError, match="scl.nprobe"):
+    with pytest.raises(ConfigError, match=r"search\.nprobe"):
         FaissSearcher(glob, parts, cams, nlist=4, nprobe=5, **kw)
-    with pytest.raises(ConfigError, match="scl.faiss_dim"):
+    with pytest.raises(ConfigError, match=r"search\.faiss_dim"):
         FaissSearcher(glob, parts, cams, faiss_dim=2 * D + C, **kw)
-    with pytest.raises(ConfigError, match="scl.faiss_index"):
+    with pytest.raises(ConfigError, match=r"search\.faiss_index"):
         FaissSearcher(glob, parts, cams, lambda_g=LG, lambda_c=LC, index="hnsw")
-    cfg = load_config(overrides={"search": "faiss", "nlist": 10_000}).scl
-    with pytest.raises(ConfigError, match="scl.nlist"):
-        make_searcher(cfg, glob, parts, cams)
+    with pytest.raises(ConfigError, match=r"search\.backend"):
+        choose_backend("gpu", 500, N, torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"search\.nlist"):
+        searcher_for({"backend": "faiss", "nlist": 10_000}, glob, parts, cams)
 
 
 def test_float16_banks_flat_and_ivf_agree_with_exact():
@@ -234,31 +296,14 @@ def test_float16_banks_flat_and_ivf_agree_with_exact():
     assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 40), exact)
 
 
-def test_gpu_flat_path_with_a_stand_in_for_knn_gpu(monkeypatch):
-    """The GPU flat path's own code (slots as a tensor, refresh, knn_gpu's call) on a CPU.
-
-    This machine has no GPU and faiss-cpu has no GPU resources, so faiss's CPU brute-force
-    ``faiss.knn`` stands in for ``knn_gpu``: what is tested is our side of the call, not faiss's
-    CUDA kernels.
-    """
-    import faiss.contrib.torch_utils  # noqa: F401  (imported first: it replaces faiss.knn_gpu)
-
-    calls = []
-
-    def knn_gpu(res, xq, xb, k, metric, device):
-        assert isinstance(xq, torch.Tensor) and isinstance(xb, torch.Tensor) and xq.dtype == torch.float32
-        calls.append(metric)
-        dist, idx = faiss.knn(xq.numpy(), xb.numpy(), k, metric)
-        return torch.from_numpy(dist), torch.from_numpy(idx)
-
-    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: object(), raising=False)
-    monkeypatch.setattr(faiss, "knn_gpu", knn_gpu)
+def test_gpu_flat_path_with_a_stand_in_for_knn_gpu(knn_gpu_stand_in):
+    """The GPU flat path through the searcher (slots as a tensor, refresh, re-ranking) on a CPU."""
     glob, parts, cams = banks()
     g_bank, p_bank = MemoryBank(N, (D,)), MemoryBank(N, (P, D // P))
     g_bank.fill(glob)
     p_bank.fill(parts)
     gpu = FaissSearcher(g_bank, p_bank, cams, lambda_g=LG, lambda_c=LC, index="flat", gpu=True)
-    assert gpu.gpu and gpu.nbytes() == N * (2 * D + C) * 4
+    assert isinstance(gpu.index, GpuFlatIndex) and gpu.index.slots.shape == (N, 2 * D + C)
     idx = torch.arange(0, N, 7)
     new_g, new_p, _ = unit_data(len(idx), 3)
     g_bank.update(idx, new_g)
@@ -267,7 +312,7 @@ def test_gpu_flat_path_with_a_stand_in_for_knn_gpu(monkeypatch):
     qg, qp, qc, self_idx = anchors(g_bank.features, p_bank.features, cams, seed=4)
     exact = TorchSearcher(g_bank, p_bank, cams, lambda_g=LG, lambda_c=LC).neighbours(qg, qp, qc, self_idx, 40)
     assert torch.equal(gpu.neighbours(qg, qp, qc, self_idx, 40), exact)
-    assert calls and set(calls) == {faiss.METRIC_INNER_PRODUCT}
+    assert knn_gpu_stand_in and set(knn_gpu_stand_in) == {faiss.METRIC_INNER_PRODUCT}
 
 
 def test_faiss_gpu_only_on_cuda_with_the_gpu_build():

@@ -45,8 +45,8 @@ def test_camera_penalty_reorders():
     bank_p = bank_g.view(4, 1, 2)
     cams_q, cams_bank = torch.tensor([0]), torch.tensor([0, 0, 1, 1])
     kw = dict(lambda_g=0.5, q_camids=cams_q, g_camids=cams_bank)
-    plain = select_neighbours(combined_distance(q_g, q_p, bank_g, bank_p, camera_penalty=0.0, **kw), torch.tensor([0]), 1, 1)
-    cross = select_neighbours(combined_distance(q_g, q_p, bank_g, bank_p, camera_penalty=0.5, **kw), torch.tensor([0]), 1, 1)
+    plain = select_neighbours(combined_distance(q_g, q_p, bank_g, bank_p, lambda_c=0.0, **kw), torch.tensor([0]), 1, 1)
+    cross = select_neighbours(combined_distance(q_g, q_p, bank_g, bank_p, lambda_c=0.5, **kw), torch.tensor([0]), 1, 1)
     assert plain.pos_idx.tolist() == [[0, 1]]
     assert cross.pos_idx.tolist() == [[0, 2]]  # the other camera's look-alike comes first
     assert cross.neg_idx.tolist() == [[1]]

@@ -4,10 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reidlib.config import load_config
+from reidlib.config import SearchConfig, load_config
 from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError
 from reidlib.memory import build_banks
+from reidlib.search import FaissSearcher, TorchSearcher
 from reidlib.selection import select_neighbours
 from reidlib.selectors import (
     CandidateSelector,
@@ -22,11 +23,12 @@ from reidlib.selectors import (
 
 torch.set_num_threads(1)
 N, D, P, C, B = 48, 16, 4, 3, 10
+EXACT = SearchConfig(backend="torch")  # the search section of every selector here
 
 
 def scl(**overrides):
-    """An scl config section for these banks (no warm-up, exact search unless overridden)."""
-    base = dict(k=4, m=12, warmup_epochs=0, num_parts=P, feat_dim=D, search="torch", reciprocal_k=6)
+    """An scl config section for these banks (no warm-up unless overridden)."""
+    base = dict(k=4, m=12, warmup_epochs=0, num_parts=P, feat_dim=D, reciprocal_k=6)
     base.update(overrides)
     return load_config(None, base).scl
 
@@ -158,7 +160,7 @@ def test_candidate_selector_matches_loop(case):
     if overrides.get("pos_max_distance") == "median":
         overrides["pos_max_distance"] = candidate_threshold(gbank, pbank, cams, anchors, 4)
     s = scl(**overrides)
-    selector = make_selector(s, 0, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
+    selector = make_selector(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
     assert isinstance(selector, CandidateSelector)
     sel = selector(*anchors)
     pos, neg, mask = naive_candidates(selector.view, gbank, pbank, cams, anchors, s)
@@ -176,7 +178,7 @@ def test_candidate_selector_without_checks_keeps_all():
     and the Selection is select_neighbours on the view's distance."""
     gbank, pbank, cams, anchors = data(seed=1)
     s = scl(camera_debias="mean")
-    selector = make_selector(s, 0, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
+    selector = make_selector(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
     assert isinstance(selector, CandidateSelector)
     sel = selector(*anchors)
     assert sel.pos_mask.all()
@@ -197,9 +199,9 @@ def test_camera_debias_changes_the_view():
         raw = gbank.features[cams == c]
         assert torch.allclose(dg[cams == c], F.normalize(raw - raw.mean(0), dim=-1), atol=1e-5)
     fg, fp = view.features(qg, qp, qc)
-    ref = combined_distance(fg, fp, dg, dp, lambda_g=0.5, camera_penalty=0.05, q_camids=qc, g_camids=cams)
+    ref = combined_distance(fg, fp, dg, dp, lambda_g=0.5, lambda_c=0.05, q_camids=qc, g_camids=cams)
     assert torch.allclose(view.distances(qg, qp, qc), ref, atol=1e-5)
-    plain = combined_distance(qg, qp, gbank.features, pbank.features, lambda_g=0.5, camera_penalty=0.05, q_camids=qc, g_camids=cams)
+    plain = combined_distance(qg, qp, gbank.features, pbank.features, lambda_g=0.5, lambda_c=0.05, q_camids=qc, g_camids=cams)
     assert not torch.allclose(ref, plain, atol=1e-2)
 
 
@@ -211,7 +213,7 @@ def test_jaccard_selector(rule):
     """Anchor in column 0; negatives are the M nearest slots that are neither positives nor the own slot."""
     gbank, pbank, cams, anchors = data(seed=3)
     s = scl(positive_rule=rule, k=3, m=10, jaccard_k1=8, jaccard_k2=3, jaccard_eps=0.9, ca_k_intra=3, ca_k_inter=8)
-    selector = make_selector(s, 0, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
+    selector = make_selector(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
     assert isinstance(selector, JaccardSelector)
     sel = selector(*anchors)
     idx = anchors[3]
@@ -237,14 +239,14 @@ def test_make_selector_warmup(m):
     gbank, pbank, cams, anchors = data()
     s = scl(warmup_epochs=2, m=m, positive_rule="knn")
     for epoch in (0, 1):
-        selector = make_selector(s, epoch, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
+        selector = make_selector(s, EXACT, epoch, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
         assert isinstance(selector, WarmupSelector)
         sel = selector(*anchors)
         idx = anchors[3]
         assert torch.equal(sel.pos_idx, idx[:, None])
         assert sel.neg_idx.shape == (B, N - 1 if m is None else s.k + m)
         assert not (sel.neg_idx == idx[:, None]).any()
-    assert not isinstance(make_selector(s, 2, 5, gbank, pbank, cams, torch.Generator()), WarmupSelector)
+    assert not isinstance(make_selector(s, EXACT, 2, 5, gbank, pbank, cams, torch.Generator()), WarmupSelector)
 
 
 @pytest.mark.parametrize("m", [12, None])
@@ -254,15 +256,28 @@ def test_make_selector_plain_knn(m):
     gbank, pbank, cams, anchors = data(seed=4)
     s = scl(m=m, lambda_c=0.2, lambda_c_start=0.0, warmup_epochs=1)
     epoch, epochs = 3, 6  # lambda_c = 0.2 * 2 / 4
-    selector = make_selector(s, epoch, epochs, gbank, pbank, cams, torch.Generator().manual_seed(0))
+    selector = make_selector(s, EXACT, epoch, epochs, gbank, pbank, cams, torch.Generator().manual_seed(0))
     assert isinstance(selector, NearestSelector)
     qg, qp, qc, idx = anchors
-    dist = combined_distance(qg, qp, gbank.features, pbank.features, lambda_g=s.lambda_g, camera_penalty=0.1, q_camids=qc, g_camids=cams)
+    dist = combined_distance(qg, qp, gbank.features, pbank.features, lambda_g=s.lambda_g, lambda_c=0.1, q_camids=qc, g_camids=cams)
     ref = select_neighbours(dist, idx, s.k, m)
     sel = selector(*anchors)
     assert torch.equal(sel.pos_idx, ref.pos_idx)
     assert torch.equal(sel.neg_idx, ref.neg_idx)
     assert sel.pos_mask is None or sel.pos_mask.all()
+
+
+def test_make_selector_searches_as_the_search_section_says():
+    """The paper's rule goes through the search section's backend, with scl's weights."""
+    gbank, pbank, cams, anchors = data(seed=4)
+    s = scl(lambda_c=0.1)
+    faiss_flat = SearchConfig(backend="faiss", faiss_index="flat")
+    flat = make_selector(s, faiss_flat, 0, 5, gbank, pbank, cams, torch.Generator())
+    exact = make_selector(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator())
+    assert isinstance(flat.searcher, FaissSearcher) and isinstance(exact.searcher, TorchSearcher)
+    assert (flat.searcher.lambda_g, flat.searcher.lambda_c) == (s.lambda_g, 0.1)
+    sel, ref = flat(*anchors), exact(*anchors)
+    assert torch.equal(sel.pos_idx, ref.pos_idx) and torch.equal(sel.neg_idx, ref.neg_idx)
 
 
 @pytest.mark.parametrize(
@@ -282,4 +297,4 @@ def test_make_selector_all_negatives_needs_plain_rule(overrides):
     gbank, pbank, cams, _ = data()
     s = scl(m=None, **overrides)
     with pytest.raises(ConfigError, match="scl.m"):
-        make_selector(s, 0, 5, gbank, pbank, cams, torch.Generator())
+        make_selector(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator())

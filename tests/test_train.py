@@ -120,17 +120,17 @@ def test_mixture_writers(tiny_synthetic, tmp_path, writers, scale):
 
 
 def test_learning_rate_schedules():
-    from reidlib.train import learning_rate
+    from reidlib.train_state import learning_rate
 
-    step = load_config(overrides={"lr": 1.0, "epochs": 10, "lr_schedule": "step", "lr_step": 0.7, "lr_gamma": 0.1})
+    step = load_config(overrides={"lr": 1.0, "epochs": 10, "lr_schedule": "step", "lr_step": 0.7, "lr_gamma": 0.1}).train
     assert [learning_rate(step, e) for e in range(10)] == [1.0] * 7 + [pytest.approx(0.1)] * 3
-    cosine = load_config(overrides={"lr": 1.0, "epochs": 4, "lr_schedule": "cosine"})
+    cosine = load_config(overrides={"lr": 1.0, "epochs": 4, "lr_schedule": "cosine"}).train
     assert [learning_rate(cosine, e) for e in range(4)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
 
 
 def test_part_loss_scale(tiny_synthetic):
     """part_scale divides the stripes by sqrt(P) in the loss only where it says so."""
-    from reidlib.train import part_features
+    from reidlib.memory import part_features
 
     p = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)  # P = 4 unit stripes
     for scale, write_norm, loss_norm in [("sqrt_p", 2.0, 2.0), ("unit", 1.0, 1.0), ("unit_writes", 1.0, 2.0), ("unit_loss", 2.0, 1.0)]:
