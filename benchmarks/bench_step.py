@@ -183,7 +183,7 @@ def library_step(inp: StepInputs, s: SCLConfig) -> tuple[StepOutput, dict[str, f
     banks = library_banks(inp, s.bank_momentum)  # untimed copies
     pids = torch.arange(len(inp.G))  # the diagnostics' identities; not timed, not read by the step
     method = SCL(s, EXACT, *banks, pids, inp.bank_cams, epochs=s.warmup_epochs + 1)
-    method.start_epoch(s.warmup_epochs, torch.Generator(), features=None)  # the first selecting epoch
+    method.start_epoch(s.warmup_epochs, torch.Generator(), features=None, resumed=False)  # the first selecting epoch
     out = Features(inp.g.clone().requires_grad_(), inp.p.clone().requires_grad_())  # the model's output
 
     t0 = time.perf_counter()

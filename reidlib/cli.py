@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from reidlib.config import LAYOUTS
 from reidlib.errors import ReidlibError
 from reidlib.interrupts import Interrupted
 
@@ -127,6 +128,28 @@ def _cmd_notebook(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _cmd_embed(args: argparse.Namespace) -> None:
+    from reidlib.retrieval import embed
+
+    feats, run = embed(args.run_dir, args.images, args.out)
+    known = set(feats["cameras"]) - {""}
+    cameras = f"{len(known)} cameras" if known else "cameras unknown"
+    print(
+        f"wrote {args.out}: {len(feats['paths'])} images, global {feats['global'].shape[1]} + parts "
+        f"{' x '.join(map(str, feats['parts'].shape[1:]))}, {cameras}; model of {args.run_dir} "
+        f"(epoch {run.epoch}, sha256 {run.sha256[:12]})"
+    )
+
+
+def _cmd_query(args: argparse.Namespace) -> None:
+    from reidlib.retrieval import search
+
+    ranking = search(args.run_dir, args.gallery, args.query, args.out, top=args.top)
+    num_q, k = ranking.order.shape
+    print(f"wrote {args.out}/index.html and {args.out}/ranks.csv: top {k} of the gallery for {num_q} "
+          f"{'query' if num_q == 1 else 'queries'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m reidlib",
@@ -143,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_synth)
 
-    layouts = ["auto", "market1501", "dukemtmc", "msmt17", "cuhk03"]
+    layouts = list(LAYOUTS)
     p = sub.add_parser("describe", help="print ids / images / cameras per split of a dataset")
     p.add_argument("data_dir", help="dataset root")
     p.add_argument("--layout", default="auto", choices=layouts)
@@ -186,6 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="add lambda_c to same-camera pairs, as the original code did (non-standard protocol)",
     )
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("embed", help="write the features of a folder of crops with a run's model (.npz)")
+    p.add_argument("--run-dir", required=True, help="a trained run dir (its newest checkpoint)")
+    p.add_argument("--images", required=True, help="a folder of crops (searched recursively) or one image")
+    p.add_argument("--out", required=True, help="features file to write, e.g. gallery.npz")
+    p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("query", help="rank a gallery for query crops; write an HTML page of matches and ranks.csv")
+    p.add_argument("--run-dir", required=True, help="a trained run dir (its newest checkpoint)")
+    p.add_argument("--gallery", required=True, help="a features file of `embed` (.npz) or a folder of crops")
+    p.add_argument("--query", required=True, help="one query image or a folder of them")
+    p.add_argument("--top", type=int, default=10, help="matches per query (default 10)")
+    p.add_argument("--out", required=True, help="folder for index.html and ranks.csv")
+    p.set_defaults(func=_cmd_query)
 
     p = sub.add_parser("report", help="run the report notebooks on a run dir and export HTML to reports/")
     p.add_argument("--run-dir", required=True)

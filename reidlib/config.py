@@ -1,6 +1,7 @@
 """Experiment configuration: frozen dataclasses, composed once, never global.
 
-A :class:`Config` has six sections (``data``, ``model``, ``scl``, ``search``, ``train``, ``eval``).
+A :class:`Config` has seven sections (``data``, ``model``, ``scl``, ``search``, ``cluster``,
+``train``, ``eval``), each a frozen dataclass in :mod:`reidlib.config_sections` (re-exported here).
 Every field name is unique across the sections, so an override may name a field by its short name
 (``k=0``, ``epochs=3``) or by its full dotted key (``scl.k=0``); notebooks use the short names as
 papermill parameters. An unknown key, a wrong type or an out-of-range value raises
@@ -10,171 +11,27 @@ as ``config.yaml``; keys renamed since (:data:`RENAMED_KEYS`) still load.
 
 from __future__ import annotations
 
-import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from reidlib.config_sections import (
+    CAMERA_DEBIAS, FAISS_INDEXES, LAYOUTS, LR_SCHEDULES, METHODS, MIXTURE_WRITERS, OPTIMIZERS, PART_SCALES,
+    POSITIVE_RULES, SEARCH_BACKENDS, ClusterConfig, Config, DataConfig, EvalConfig, ModelConfig, SCLConfig, SearchConfig, TrainConfig,
+)
 from reidlib.errors import ConfigError
 
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Where the images are and how they are turned into tensors."""
-
-    data_dir: str = ""  # dataset root; the command line's --data sets it
-    layout: str = "auto"  # auto | market1501 | dukemtmc | msmt17 | cuhk03
-    height: int = 256
-    width: int = 128
-    flip: bool = True
-    pad: int = 10
-    random_erasing: float = 0.5
-    color_jitter: float = 0.0  # brightness / contrast / saturation jitter strength (0: the paper's)
-    num_workers: int = 0
-    # decode and resize every image once and hold the uint8 crops in memory (24 KiB each at
-    # 128x64): an epoch then spends no time decoding JPEGs or resizing
-    cache_images: bool = False
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The backbone and the global / stripe heads (see :mod:`reidlib.model`)."""
-
-    arch: str = "resnet50"  # resnet50 | resnet18 | mobilenet_v2 | resnet_mini
-    feat_dim: int = 2048  # D; each of the P stripes gets D / P
-    num_parts: int = 8  # P
-    pretrained: str | None = None  # None | "imagenet" | a local file
-    last_stride: int = 1
-
-
-@dataclass(frozen=True)
-class SCLConfig:
-    """Selective contrastive learning: selection, loss weights and the three memory banks."""
-
-    k: int = 7  # K positives besides the image's own slot
-    m: int | None = 500  # M selected negatives; None = every remaining slot ("all negatives")
-    temperature: float = 0.1  # tau
-    lambda_t: float = 0.5  # weight of the own slot among the positives
-    alpha: float = 1.75  # scale of the neighbours' weight alpha * (1 - lambda_t) / K
-    lambda_p: float = 0.5  # part loss weight; the global loss gets 1 - lambda_p
-    lambda_g: float = 0.5  # global share of the selection distance; parts get 1 - lambda_g
-    lambda_c: float = 0.05  # distance added to same-camera slots (cross-camera encouragement)
-    bank_momentum: float = 0.5  # global / part bank: slot <- normalise(mu * old + (1 - mu) * new)
-    # storage of the three banks: float32 | float16 (half the memory: 11.4 GiB instead of 22.9 for
-    # 1M slots of D = 2048; every read converts to float32, every write rounds to float16)
-    bank_dtype: str = "float32"
-    mixture_update: str = "positives"  # positives (public code) | own
-    mixture_init: str = "zeros"  # zeros (public code) | features
-    # which features write the mixture bank: both (public code: g, then the concatenated stripes)
-    # | combined (one write of normalise(g + stripes)) | global | parts. An arm that trains one
-    # feature space alone should let only that space write, or its loss chases targets half made
-    # of the other, untrained space.
-    mixture_writers: str = "both"
-    # where the concatenated stripes (norm sqrt(P)) meet the mixture bank: sqrt_p (public code:
-    # as they are) | unit (divided by sqrt(P) in the writes and in the part loss's logits) |
-    # unit_writes | unit_loss (one half each, to measure them apart)
-    part_scale: str = "sqrt_p"
-    warmup_epochs: int = 3  # own slot only, random negatives
-    # Which of the k nearest candidates become positives (docs/method.md, "Beyond the paper"):
-    # knn (the paper: all k) | reciprocal (those whose own reciprocal_k nearest hold the anchor)
-    # | cycle (adaptive k, after MPLP: nearest first, up to the first that fails that check)
-    # | jaccard | ca_jaccard (the k nearest by k-reciprocal Jaccard distance below jaccard_eps,
-    # computed on the banks once per epoch; ca_ builds the reciprocal sets within and across cameras)
-    positive_rule: str = "knn"
-    reciprocal_k: int = 20  # reciprocal / cycle: length of each slot's own neighbour list
-    pos_max_distance: float | None = None  # candidates farther than this (selection distance) are dropped
-    jaccard_k1: int = 20  # jaccard: k of the k-reciprocal sets (Zhong et al. 2017)
-    jaccard_k2: int = 6  # jaccard / ca_jaccard: local query expansion over this many neighbours
-    jaccard_eps: float = 0.6  # jaccard / ca_jaccard: positives lie below this Jaccard distance
-    ca_k_intra: int = 5  # ca_jaccard: reciprocal neighbours within the anchor's camera
-    ca_k_inter: int = 20  # ca_jaccard: reciprocal neighbours across cameras
-    # keep a candidate only if at least this many stripes also rank it among their
-    # part_agreement_k nearest (after PPLR); 0 turns the check off
-    part_agreement: int = 0
-    part_agreement_k: int = 20
-    # remove each camera's mean (mean) or mean and spread (mean_std) from the features before
-    # the selection distance, then renormalise (camera debiasing); none keeps them as they are
-    camera_debias: str = "none"
-    # lambda_c schedule: linear from lambda_c_start at the first selecting epoch to lambda_c at
-    # the last epoch; None keeps lambda_c throughout
-    lambda_c_start: float | None = None
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Neighbour search for selection (reidlib/search.py, reidlib/faiss_search.py).
-
-    ``backend``: torch = exact; faiss = the index below, its candidates re-ranked exactly; auto =
-    torch below search.AUTO_FAISS_MIN_SLOTS slots (and on an accelerator), faiss from there on.
-    ``scl.m`` = null always searches exactly.
-    """
-
-    backend: str = "auto"  # auto | torch | faiss
-    faiss_index: str = "ivf"  # flat (exact, N x (2D + cameras) float32; on the GPU with faiss-gpu) | ivf (CPU)
-    faiss_dim: int = 256  # ivf: PCA to this many dims before indexing; 0 keeps all 2D + cameras
-    nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
-    nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)
-    rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The optimisation loop."""
-
-    epochs: int = 50
-    batch_size: int = 8
-    optimizer: str = "sgd"  # sgd | adam
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_schedule: str = "constant"  # constant | cosine | step
-    lr_step: float = 0.7  # step: the lr drops by lr_gamma once this share of the epochs is done
-    lr_gamma: float = 0.1
-    seed: int = 0
-    deterministic: bool = False
-    device: str = "cpu"
-    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
-    # hold weights and images channels-last (NHWC): MobileNetV2's convolutions at 128x64 train
-    # about 1.35x faster on this project's CPU (measured with one thread, batch 64)
-    channels_last: bool = False
-    checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Evaluation of the test split (query -> gallery)."""
-
-    eval_every: int = 0  # evaluate every N epochs (0: only at the end)
-    eval_batch_size: int = 64
-    camera_aware: bool = False  # add lambda_c to same-camera pairs at test time (non-standard)
-
-
-@dataclass(frozen=True)
-class Config:
-    """A whole experiment. Build it with :func:`load_config`, never by mutating one."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    scl: SCLConfig = field(default_factory=SCLConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return dataclasses.asdict(self)
-
-
-# Each set of choices, listed once.
-MIXTURE_WRITERS = ("both", "combined", "global", "parts")
-PART_SCALES = ("sqrt_p", "unit", "unit_writes", "unit_loss")
-POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
-CAMERA_DEBIAS = ("none", "mean", "mean_std")
-SEARCH_BACKENDS = ("auto", "torch", "faiss")
-FAISS_INDEXES = ("flat", "ivf")
+__all__ = [
+    "CAMERA_DEBIAS", "FAISS_INDEXES", "LAYOUTS", "LR_SCHEDULES", "METHODS", "MIXTURE_WRITERS", "OPTIMIZERS",
+    "PART_SCALES", "POSITIVE_RULES", "SEARCH_BACKENDS",
+    "ClusterConfig", "Config", "DataConfig", "EvalConfig", "ModelConfig", "SCLConfig", "SearchConfig", "TrainConfig",
+    "RENAMED_KEYS", "SECTIONS", "field_index", "apply_overrides", "parse_set", "load_config", "config_from_dict",
+    "save_config", "validate",
+]
 
 # Old key -> its key now, so that runs saved before a key moved (config.yaml, a checkpoint's
 # config), user YAML and overrides still load: the search settings were fields of `scl` until
@@ -349,11 +206,13 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key 'scl.lambda_c_start' must be >= 0 or null, got {s.lambda_c_start}")
     _one_of("scl.bank_dtype", s.bank_dtype, ("float32", "float16"))
     _validate_search(cfg.search)
-    _one_of("train.optimizer", t.optimizer, ("sgd", "adam"))
-    _one_of("train.lr_schedule", t.lr_schedule, ("constant", "cosine", "step"))
+    _one_of("train.method", t.method, METHODS)
+    _validate_cluster(cfg.cluster, t)
+    _one_of("train.optimizer", t.optimizer, OPTIMIZERS)
+    _one_of("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
     _in_unit("train.lr_step", t.lr_step)
     _in_unit("train.lr_gamma", t.lr_gamma)
-    _one_of("data.layout", d.layout, ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03"))
+    _one_of("data.layout", d.layout, LAYOUTS)
     for key, value in (
         ("train.epochs", t.epochs),
         ("train.threads", t.threads),
@@ -396,3 +255,25 @@ def _validate_search(c: SearchConfig) -> None:
         raise ConfigError(f"config key 'search.rerank' must be >= 1, got {c.rerank}")
     if c.nlist and c.nprobe > c.nlist:
         raise ConfigError(f"config key 'search.nprobe' ({c.nprobe}) must be <= search.nlist ({c.nlist})")
+
+
+def _validate_cluster(c: ClusterConfig, t: TrainConfig) -> None:
+    if not 0 < c.cluster_eps < 1:  # pairs left out of the sparse distance lie at 1: never neighbours
+        raise ConfigError(f"config key 'cluster.cluster_eps' must lie in (0, 1), got {c.cluster_eps}")
+    for name in ("min_samples", "cluster_k1", "cluster_k2", "num_instances"):
+        if getattr(c, name) < 1:
+            raise ConfigError(f"config key 'cluster.{name}' must be >= 1, got {getattr(c, name)}")
+    if c.cluster_k2 > c.cluster_k1:
+        raise ConfigError(
+            f"config key 'cluster.cluster_k2' ({c.cluster_k2}) must be <= cluster.cluster_k1 ({c.cluster_k1})"
+        )
+    _in_unit("cluster.cluster_momentum", c.cluster_momentum)
+    if c.cluster_temperature <= 0:
+        raise ConfigError(f"config key 'cluster.cluster_temperature' must be > 0, got {c.cluster_temperature}")
+    if c.cluster_iters < 0:
+        raise ConfigError(f"config key 'cluster.cluster_iters' must be >= 0, got {c.cluster_iters}")
+    if t.method == "cluster_contrast" and t.batch_size % c.num_instances:
+        raise ConfigError(
+            f"config key 'cluster.num_instances' ({c.num_instances}) must divide train.batch_size "
+            f"({t.batch_size}): a batch holds batch_size / num_instances clusters"
+        )

@@ -3,7 +3,8 @@
 Shape letters: N slots, D feature dim, P stripes, d = D / P, C cameras, k neighbours, W the
 widest set of a row.
 
-What the selection rules beyond plain kNN need (:mod:`reidlib.selection`):
+What the selection rules beyond plain kNN need (:mod:`reidlib.selectors`), and Cluster Contrast's
+pseudo-labels (:mod:`reidlib.clustering`) too:
 
 - :func:`slot_ranking`: each slot's k nearest slots, itself first, by any slot-to-slot distance
   (SCL's selection distance through :class:`reidlib.search.TorchSearcher`), optionally within the
@@ -13,16 +14,18 @@ What the selection rules beyond plain kNN need (:mod:`reidlib.selection`):
 - :func:`reciprocal_sets`: the k-reciprocal sets with Zhong's expansion by the half-size sets,
   and :func:`camera_aware_sets`: the union of the reciprocal neighbours found within cameras and
   across cameras (CA-Jaccard, Chen et al., CVPR 2024);
-- :func:`jaccard_distance`: the k-reciprocal Jaccard distance of those sets (Gaussian weights,
-  local query expansion), sparse: only pairs whose sets overlap are stored, every other pair is
-  at distance 1;
+- :func:`jaccard_distance`: the k-reciprocal Jaccard distance of those sets (Gaussian weights
+  of :func:`set_distances`, local query expansion), sparse: only pairs whose sets overlap are
+  stored, every other pair is at distance 1;
 - :class:`CameraDebias`: each camera's mean (and spread) removed from the features before the
   selection distance, then renormalised ("Exploring the camera bias of person
   re-identification", ICLR 2025).
 
 Memory: rankings are computed ``block`` rows at a time (the largest dense tensor is block x N
-distances: 512 x 100,000 float32 = 205 MB); the Jaccard step holds the sets (N x W) and the
-overlapping pairs (about N W^2 entries: 7,000 slots with W = 30 make 6 M), never an N x N matrix.
+distances: 512 x 100,000 float32 = 205 MB); the Jaccard step holds the sets (N x W), the vectors
+after query expansion (N x R entries, R up to k2 W) and the overlapping pairs it returns, and joins
+``JACCARD_BLOCK`` rows at a time (block x R^2 index pairs: about 6 M for 256 rows of R = 150),
+never an N x N matrix.
 A naive loop over slots, written in ``tests/test_graph.py``, is the oracle for every function.
 """
 
@@ -36,6 +39,7 @@ from torch import Tensor
 
 DistanceRows = Callable[[Tensor], Tensor]  # slot indices (b,) -> (b, N) distances to every slot
 RANK_BLOCK = 512
+JACCARD_BLOCK = 256  # rows joined at a time by jaccard_distance
 
 
 @torch.no_grad()
@@ -166,8 +170,23 @@ def camera_aware_sets(ranking_intra: Tensor, ranking_inter: Tensor, k_intra: int
 
 
 @torch.no_grad()
+def set_distances(distance_rows: DistanceRows, idx: Tensor, block: int = RANK_BLOCK) -> Tensor:
+    """The distance from each slot to each member of its set (the weights of :func:`jaccard_distance`).
+
+    Shape:
+        idx: (N, W) set members (:func:`reciprocal_sets`) -> (N, W) float32; ``block`` rows of
+        (block, N) distances at a time.
+    """
+    out = torch.empty(idx.shape, dtype=torch.float32, device=idx.device)
+    for start in range(0, len(idx), block):
+        rows = torch.arange(start, min(start + block, len(idx)), device=idx.device)
+        out[rows] = distance_rows(rows).gather(1, idx[rows])
+    return out
+
+
+@torch.no_grad()
 def jaccard_distance(
-    sets: tuple[Tensor, Tensor], set_dist: Tensor, ranking: Tensor, k2: int
+    sets: tuple[Tensor, Tensor], set_dist: Tensor, ranking: Tensor, k2: int, *, block: int = JACCARD_BLOCK
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The k-reciprocal Jaccard distance between slots, sparse.
 
@@ -181,6 +200,7 @@ def jaccard_distance(
         set_dist: (N, W) the distance from each slot to each member of its set.
         ranking: (N, 1 + K) rankings (self first) for the query expansion, K + 1 >= k2.
         k2: query expansion width (1: none).
+        block: rows i joined at a time (the result does not depend on it, bit for bit).
 
     Returns:
         ``(rows, cols, dist)``: the pairs whose vectors overlap (each slot with itself
@@ -193,17 +213,33 @@ def jaccard_distance(
     r, c, w = rows[valid], idx[valid], weights[valid]  # V as (row, column, value), rows ascending
     if k2 > 1:  # V_i <- mean of V_j over the k2 nearest j (self first)
         r, c, w = _expand_rows((r, c, w), ranking[:, :k2], num_slots)
-    # S(i, l) = sum over shared columns j of min(V_ij, V_lj): join the entries on their column
+    # S(i, l) = sum over shared columns j of min(V_ij, V_lj): join the entries on their column,
+    # the rows i of one block at a time (the join of all rows at once holds N R^2 pairs of
+    # indices, for rows of R entries; a block holds block R^2)
     order = torch.argsort(c, stable=True)
     r, c, w = r[order], c[order], w[order]
     counts = torch.bincount(c, minlength=num_slots)  # entries per column
     starts = torch.cumsum(counts, 0) - counts
-    group = counts[c]  # size of each entry's column group
-    left = torch.repeat_interleave(torch.arange(len(c), device=c.device), group)  # every entry, once per partner
+    blocks = [_join_rows((r, c, w), starts, counts, start, min(start + block, num_slots)) for start in range(0, num_slots, block)]
+    pair_rows, pair_cols, dist = (torch.cat(parts) for parts in zip(*blocks))
+    return pair_rows, pair_cols, dist
+
+
+def _join_rows(
+    entries: tuple[Tensor, Tensor, Tensor], starts: Tensor, counts: Tensor, first_row: int, end_row: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`jaccard_distance`'s pairs (i, l) for the rows i in [first_row, end_row), sorted by row,
+    then distance; ``entries`` sorted by column, each column's entries from ``starts``, ``counts``."""
+    r, c, w = entries
+    num_slots = len(counts)
+    mine = torch.nonzero((r >= first_row) & (r < end_row)).squeeze(1)  # the block's entries, by column
+    group = counts[c[mine]]  # the partners of each: every entry of its column
+    left = torch.repeat_interleave(mine, group)
     first = torch.repeat_interleave(torch.cumsum(group, 0) - group, group)
     right = starts[c[left]] + (torch.arange(len(left), device=c.device) - first)
     pair_key = r[left] * num_slots + r[right]
     keys, inverse = torch.unique(pair_key, return_inverse=True)
+    # each pair's terms are added in column order, whatever the block
     shared = torch.zeros(len(keys), dtype=w.dtype, device=w.device).index_add_(0, inverse, torch.minimum(w[left], w[right]))
     dist = 1.0 - shared / (2.0 - shared)
     pair_rows, pair_cols = keys // num_slots, keys % num_slots

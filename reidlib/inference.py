@@ -22,7 +22,7 @@ from reidlib import runs
 from reidlib.config import Config
 from reidlib.data import ImageRecord, ReidData, ReidDataset, build_transforms, read_dataset
 from reidlib.distances import query_gallery_distance
-from reidlib.errors import ConfigError, ReidlibError
+from reidlib.errors import ConfigError, RunDirError
 from reidlib.evaluation import evaluate
 from reidlib.model import ReidModel, build_model
 
@@ -159,17 +159,28 @@ def final_metrics(results: dict[str, dict[str, Any]], epochs: int) -> dict[str, 
     }
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | None = None, camera_aware: bool = False) -> dict[str, Any]:
-    """Evaluate the checkpoint of ``run_dir`` on its (or another) dataset's test split."""
+def load_trained_model(run_dir: str | Path) -> tuple[Config, ReidModel, torch.device, dict[str, Any]]:
+    """A run's config, its model with the newest checkpoint's weights (on the config's device), and
+    that checkpoint.
+
+    Raises:
+        RunDirError: ``run_dir`` holds no config.yaml, or no checkpoint.
+    """
     cfg = runs.read_run_config(run_dir)
-    if camera_aware:
-        cfg = replace(cfg, eval=replace(cfg.eval, camera_aware=True))
     checkpoint = runs.load_checkpoint(Path(run_dir))
     if checkpoint is None:
-        raise ReidlibError(f"{run_dir} holds no checkpoint ({runs.CHECKPOINT}); train first")
-    data = read_dataset(data_dir or cfg.data.data_dir, layout=cfg.data.layout)
+        raise RunDirError(f"{run_dir} holds no checkpoint ({runs.CHECKPOINT}); train first")
     device = setup_torch(cfg)
     model = make_model(cfg, device, load_pretrained=False)
     model.load_state_dict(checkpoint["model"])
+    return cfg, model, device, checkpoint
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | None = None, camera_aware: bool = False) -> dict[str, Any]:
+    """Evaluate the checkpoint of ``run_dir`` on its (or another) dataset's test split."""
+    cfg, model, device, checkpoint = load_trained_model(run_dir)
+    if camera_aware:
+        cfg = replace(cfg, eval=replace(cfg.eval, camera_aware=True))
+    data = read_dataset(data_dir or cfg.data.data_dir, layout=cfg.data.layout)
     results, _, _ = evaluate_model(model, cfg, data, device)
     return final_metrics(results, int(checkpoint["epoch"]))

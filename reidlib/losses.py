@@ -1,6 +1,8 @@
-"""The selective contrastive loss, a pure function of features, a bank and selected indices.
+"""The methods' losses, pure functions of features, a memory and indices: the selective contrastive
+loss (SCL) and Cluster Contrast's InfoNCE over cluster centroids (:func:`cluster_contrast_loss`).
 
-Shape letters: B batch, N memory slots, D feature dim, K positives besides the own slot, M negatives.
+Shape letters: B batch, N memory slots, D feature dim, K positives besides the own slot, M negatives,
+C clusters.
 
 For anchor i with feature x_i and selected slots ``[pos_i; neg_i]`` of the mixture bank X, the
 logits are ``x_i . X[j] / tau`` and
@@ -133,3 +135,26 @@ def scl_total_loss(
         feats, bank, pos_idx, neg_idx, temperature=temperature, lambda_t=lambda_t, alpha=alpha, pos_mask=pos_mask
     )
     return SCLLosses(lambda_p * part_loss + (1.0 - lambda_p) * global_loss, part_loss, global_loss)
+
+
+class ClusterContrastLosses(NamedTuple):
+    total: Tensor
+
+
+def cluster_contrast_loss(feats: Tensor, centroids: Tensor, labels: Tensor, *, temperature: float) -> Tensor:
+    """Cluster Contrast's loss: InfoNCE of each feature against every cluster centroid, its own
+    cluster's the positive (Dai et al., ACCV 2022)::
+
+        loss = mean_i( -log softmax_j(x_i . c_j / tau)[y_i] ),   j over all C centroids
+
+    Args:
+        feats: (B, D) unit features (the global feature).
+        centroids: (C, D) the cluster memory; a buffer, so gradients flow only into ``feats``.
+        labels: (B,) each anchor's cluster in [0, C): outliers never reach the loss (a -1 is an error).
+        temperature: tau; logits are divided by it.
+
+    Returns:
+        A scalar tensor.
+    """
+    logits = feats @ centroids.to(feats.dtype).T / temperature  # (B, C)
+    return F.cross_entropy(logits, labels)

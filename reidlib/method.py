@@ -13,8 +13,10 @@ its memory after the optimiser step. One step, as the loop runs it::
     with torch.no_grad():
         method.update(out, idx, targets, gather)       # memory changes only after the step
 
-Selective contrastive learning (:class:`reidlib.scl.SCL`) is the first method;
-:func:`reidlib.train_state.make_method` builds the one a config asks for.
+At each epoch's start the loop calls ``method.start_epoch`` and then draws the epoch's batches
+from ``method.batches``. Selective contrastive learning (:class:`reidlib.scl.SCL`) and Cluster
+Contrast (:class:`reidlib.cluster_contrast.ClusterContrast`) are the methods;
+:func:`reidlib.train_state.make_method` builds the one a config asks for (``train.method``).
 
 Shape letters: B batch, N training images, D feature dim, P stripes, d = D / P.
 """
@@ -26,6 +28,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
+from reidlib.distributed import Context
 from reidlib.model import Features
 
 # Every training image's features in slot order, gathered over the processes (global (N, D),
@@ -39,6 +42,9 @@ class Method(Protocol):
     """The hooks the loop calls, in the order it calls them."""
 
     loss_names: tuple[str, ...]  # the fields of the losses NamedTuple, ``total`` first
+    # True if some of the model's parameters get no gradient from the loss (a method that trains
+    # the global feature only): DistributedDataParallel must then look for them at every step
+    unused_parameters: bool
 
     @classmethod
     def check(cls, cfg, num_train: int) -> None:
@@ -48,10 +54,18 @@ class Method(Protocol):
     def init_memory(self, features: TrainFeatures) -> None:
         """Build the memory before the first epoch (not when resuming from a checkpoint)."""
 
-    def start_epoch(self, epoch: int, generator: torch.Generator, features: TrainFeatures) -> None:
-        """Prepare the epoch's targets (a selector, clusters...) from the memory as it is now.
+    def start_epoch(self, epoch: int, generator: torch.Generator, features: TrainFeatures, resumed: bool) -> None:
+        """Prepare the epoch's targets (a selector, clusters...) from the memory as it is now;
+        called before the epoch's batches are drawn.
 
-        ``generator`` is the epoch's seeded generator for any random draw of the method."""
+        ``generator`` is the epoch's seeded generator for any random draw of the method.
+        ``resumed`` is True when the run resumes inside this epoch from a checkpoint: what the
+        method saved in its state (pseudo-labels, say) then holds for the rest of the epoch."""
+
+    def batches(self, epoch: int, batch_size: int, seed: int, ctx: Context) -> list[list[int]]:
+        """This process's batches of training slots for ``epoch``, a pure function of its arguments
+        and the method's state after :meth:`start_epoch` (a resumed run draws them again and skips
+        the steps done)."""
 
     def select(self, out: Features, idx: Tensor) -> Any:
         """The step's targets for anchors ``idx`` (B,), under ``no_grad``."""

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from reidlib import distributed as dist
+from reidlib.batches import epoch_batches
 from reidlib.config import Config, SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
 from reidlib.losses import SCLLosses, scl_total_loss
@@ -49,6 +51,7 @@ class SCL:
     """
 
     loss_names = SCLLosses._fields
+    unused_parameters = False  # both feature spaces are trained
 
     def __init__(
         self, scl_cfg: SCLConfig, search_cfg: SearchConfig, global_bank: MemoryBank, part_bank: MemoryBank,
@@ -88,13 +91,17 @@ class SCL:
         self.part_bank.fill(p)
         fill_mixture(self.mixture_bank, self.cfg, g, p)
 
-    def start_epoch(self, epoch: int, generator: torch.Generator, features: TrainFeatures) -> None:
+    def start_epoch(self, epoch: int, generator: torch.Generator, features: TrainFeatures, resumed: bool) -> None:
         """Build the epoch's selector from the banks as they are now (a faiss index refits its
-        cells, a rule's per-epoch rankings are recomputed)."""
+        cells, a rule's per-epoch rankings are recomputed), resumed inside the epoch or not."""
         self.selector = make_selector(
             self.cfg, self.search_cfg, epoch, self.epochs, self.global_bank, self.part_bank, self.train_camids,
             generator, seed=self.seed,
         )
+
+    def batches(self, epoch: int, batch_size: int, seed: int, ctx: dist.Context) -> list[list[int]]:
+        """Every training image once an epoch, in a seeded shuffle (:func:`reidlib.batches.epoch_batches`)."""
+        return epoch_batches(len(self.train_pids), batch_size, seed, epoch, ctx)
 
     # -- the step -------------------------------------------------------------------------------
 

@@ -23,8 +23,8 @@ The rules (config ``scl.positive_rule`` and its modifiers; docs/method.md, "Beyo
   candidates are neither positives nor negatives; the negatives are the M slots after the K.
 - :class:`JaccardSelector`: positives from the k-reciprocal Jaccard distance of the slots,
   computed once per epoch (``jaccard`` or camera-aware ``ca_jaccard``, :mod:`reidlib.graph`): up
-  to K nearest below ``jaccard_eps``; negatives are the M nearest slots by the selection distance
-  that are not positives.
+  to K nearest below ``jaccard_eps``, then the same ``pos_max_distance`` and ``part_agreement``
+  checks; negatives are the M nearest slots by the selection distance that are not positives.
 
 ``camera_debias`` and the ``lambda_c`` schedule change the distance every rule ranks by
 (:class:`SelectionView`). Every rule but the paper's computes a dense (B, N) distance per step
@@ -202,33 +202,34 @@ class JaccardSelector:
     """Positives from a per-epoch table of each slot's nearest by Jaccard distance.
 
     Args:
-        view: the selection distance (negatives, and the rankings the table is built from).
+        view: the selection distance (negatives, the checks, and the rankings the table is built from).
         positives: ``(idx, valid)`` (N, K) from :func:`reidlib.graph.nearest_by_jaccard`.
         m: negatives per anchor.
+        max_distance, part_agreement, part_k: the same checks as :class:`CandidateSelector`'s, on
+            the table's positives (a positive that fails one is dropped, not made a negative).
     """
 
-    def __init__(self, view: SelectionView, positives: tuple[Tensor, Tensor], m: int) -> None:
+    def __init__(
+        self, view: SelectionView, positives: tuple[Tensor, Tensor], m: int, *,
+        max_distance: float | None = None, part_agreement: int = 0, part_k: int = 20,
+    ) -> None:
         self.view, (self.table, self.valid), self.m = view, positives, m
+        self.max_distance, self.part_agreement, self.part_k = max_distance, part_agreement, part_k
         neighbour_count(len(view), self.table.shape[1], m)
 
     def __call__(self, g: Tensor, p: Tensor, cams: Tensor, idx: Tensor) -> Selection:
-        pos, valid = self.table[idx], self.valid[idx]  # (B, K)
-        dist = self.view.distances(g, p, cams).scatter(1, pos, float("inf"))  # positives never negatives
-        neg = nearest_slots(dist, idx, self.m)  # (B, M)
-        pos_mask = torch.cat([torch.ones_like(idx[:, None], dtype=torch.bool), valid], dim=1)
+        pos, keep = self.table[idx], self.valid[idx]  # (B, K)
+        dist = self.view.distances(g, p, cams)  # (B, N)
+        if self.max_distance is not None:
+            keep = keep & (dist.gather(1, pos) <= self.max_distance)
+        if self.part_agreement:
+            keep = keep & (part_votes(self.view.stripe_distances(p, cams), idx, pos, self.part_k) >= self.part_agreement)
+        neg = nearest_slots(dist.scatter(1, pos, float("inf")), idx, self.m)  # (B, M); positives never negatives
+        pos_mask = torch.cat([torch.ones_like(idx[:, None], dtype=torch.bool), keep], dim=1)
         return Selection(torch.cat([idx[:, None], pos], dim=1), neg, pos_mask)
 
     def refresh(self, idx: Tensor) -> None:
         """Nothing to follow: the table is fixed for the epoch, the distance reads the banks."""
-
-
-def _set_distances(slot_rows: graph.DistanceRows, idx: Tensor, block: int = graph.RANK_BLOCK) -> Tensor:
-    """(N, W) distance from each slot to each member of its set."""
-    out = torch.empty(idx.shape, dtype=torch.float32, device=idx.device)
-    for start in range(0, len(idx), block):
-        rows = torch.arange(start, min(start + block, len(idx)), device=idx.device)
-        out[rows] = slot_rows(rows).gather(1, idx[rows])
-    return out
 
 
 def jaccard_positives(view: SelectionView, scl_cfg) -> tuple[Tensor, Tensor]:
@@ -242,7 +243,7 @@ def jaccard_positives(view: SelectionView, scl_cfg) -> tuple[Tensor, Tensor]:
         intra, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_intra, camids=view.camids, cameras="same")
         inter, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_inter, camids=view.camids, cameras="other")
         sets = graph.camera_aware_sets(intra, inter, s.ca_k_intra, s.ca_k_inter)
-    pairs = graph.jaccard_distance(sets, _set_distances(slot_rows, sets[0]), ranking, s.jaccard_k2)
+    pairs = graph.jaccard_distance(sets, graph.set_distances(slot_rows, sets[0]), ranking, s.jaccard_k2)
     return graph.nearest_by_jaccard(pairs, num_slots, s.k, s.jaccard_eps)
 
 
@@ -276,7 +277,10 @@ def make_selector(
         raise ConfigError(f"scl.m = null (all negatives) goes with the paper's rule only, not scl.positive_rule={s.positive_rule!r} and its checks")
     view = SelectionView(global_bank, part_bank, camids, lambda_g=s.lambda_g, lambda_c=lambda_c, debias=s.camera_debias)
     if s.positive_rule in ("jaccard", "ca_jaccard"):
-        return JaccardSelector(view, jaccard_positives(view, s), s.m)
+        return JaccardSelector(
+            view, jaccard_positives(view, s), s.m, max_distance=s.pos_max_distance,
+            part_agreement=s.part_agreement, part_k=s.part_agreement_k,
+        )
     ranking = None
     if s.positive_rule in ("reciprocal", "cycle"):
         ranking, _ = graph.slot_ranking(view.slot_rows(), num_slots, s.reciprocal_k)

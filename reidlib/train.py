@@ -1,8 +1,10 @@
 """The training loop: epochs, steps, checkpoints, resuming, signals, evaluation, the metrics log.
 
 The loop knows nothing about any one method: a method (:mod:`reidlib.method`; selective
-contrastive learning is :class:`reidlib.scl.SCL`) owns its memory and answers the step's hooks.
-One step (:func:`train_step`):
+contrastive learning is :class:`reidlib.scl.SCL`, Cluster Contrast
+:class:`reidlib.cluster_contrast.ClusterContrast`) owns its memory, prepares each epoch
+(``start_epoch``), draws its batches (``batches``) and answers the step's hooks. One step
+(:func:`train_step`):
 
 1. the model gives features: global g (B, D) and stripes p (B, P, d);
 2. under ``no_grad`` the method picks the step's targets (``method.select``);
@@ -38,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from reidlib import distributed as dist
 from reidlib import provenance, runs
-from reidlib.batches import epoch_batches, train_loader
+from reidlib.batches import train_loader
 from reidlib.checkpoints import resume, save_checkpoint
 from reidlib.config import Config
 from reidlib.data import ReidData, check_images, load_images, read_dataset
@@ -109,9 +111,9 @@ def train_one_epoch(
         group["lr"] = lr
     seed = epoch_seed(t.seed, epoch, ctx.rank)
     generator = torch.Generator(device=ctx.device)
-    batches = epoch_batches(len(data.train), t.batch_size, t.seed, epoch, ctx)
     keys = loss_keys(method.loss_names)
-    if state.step:  # resuming inside this epoch
+    resumed = bool(state.step)  # resuming inside this epoch
+    if resumed:
         mine = state.progress[ctx.rank]
         progress = EpochProgress.restore(keys, state.step, mine)
         set_rng_state(mine["rng"], generator)
@@ -119,7 +121,8 @@ def train_one_epoch(
         progress = EpochProgress(keys, method.empty_stats())
         seed_everything(seed)
         generator.manual_seed(seed)
-    method.start_epoch(epoch, generator, partial(train_features, state, cfg, data, ctx))
+    method.start_epoch(epoch, generator, partial(train_features, state, cfg, data, ctx), resumed)
+    batches = method.batches(epoch, t.batch_size, t.seed, ctx)
     loader = train_loader(cfg.data, data.train, batches[progress.step :], seed, state.images)
     state.model.train()
     bar = dist.progress_bar(ctx, loader, initial=progress.step, total=len(batches), desc=f"epoch {epoch + 1}/{t.epochs}")
@@ -211,7 +214,10 @@ def _train(
             runs.append_provenance(run_dir, provenance.session({**session, "data": provenance.data_fingerprint(data)}))
         net: nn.Module = state.model
         if ctx.distributed:
-            net = DistributedDataParallel(state.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            net = DistributedDataParallel(
+                state.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                find_unused_parameters=state.method.unused_parameters,
+            )
         while state.epoch < cfg.train.epochs:
             _run_epoch(state, net, cfg, data, ctx, run_dir, stop)
         with stop.at_once():

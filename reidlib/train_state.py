@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from reidlib import distributed as dist
+from reidlib.cluster_contrast import ClusterContrast
 from reidlib.config import Config, TrainConfig
 from reidlib.data import ReidData
 from reidlib.inference import extract_features, make_model, memory_format
@@ -132,9 +133,12 @@ class EpochProgress:
         return cls(loss_keys, torch.tensor(stats, dtype=torch.float64), step, dict(saved["totals"]))
 
 
+METHOD_CLASSES = {"scl": SCL, "cluster_contrast": ClusterContrast}  # by train.method (config.METHODS)
+
+
 def method_class(cfg: Config) -> type:
-    """The class of the method ``cfg`` asks for (selective contrastive learning, the only one so far)."""
-    return SCL
+    """The class of the method ``cfg.train.method`` names."""
+    return METHOD_CLASSES[cfg.train.method]
 
 
 def make_method(cfg: Config, train_pids: torch.Tensor, train_camids: torch.Tensor, device: torch.device) -> Method:

@@ -1,5 +1,6 @@
 """Config: overrides by short or dotted key, clear errors, round trips, shipped files load."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,16 @@ def test_parse_set_reads_yaml_scalars():
         ({"lr_schedule": "linear"}, "'train.lr_schedule' must be one of constant, cosine, step"),
         ({"lr_step": 1.5}, "'train.lr_step' must lie in [0, 1]"),
         ({"cache_images": "yes"}, "'data.cache_images' expects bool"),
+        ({"method": "dbscan"}, "'train.method' must be one of scl, cluster_contrast"),
+        ({"cluster_eps": 1.0}, "'cluster.cluster_eps' must lie in (0, 1)"),
+        ({"min_samples": 0}, "'cluster.min_samples' must be >= 1"),
+        ({"cluster_k1": 0}, "'cluster.cluster_k1' must be >= 1"),
+        ({"cluster_k1": 5, "cluster_k2": 6}, "'cluster.cluster_k2' (6) must be <= cluster.cluster_k1 (5)"),
+        ({"cluster_momentum": 1.5}, "'cluster.cluster_momentum' must lie in [0, 1]"),
+        ({"cluster_temperature": 0}, "'cluster.cluster_temperature' must be > 0"),
+        ({"num_instances": 0}, "'cluster.num_instances' must be >= 1"),
+        ({"cluster_iters": -1}, "'cluster.cluster_iters' must be >= 0"),
+        ({"method": "cluster_contrast", "batch_size": 8, "num_instances": 3}, "'cluster.num_instances' (3) must divide train.batch_size (8)"),
     ],
 )
 def test_errors_name_the_key(overrides, message):
@@ -149,3 +160,30 @@ def test_paper_config_is_the_papers():
     # the public code's mixture bank and selection: both spaces write, stripes at norm sqrt(P), kNN
     assert (s.mixture_writers, s.part_scale, s.positive_rule, s.camera_debias) == ("both", "sqrt_p", "knn", "none")
     assert (s.part_agreement, s.lambda_c_start) == (0, None)
+
+
+def test_cluster_contrast_configs_are_the_published_ones():
+    """configs/cluster-contrast.yaml: the paper's and public code's settings; the CPU config: the
+    same clustering and memory, with configs/real-cpu.yaml's start and budget."""
+    cfg = load_config(ROOT / "configs" / "cluster-contrast.yaml")
+    c, t = cfg.cluster, cfg.train
+    assert (t.method, cfg.model.arch, cfg.data.height, cfg.data.width) == ("cluster_contrast", "resnet50", 256, 128)
+    assert (c.cluster_eps, c.min_samples, c.cluster_k1, c.cluster_k2, c.cluster_momentum, c.cluster_temperature) == (
+        0.6, 4, 30, 6, 0.1, 0.05
+    )
+    assert (t.batch_size // c.num_instances, c.num_instances, t.optimizer, t.lr, c.cluster_iters) == (16, 16, "adam", 3.5e-4, 200)
+    assert cfg.scl.lambda_g == 1.0  # the headline distance is the trained global feature's
+    cpu, real = load_config(ROOT / "configs" / "cluster-contrast-cpu.yaml"), load_config(ROOT / "configs" / "real-cpu.yaml")
+    assert cpu.data == real.data and cpu.model == real.model
+    same = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule", "lr_step", "lr_gamma", "channels_last")
+    assert all(getattr(cpu.train, k) == getattr(real.train, k) for k in same)
+    assert cpu.cluster == replace(c, num_instances=4, cluster_iters=0)
+    assert cpu.train.method == "cluster_contrast" and cpu.scl.lambda_g == 1.0
+
+
+def test_layout_choices_are_the_readers():
+    """data.layout's choices are auto and one per reader, so a new reader cannot be left out."""
+    from reidlib.config import LAYOUTS
+    from reidlib.data.layouts import READERS
+
+    assert LAYOUTS == ("auto", *READERS)

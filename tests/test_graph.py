@@ -220,6 +220,15 @@ def test_jaccard_distance_matches_dense(k2):
     assert self_pairs.sum() == N and torch.allclose(dist[self_pairs], torch.zeros(N), atol=1e-5)
 
 
+@pytest.mark.parametrize("k2", [1, 3])
+def test_jaccard_distance_block_size_irrelevant(k2):
+    """Joining 5 rows at a time gives the same pairs and distances, bit for bit, as one block."""
+    case = jaccard_case(k2, k1=8, seed=2)
+    whole = graph.jaccard_distance(*case, k2, block=N)
+    for block in (5, 16):
+        assert all(torch.equal(a, b) for a, b in zip(graph.jaccard_distance(*case, k2, block=block), whole))
+
+
 def naive_nearest(pairs, k, eps):
     rows, cols, dist = (t.tolist() for t in pairs)
     idx = [[i] * k for i in range(N)]

@@ -71,17 +71,22 @@ def test_provenance_is_recorded(whole):
     assert data["manifest"]["preset"] == "tiny"  # the synthetic generator's manifest
 
 
-def test_sigterm_mid_epoch_saves_and_resume_is_exact(tiny_synthetic, whole, tmp_path, monkeypatch):
+def sigterm_at_call(fn, n: int):
+    """``fn`` that sends this process SIGTERM at its ``n``-th call (then calls on as usual)."""
     calls = {"n": 0}
-    real = scl_method.scl_total_loss
 
-    def loss_then_sigterm(*args, **kwargs):
+    def wrapped(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 10:  # epoch 2, step 3 (7 steps an epoch)
+        if calls["n"] == n:
             os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, **kwargs)
+        return fn(*args, **kwargs)
 
-    monkeypatch.setattr(scl_method, "scl_total_loss", loss_then_sigterm)
+    return wrapped
+
+
+def test_sigterm_mid_epoch_saves_and_resume_is_exact(tiny_synthetic, whole, tmp_path, monkeypatch):
+    real = scl_method.scl_total_loss
+    monkeypatch.setattr(scl_method, "scl_total_loss", sigterm_at_call(real, 10))  # epoch 2, step 3 (7 steps an epoch)
     cfg = tiny_cfg(tiny_synthetic, deterministic=True)
     with pytest.raises(Interrupted, match=r"SIGTERM received: stopped at epoch 2, step 3 of 7") as info:
         train(cfg, tmp_path / "cut")

@@ -230,6 +230,30 @@ def test_jaccard_selector(rule):
         assert negatives == ref
 
 
+def test_jaccard_selector_checks_drop_positives():
+    """part_agreement and pos_max_distance drop table positives exactly as a loop over them does;
+    the negatives stay those of the unchecked table (a dropped positive is not made a negative)."""
+    gbank, pbank, cams, anchors = data(seed=3)
+    base = dict(positive_rule="ca_jaccard", k=3, m=10, jaccard_k1=8, jaccard_k2=3, jaccard_eps=0.9, ca_k_intra=3, ca_k_inter=8)
+    plain = make_selector(scl(**base), EXACT, 0, 5, gbank, pbank, cams, torch.Generator())(*anchors)
+    dist = SelectionView(gbank, pbank, cams, lambda_g=0.5, lambda_c=0.05).distances(*anchors[:3])
+    limit = float(dist.gather(1, plain.pos_idx[:, 1:]).median())
+    s = scl(**base, part_agreement=3, part_agreement_k=6, pos_max_distance=limit)
+    sel = make_selector(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator())(*anchors)
+    assert torch.equal(sel.pos_idx, plain.pos_idx) and torch.equal(sel.neg_idx, plain.neg_idx)
+    qg, qp, qc, idx = anchors
+    stripe = (2 - 2 * torch.einsum("bpd,npd->bpn", qp, pbank.features)).clamp_min(0)  # (B, P, N)
+    for b in range(B):
+        for j in range(1, 1 + s.k):
+            slot = int(sel.pos_idx[b, j])
+            votes = sum(
+                slot in sorted_others(stripe[b, q].tolist(), int(idx[b]))[: s.part_agreement_k] for q in range(P)
+            )
+            want = bool(plain.pos_mask[b, j]) and dist[b, slot] <= limit and votes >= s.part_agreement
+            assert bool(sel.pos_mask[b, j]) == want
+    assert (plain.pos_mask & ~sel.pos_mask).any()  # the checks dropped some
+
+
 # --- make_selector ------------------------------------------------------------------------------
 
 

@@ -7,17 +7,28 @@ resolution, blur, colour cast, brightness, gamma and noise.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-if TYPE_CHECKING:
-    from reidlib.data.synthetic import Camera, SynthConfig
-
 HEIGHT, WIDTH = 128, 64  # Market-1501's crop size
 SS = 2  # supersampling: draw at 2x, then downscale (smooth edges)
 VIEWS = ("front", "back", "left", "right")
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One camera's look: its scene and how it records (colour cast, gamma, brightness, blur, resolution, noise, distance)."""
+
+    scene: np.ndarray  # (H*SS, 3*W*SS, 3) uint8 panorama; each image crops a window of it
+    gains: tuple[float, float, float]
+    gamma: float
+    brightness: float
+    blur: float
+    lowres: float  # 1 = full resolution, else the factor it is recorded at
+    noise: float
+    distance: float
 
 
 def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet: float, tall: float,
@@ -117,19 +128,23 @@ def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet:
                     draw.rectangle([sx, hy, sx + 0.35 * head_r, sh + 0.08 * tall], fill=p["hair"])
 
 
-def render(person: dict, camera: Camera, rng: np.random.Generator, cfg: SynthConfig) -> Image.Image:
-    """One crop of ``person`` by ``camera``; ``rng`` draws the per-image jitter."""
+def render(
+    person: dict, camera: Camera, rng: np.random.Generator, *, scale_jitter: float, offset_jitter: float,
+    occlusion_prob: float,
+) -> Image.Image:
+    """One crop of ``person`` by ``camera``; ``rng`` draws the per-image jitter (the preset's
+    ``scale_jitter``, ``offset_jitter`` and ``occlusion_prob``)."""
     h, w = HEIGHT * SS, WIDTH * SS
     x0 = int(rng.integers(0, camera.scene.shape[1] - w))
     img = Image.fromarray(camera.scene[:, x0 : x0 + w].copy())
     draw = ImageDraw.Draw(img)
     view = VIEWS[int(rng.integers(len(VIEWS)))]
-    tall = h * camera.distance * person["height"] * (1 + rng.normal(0, cfg.scale_jitter))
-    cx = w / 2 + rng.normal(0, cfg.offset_jitter) * w
-    feet = h - 0.04 * h + rng.normal(0, cfg.offset_jitter / 2) * h
+    tall = h * camera.distance * person["height"] * (1 + rng.normal(0, scale_jitter))
+    cx = w / 2 + rng.normal(0, offset_jitter) * w
+    feet = h - 0.04 * h + rng.normal(0, offset_jitter / 2) * h
     feet = min(max(feet, tall + 2), h + 0.05 * h)
     _draw_person(draw, person, view, cx, feet, tall, stride=float(rng.uniform(-0.08, 0.08)))
-    if rng.random() < cfg.occlusion_prob:  # a pole, a car, a passer-by's shoulder
+    if rng.random() < occlusion_prob:  # a pole, a car, a passer-by's shoulder
         colour = tuple(int(v) for v in rng.uniform(0, 255, 3))
         if rng.random() < 0.5:
             top = int(h * rng.uniform(0.6, 0.8))

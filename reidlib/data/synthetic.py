@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm.auto import tqdm
 
-from reidlib.data.render import HEIGHT, SS, WIDTH, render
+from reidlib.data.render import HEIGHT, SS, WIDTH, Camera, render
 from reidlib.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -155,18 +155,6 @@ def _identities(cfg: SynthConfig, seed: int, pids: list[int], tag: int) -> dict[
 
 # ---------------------------------------------------------------------------------------------
 # Cameras
-
-
-@dataclass(frozen=True)
-class Camera:
-    scene: np.ndarray  # (H*SS, 3*W*SS, 3) uint8 panorama; each image crops a window of it
-    gains: tuple[float, float, float]
-    gamma: float
-    brightness: float
-    blur: float
-    lowres: float  # 1 = full resolution, else the factor it is recorded at
-    noise: float
-    distance: float
 
 
 def _camera(cfg: SynthConfig, seed: int, cam: int) -> Camera:
@@ -297,7 +285,8 @@ def generate(out_dir: str | Path, preset: str = "demo", seed: int = 0, **overrid
         (out / folder).mkdir(parents=True, exist_ok=True)
     for frame, (folder, pid, cam, person, key) in enumerate(tqdm(plan, desc=f"synth {preset}", unit="img")):
         rng = _rng(seed, 6, pid, cam, key, frame if pid == 0 else 0)
-        img = render(person, cameras[cam], rng, cfg)
+        img = render(person, cameras[cam], rng, scale_jitter=cfg.scale_jitter, offset_jitter=cfg.offset_jitter,
+                         occlusion_prob=cfg.occlusion_prob)
         name = f"{pid:04d}_c{cam + 1}s1_{frame:06d}_01.jpg"
         img.save(out / folder / name, quality=cfg.jpeg_quality)
     manifest_path.write_text(text)  # last: a folder without it is an interrupted run

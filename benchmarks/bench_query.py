@@ -1,0 +1,181 @@
+"""`python -m reidlib query` over a 100,000-image gallery: time and peak memory, measured in one run.
+
+    .venv/bin/python benchmarks/bench_query.py [--gallery 100000] [--top 10] [--threads 0]
+
+**The gallery is a features file of synthetic vectors, not 100,000 rendered images**: unit-norm
+random global (D) and stripe (P x D/P) features, written by ``reidlib.retrieval.save_features``
+with the run's fingerprint, whose paths point at the synthetic ``tiny`` set's 29 gallery crops in
+turn (so that the page can draw them). The queries are that set's 23 query crops; their own
+features are planted in the gallery at random rows, and each must come back at rank 1 (checked).
+The run is the CPU recipe's model (``configs/real-cpu.yaml``: MobileNetV2, D 512, P 4, 128x64),
+untrained (``epochs=0``, no ImageNet start): speed and memory do not depend on the weights.
+
+Rows, each timed with its peak resident memory:
+
+1. ``python -m reidlib query`` end to end, in a child process as a user runs it (Python and torch
+   start-up, the run's model, reading the gallery file, embedding the queries, ranking, the page).
+2. Its steps in this process: reading the gallery file, and the exact blocked ranking
+   (``rank_gallery``) that ``query`` uses, for the 23 crops and for 256 random query vectors
+   (how its cost grows with the number of queries).
+3. What faiss would cost instead. The evaluation's distance (a sum of two Euclidean distances) is
+   no single L2 or inner-product distance, so faiss can only propose candidates under the squared
+   distance (``faiss_search.embed``) to be re-ranked exactly; the rows time building the index and
+   searching top-R candidates, before any re-ranking, and say how many of the exact top k the
+   candidates hold. A flat index is the same matrix product as the exact ranking; IVF must be
+   trained on the gallery first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from memory_usage import reset_peak, rss_gib
+from reidlib.config import load_config
+from reidlib.data.synthetic import generate
+from reidlib.faiss_search import build_index, embed
+from reidlib.retrieval import embed_images, load_features, load_run, rank_gallery, save_features
+from reidlib.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+MANY_QUERIES = 256  # a second query set, random vectors: how the ranking's cost grows with the queries
+
+
+def make_run(tmp: Path) -> tuple[Path, Path]:
+    """The tiny synthetic set and an untrained run of the CPU recipe's model on it."""
+    data = tmp / "tiny"
+    generate(data, preset="tiny", seed=0)
+    cfg = load_config(ROOT / "configs" / "real-cpu.yaml", {
+        "data_dir": str(data), "epochs": 0, "pretrained": None, "m": 20, "batch_size": 16, "threads": 0,
+    })
+    train(cfg, tmp / "run")
+    return data, tmp / "run"
+
+
+def unit_features(rng, size: int, dim: int, parts: int) -> dict[str, np.ndarray]:
+    """``size`` random unit global (size, dim) and stripe (size, parts, dim / parts) features."""
+    g = rng.standard_normal((size, dim), dtype=np.float32)
+    p = rng.standard_normal((size, parts, dim // parts), dtype=np.float32)
+    return {"global": g / np.linalg.norm(g, axis=1, keepdims=True), "parts": p / np.linalg.norm(p, axis=2, keepdims=True)}
+
+
+def synthetic_gallery(rng, run, query: dict, crops: list[str], size: int) -> tuple[dict, np.ndarray]:
+    """``size`` random unit features with the queries' own features planted at random rows."""
+    gallery = unit_features(rng, size, run.cfg.model.feat_dim, run.cfg.model.num_parts)
+    paths = np.array(crops)[np.arange(size) % len(crops)]
+    planted = rng.choice(size, len(query["paths"]), replace=False)
+    gallery["global"][planted], gallery["parts"][planted], paths[planted] = query["global"], query["parts"], query["paths"]
+    camids = np.arange(size) % 6
+    cameras = np.array([f"c{c + 1}" for c in range(6)])[camids]
+    return {**gallery, "paths": paths, "camids": camids, "cameras": cameras}, planted
+
+
+def measure(name: str, rows: list, fn, *args, **kwargs) -> object:
+    """Run ``fn(*args, **kwargs)``; add (name, seconds, peak RSS, its rise above the RSS before) to ``rows``."""
+    before = rss_gib()[0]
+    reset_peak()
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    seconds, peak = time.perf_counter() - start, rss_gib()[1]
+    rows.append((name, seconds, peak, peak - before))
+    return result
+
+
+# The command line's own main in a fresh interpreter, which then reports its peak RSS (VmHWM: the
+# child's own, unlike getrusage's, which can carry the parent's size over the fork).
+CHILD = ("import sys; from memory_usage import rss_gib; from reidlib.cli import main; code = main(sys.argv[1:]); "
+         "print('peak', rss_gib()[1]); sys.exit(code)")
+
+
+def end_to_end(argv: list[str]) -> tuple[float, float]:
+    """Seconds and peak RSS (GiB) of ``python -m reidlib ARGS``, run in a child process."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=Path(__file__).parent, check=True,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    return seconds, float(done.stdout.split()[-1])
+
+
+def faiss_rows(gallery: dict, queries: dict[str, dict], exact: dict[str, np.ndarray], lambda_g: float, top_r: int,
+               rows: list) -> None:
+    """Build a flat and an IVF index over the squared-distance embedding; search each query set's
+    top-R candidates and count how many of its exact top k they hold."""
+    g_global, g_parts = torch.from_numpy(gallery["global"]), torch.from_numpy(gallery["parts"])
+
+    def slots(r):
+        return embed(g_global[r], g_parts[r], None, lambda_g=lambda_g)
+
+    dim = 2 * g_global.shape[1]
+    for kind in ("flat", "ivf"):
+        index = measure(f"faiss {kind}: build over the gallery", rows, build_index, kind, slots, len(g_global), dim,
+                        device=torch.device("cpu"), nprobe=64)
+        for name, query in queries.items():
+            q = embed(torch.from_numpy(query["global"]), torch.from_numpy(query["parts"]), None, lambda_g=lambda_g)
+            cand = measure(f"faiss {kind}: top-{top_r} candidates, {name}", rows, index.search, q, top_r).numpy()
+            held = np.mean([len(set(e) & set(c)) / len(e) for e, c in zip(exact[name], cand)])
+            rows[-1] = (*rows[-1], f"hold {100 * held:.0f}% of the exact top {exact[name].shape[1]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gallery", type=int, default=100_000, help="gallery size")
+    parser.add_argument("--top", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.getLogger("reidlib").setLevel(logging.ERROR)  # the tiny run's notes on its small gallery
+    load_start = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data, run_dir = make_run(tmp)
+        run = load_run(run_dir)
+        query = embed_images(run, data / "query", progress=False)
+        crops = sorted(str(p) for p in (data / "bounding_box_test").glob("*.jpg"))
+        rng = np.random.default_rng(0)
+        gallery, planted = synthetic_gallery(rng, run, query, crops, args.gallery)
+        gallery_file = save_features(tmp / "gallery.npz", gallery, run)
+        del gallery
+
+        out = tmp / "out"
+        seconds, peak = end_to_end(["query", "--run-dir", str(run_dir), "--gallery", str(gallery_file),
+                                    "--query", str(data / "query"), "--top", str(args.top), "--out", str(out)])
+        ranks = pd.read_csv(out / "ranks.csv")
+        first = ranks[ranks["rank"] == 1]
+        assert (first["gallery_path"].to_numpy() == first["query_path"].to_numpy()).all(), "a query missed its copy"
+        rows = [("python -m reidlib query, end to end (child process)", seconds, peak, peak)]
+
+        gallery = measure("read the gallery file (load_features)", rows, load_features, gallery_file, run)
+        lambda_g = run.cfg.scl.lambda_g
+        many = unit_features(rng, MANY_QUERIES, run.cfg.model.feat_dim, run.cfg.model.num_parts)
+        queries = {f"{len(query['paths'])} crops": query, f"{MANY_QUERIES} random": many}
+        exact = {}
+        for name, q in queries.items():
+            exact[name] = measure(f"rank_gallery (exact, blocked torch), {name}", rows, rank_gallery, q, gallery,
+                                  lambda_g=lambda_g, top=args.top, progress=False).order
+        assert (exact[f"{len(query['paths'])} crops"][:, 0] == planted).all()
+        faiss_rows(gallery, queries, exact, lambda_g, 10 * args.top, rows)
+
+    num_q, (num_g, dim), parts = len(query["paths"]), gallery["global"].shape, gallery["parts"].shape[1]
+    print(f"query: {num_q} query crops x a gallery of {num_g:,} synthetic features (D {dim}, P {parts}; "
+          f"{gallery_file.name} {(num_g * 2 * dim * 4) / 2**20:,.0f} MiB of features), top {args.top}; "
+          f"torch threads {torch.get_num_threads()}")
+    print(f"{'step':<56} {'seconds':>8} {'peak RSS GiB':>13} {'(above its start)':>18}")
+    for name, seconds, peak, rise, *note in rows:
+        print(f"{name:<56} {seconds:8.2f} {peak:13.2f} {rise:18.2f}  {' '.join(note)}")
+    print(f"(every query found its planted copy at rank 1; a dense distmat would be {num_q} x {num_g:,}; "
+          f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
+
+
+if __name__ == "__main__":
+    main()
