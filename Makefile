@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= data/synthetic-demo
 RUN    ?= runs/demo
 
-.PHONY: test demo report walkthrough ablations beyond lab install clean-venv
+.PHONY: test demo report walkthrough ablations beyond methods lab install clean-venv
 
 install: $(VENV)/.installed
 
@@ -42,7 +42,7 @@ ablations: $(VENV)/.installed
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
 	$(PY) -m reidlib notebook 02_ablations --set data_dir=$(DATA) epochs=$(ABLATION_EPOCHS) --out reports/ablations.html
 
-# Beyond the paper: 12 arms around the CPU recipe x 2 real sets x 3 seeds (resumable; runs in
+# Beyond the paper: 19 arms around the CPU recipe x 2 real sets x 3 seeds (resumable; runs in
 # runs/beyond). Arms by name or slug: make beyond BEYOND_ARMS=recipe-ca-jaccard-camera-debias,jaccard
 BEYOND_DATASETS ?= cuhk01:../shared/data/cuhk01,pku_reid:../shared/data/pku_reid
 BEYOND_SEEDS    ?= 0,1,2
@@ -50,6 +50,15 @@ BEYOND_ARMS     ?= all
 BEYOND_EPOCHS   ?= 0
 beyond: $(VENV)/.installed
 	$(PY) -m reidlib notebook 04_beyond_the_paper --set datasets=$(BEYOND_DATASETS) seeds=$(BEYOND_SEEDS) arms=$(BEYOND_ARMS) epochs=$(BEYOND_EPOCHS) --out reports/beyond.html
+
+# The methods side by side: untrained, SCL and Cluster Contrast over configs/real-cpu.yaml x the demo
+# set and 2 real sets x 3 seeds (resumable; runs in runs/methods).
+METHODS_DATASETS ?= demo:$(DATA),cuhk01:../shared/data/cuhk01,pku_reid:../shared/data/pku_reid
+METHODS_SEEDS    ?= 0,1,2
+METHODS_EPOCHS   ?= 0
+methods: $(VENV)/.installed
+	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
+	$(PY) -m reidlib notebook 05_methods_side_by_side --set datasets=$(METHODS_DATASETS) seeds=$(METHODS_SEEDS) epochs=$(METHODS_EPOCHS) --out reports/methods.html
 
 # JupyterLab on notebooks/ with the project's environment as its Python kernel.
 lab: $(VENV)/.installed

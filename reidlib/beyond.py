@@ -2,7 +2,8 @@
 
 The base config (``configs/real-cpu.yaml``) holds the recipe (CA-Jaccard positives on camera-
 debiased features); each arm of :data:`BEYOND_ARMS` changes it: CA-Jaccard without the debiasing,
-back to the paper's k nearest positives, and from there one change at a time (a cycle check,
+the recipe with one setting moved (part agreement, the Jaccard threshold, the debiasing, λc, the
+cross-camera k), back to the paper's k nearest positives, and from there one change at a time (a cycle check,
 k-reciprocal, plain Jaccard, camera debiasing, agreement of the stripes, a ramp of λc, where the
 stripes' sqrt(P) norm meets the mixture bank, the public code's mixture bank), and the previous
 real-image config. Every arm runs on every dataset with every seed; the run dirs are
@@ -19,6 +20,7 @@ standard Market-1501 protocol.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import statistics
 from pathlib import Path
@@ -46,6 +48,13 @@ PREVIOUS_REAL_CPU = {
 BEYOND_ARMS: tuple[Arm, ...] = (
     Arm(RECIPE, {}),
     Arm("CA-Jaccard (no debias)", {"camera_debias": "none"}),
+    Arm("recipe + part agreement (2 stripes)", {"part_agreement": 2}),
+    Arm("recipe, Jaccard eps 0.5", {"jaccard_eps": 0.5}),
+    Arm("recipe, Jaccard eps 0.7", {"jaccard_eps": 0.7}),
+    Arm("recipe, debias mean and spread", {"camera_debias": "mean_std"}),
+    Arm("recipe, λc 0", {"lambda_c": 0.0}),
+    Arm("recipe, λc 0.1", {"lambda_c": 0.1}),
+    Arm("recipe, cross-camera k 10", {"ca_k_inter": 10}),
     Arm("kNN positives (the paper's rule)", KNN),
     Arm("kNN + cycle check (adaptive k)", {**KNN, "positive_rule": "cycle"}),
     Arm("kNN + k-reciprocal", {**KNN, "positive_rule": "reciprocal"}),
@@ -190,14 +199,15 @@ def epoch_curves(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
-    known = [v for v in values if v is not None]
+    known = [v for v in values if v is not None and not math.isnan(v)]  # NaN: a None through pandas
     mean = statistics.fmean(known) if known else None
     return mean, statistics.stdev(known) if len(known) > 1 else None  # sample std (ddof = 1)
 
 
 def summarize(rows: Iterable[dict[str, Any]], by: Sequence[str] = ("arm", "dataset")) -> list[dict[str, Any]]:
     """Mean and sample std (ddof = 1; None with one run) of mAP, rank1, final_precision and
-    minutes per group of ``by``, groups in the order they first appear.
+    minutes per group of ``by``, groups in the order they first appear. A figure that is None or
+    NaN (a run without it, e.g. no selecting epoch) is left out of that figure's mean and std.
 
     Returns:
         one row per group: the ``by`` keys, ``runs``, and ``<figure>_mean``, ``<figure>_std``.

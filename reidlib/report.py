@@ -27,9 +27,13 @@ log = logging.getLogger(__name__)
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 REPORT_NOTEBOOKS = ("01_train.ipynb", "03_visualise.ipynb")
 NON_CONFIG_PARAMETERS = frozenset({"run_dir"})
-# The grid of 04: a base config file, and the datasets, seeds and arms as strings that
-# reidlib.beyond parses (papermill parameters are literals). Only that notebook may declare them.
-GRID_PARAMETERS = {"04_beyond_the_paper.ipynb": frozenset({"config", "datasets", "seeds", "arms", "train_missing"})}
+# The grids of 04 and 05: a base config file, and the datasets, seeds and arms as strings that
+# reidlib.beyond parses (papermill parameters are literals); 05 also says how many queries its
+# retrieval grid shows. Only the notebook named may declare them.
+GRID_PARAMETERS = {
+    "04_beyond_the_paper.ipynb": frozenset({"config", "datasets", "seeds", "arms", "train_missing"}),
+    "05_methods_side_by_side.ipynb": frozenset({"config", "datasets", "seeds", "train_missing", "queries"}),
+}
 WIDGET = "application/vnd.jupyter.widget-view+json"
 
 

@@ -146,3 +146,45 @@ def selection_figure(records: list[ImageRecord], anchor: int, picks: dict[str, t
         axes[row][0].set_ylabel(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def methods_retrieval_grid(query: dict, gallery: dict, ranked: dict, first_match: dict | None = None):
+    """The same queries under several methods: per query, one row per method (the query, then its
+    ranked gallery images), true matches framed green, false red.
+
+    Args:
+        query, gallery: dicts with ``paths``, ``pids`` and ``camids`` (Q and G long).
+        ranked: ``{method: (Q, T) gallery indices, nearest first}``, the protocol's junk removed
+            (:func:`reidlib.side_by_side.protocol_ranking`).
+        first_match: ``{method: (Q,) rank of the first true match}`` (0: none), shown under its name.
+
+    Returns:
+        the matplotlib figure.
+    """
+    import textwrap
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    methods = list(ranked)
+    top = max(r.shape[1] for r in ranked.values())
+    num_q = len(query["pids"])
+    fig, axes = plt.subplots(num_q * len(methods), top + 1, figsize=(1.1 * (top + 1), 2.2 * num_q * len(methods)))
+    axes = np.atleast_2d(axes)
+    for q in range(num_q):
+        for m, method in enumerate(methods):
+            row = axes[q * len(methods) + m]
+            title = f"query {q + 1}: id {query['pids'][q]} c{query['camids'][q] + 1}"
+            _framed(row[0], str(query["paths"][q]), title, "black")
+            label = textwrap.fill(method, 18)
+            if first_match is not None:
+                rank = int(first_match[method][q])
+                label += f"\n1st match: {rank if rank else 'none'}"
+            row[0].set_ylabel(label, fontsize=8)
+            for col, g in enumerate(ranked[method][q], start=1):
+                colour = "limegreen" if gallery["pids"][g] == query["pids"][q] else "red"
+                _framed(row[col], str(gallery["paths"][g]), f"{col}\nc{gallery['camids'][g] + 1}", colour)
+            for ax in row[len(ranked[method][q]) + 1:]:
+                ax.axis("off")
+    fig.tight_layout()
+    return fig

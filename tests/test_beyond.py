@@ -104,6 +104,8 @@ def test_summarize_closed_form():
     # a run without a precision (it never left warm-up) is left out of that figure only
     assert b["runs"] == 3 and b["final_precision_mean"] == pytest.approx(0.7)
     assert b["final_precision_std"] == pytest.approx(math.sqrt(0.02))
+    nan_rows = [{**row, "final_precision": math.nan if row["final_precision"] is None else row["final_precision"]} for row in ROWS]
+    assert _by_key(summarize(nan_rows))[("B", "x")] == b  # NaN, as a None comes back from pandas, is missing too
     assert a_y["runs"] == 1 and a_y["mAP_mean"] == pytest.approx(0.4) and a_y["mAP_std"] is None
     assert c["mAP_std"] == pytest.approx(math.sqrt(0.18))  # (0.3^2 + 0.3^2) / 1
     by_arm = _by_key([{**s, "dataset": None} for s in summarize(ROWS, by=("arm",))])

@@ -18,7 +18,7 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
-    assert {"01_train.ipynb", "03_visualise.ipynb"} <= {p.name for p in NOTEBOOKS}
+    assert {"01_train.ipynb", "03_visualise.ipynb", "05_methods_side_by_side.ipynb"} <= {p.name for p in NOTEBOOKS}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -41,6 +41,8 @@ def test_parameters_are_config_fields(path):
 def test_grid_parameters_belong_to_their_notebook(tmp_path):
     grid = NOTEBOOK_DIR / "04_beyond_the_paper.ipynb"
     assert {"config", "datasets", "seeds", "arms"} <= set(notebook_parameters(grid))
+    methods = NOTEBOOK_DIR / "05_methods_side_by_side.ipynb"
+    assert {"config", "datasets", "seeds", "train_missing", "queries"} <= set(notebook_parameters(methods))
     nb = nbformat.read(str(NOTEBOOK_DIR / "01_train.ipynb"), as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     cell.source += '\ndatasets = "a:b"'
@@ -98,7 +100,7 @@ def test_walkthrough_runs_on_tiny_data(tiny_synthetic, tmp_path, capsys):
 
 
 def test_ablation_notebook_and_resumable_grid(tiny_synthetic, tmp_path):
-    from reidlib.ablations import ARMS, run_grid
+    from reidlib.ablations import ARMS, ablation_base, run_grid
     from reidlib.config import load_config
 
     grid = tmp_path / "grid"
@@ -114,11 +116,12 @@ def test_ablation_notebook_and_resumable_grid(tiny_synthetic, tmp_path):
 
     # a second pass reads the finished runs instead of training them again
     stamps = {p: p.stat().st_mtime_ns for p in grid.glob("*/seed-*/metrics.json")}
-    base = load_config(ROOT / "configs" / "demo.yaml", {"data_dir": str(tiny_synthetic), "epochs": 1, "m": 10})
+    base = ablation_base(ROOT / "configs" / "demo.yaml", {"data_dir": str(tiny_synthetic), "epochs": 1, "m": 10})
     rows = run_grid(base, grid, [0, 1, 2])
     assert len(rows) == len(ARMS) * 3 and {p: p.stat().st_mtime_ns for p in stamps} == stamps
     k0 = load_config(grid / "single-positive-k-0" / "seed-1" / "config.yaml")
     assert k0.scl.k == 0 and k0.train.seed == 1
+    assert (k0.scl.positive_rule, k0.scl.mixture_writers) == ("knn", "both")  # the paper's method, not demo.yaml's
 
 
 def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
@@ -142,3 +145,31 @@ def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
     assert recipe["runs"] == 1 and recipe["mAP_std"] is None and recipe["dataset"] == "tiny"
     assert recipe["mAP_mean"] == pytest.approx(json.loads((grid / "recipe-ca-jaccard-camera-debias" / "tiny" / "seed-0" / "metrics.json").read_text())["mAP"])
     assert 0.0 <= recipe["final_precision_mean"] <= 1.0 and recipe["minutes_mean"] > 0
+
+
+def test_methods_notebook_on_tiny_data(tiny_synthetic, tmp_path):
+    from reidlib.side_by_side import CLUSTER_CONTRAST, METHOD_ARMS, SCL
+    from test_side_by_side import TINY_CLUSTERS
+
+    config = tmp_path / "tiny.yaml"
+    save_config(tiny_cfg(tiny_synthetic, **TINY_CLUSTERS), config)
+    grid, out = tmp_path / "grid", tmp_path / "methods.html"
+    params = parse_set([f"run_dir={grid}", f"config={config}", f"datasets=tiny:{tiny_synthetic}", "seeds=0",
+                        "epochs=2", "queries=2"])  # as `--set` gives them
+    render("05_methods_side_by_side", params, out, out_notebook=tmp_path / "executed.ipynb")
+    text = out.read_text()
+    assert text.count("data:image/png;base64,") >= 3  # mAP / Rank-1 against minutes, label quality, retrievals
+    assert "within noise" in text  # one seed: no std, no verdict beyond noise
+    runs_done = sorted(p.relative_to(grid).parts[:3] for p in grid.glob("*/*/seed-*/metrics.json"))
+    assert runs_done == [(slug, "tiny", "seed-0") for slug in
+                         ("cluster-contrast-published-settings", "scl-the-cpu-recipe", "untrained-imagenet-start")]
+    executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
+    retrievals = next(c for c in executed.cells if "methods_retrieval_grid(picks" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in retrievals.outputs)  # the one dataset has every arm
+    summary = {row["arm"]: row for row in json.loads(executed.cells[-1].outputs[0]["text"])}
+    assert set(summary) == {arm.name for arm in METHOD_ARMS}
+    cc = summary[CLUSTER_CONTRAST]
+    assert cc["runs"] == 1 and cc["mAP_std"] is None and cc["dataset"] == "tiny" and cc["minutes_mean"] > 0
+    cc_run = grid / "cluster-contrast-published-settings" / "tiny" / "seed-0"
+    assert cc["mAP_mean"] == pytest.approx(json.loads((cc_run / "metrics.json").read_text())["mAP"])
+    assert 0.0 <= summary[SCL]["final_precision_mean"] <= 1.0 and 0.0 <= cc["final_precision_mean"] <= 1.0
