@@ -12,7 +12,7 @@ import os
 import sys
 
 from reidlib.config import LAYOUTS
-from reidlib.errors import ReidlibError
+from reidlib.errors import DataError, ReidlibError, RunDirError
 from reidlib.interrupts import Interrupted
 
 
@@ -34,11 +34,17 @@ def _cmd_describe(args: argparse.Namespace) -> None:
 
 
 def _cmd_sheet(args: argparse.Namespace) -> None:
-    from reidlib.data import read_dataset
-    from reidlib.viz import identity_sheet
+    from reidlib.data import camera_names, read_dataset
+    from reidlib.viz import camera_sheet, identity_sheet
 
     data = read_dataset(args.data_dir, layout=args.layout)
-    out = identity_sheet(getattr(data, args.split), args.out, num_ids=args.ids, seed=args.seed)
+    records = getattr(data, args.split)
+    if data.identities_known:
+        out = identity_sheet(records, args.out, num_ids=args.ids, seed=args.seed)
+    elif args.split != "train":
+        raise DataError(f"{data.root}: camera folders have no {args.split} split (only train, without identities)")
+    else:  # no identities: a column of crops per camera
+        out = camera_sheet(records, args.out, camera_names(data), per_camera=args.ids, seed=args.seed)
     print(f"wrote {out}")
 
 
@@ -51,7 +57,12 @@ def _cmd_baseline(args: argparse.Namespace) -> None:
 
 
 def format_metrics(metrics: dict, title: str) -> str:
-    """A table of the combined, global-only and part-only figures, naming the protocol."""
+    """A table of the combined, global-only and part-only figures, naming the protocol (or, for a
+    run that was not evaluated, why)."""
+    from reidlib.inference import is_evaluated
+
+    if not is_evaluated(metrics):
+        return f"{title} (epochs trained: {metrics['epochs']}): not evaluated: {metrics['reason']}"
     by = metrics["by_feature"]
     protocol = metrics["protocol"]
     note = "standard" if protocol == "market1501" else "NON-STANDARD: same-camera pairs penalised"
@@ -80,7 +91,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     overrides = {"data_dir": args.data, **parse_set(args.set or [])}
     cfg = load_config(args.config, overrides)
-    metrics = train(cfg, args.run_dir)
+    metrics = train(cfg, args.run_dir, eval_data=args.eval_data)
     if metrics is not None:  # None on the processes other than rank 0 under torchrun
         print(format_metrics(metrics, f"{args.run_dir}"))
 
@@ -93,26 +104,40 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
+    from reidlib.inference import is_evaluated
     from reidlib.runs import read_metrics
 
     rows = [(run_dir, read_metrics(run_dir)) for run_dir in args.run_dirs]
-    protocols = {m["protocol"] for _, m in rows}
+    protocols = {m["protocol"] for _, m in rows if is_evaluated(m)}
     width = max(len(r) for r, _ in rows)
     lines = [
-        f"protocol: {', '.join(sorted(protocols))} (combined global + part distance)",
+        f"protocol: {', '.join(sorted(protocols)) or 'none'} (combined global + part distance)",
         f"{'run':<{width}} {'epochs':>6} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6}",
     ]
     for run_dir, m in rows:
-        values = " ".join(f"{100 * m[k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10"))
+        if is_evaluated(m):
+            values = " ".join(f"{100 * m[k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10"))
+        else:
+            values = f"not evaluated: {m['reason']}"
         lines.append(f"{run_dir:<{width}} {m['epochs']:>6} {values}")
-    if len(rows) == 2 and rows[0][1]["mAP"] > 0:
+    evaluated = all(is_evaluated(m) for _, m in rows)
+    if len(rows) == 2 and evaluated and rows[0][1]["mAP"] > 0:
         lines.append(f"mAP ratio (last / first): {rows[1][1]['mAP'] / rows[0][1]['mAP']:.1f}x")
     print("\n".join(lines))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from reidlib.report import report
+    from pathlib import Path
 
+    from reidlib.inference import is_evaluated
+    from reidlib.report import report
+    from reidlib.runs import METRICS, read_metrics
+
+    if (Path(args.run_dir) / METRICS).is_file() and not is_evaluated(metrics := read_metrics(args.run_dir)):
+        raise RunDirError(
+            f"{args.run_dir} was not evaluated ({metrics['reason']}); the report shows its test figures: "
+            "train it with --eval-data DIR, a labelled set"
+        )
     print(f"wrote {report(args.run_dir, args.out)}")
 
 
@@ -167,16 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_synth)
 
     layouts = list(LAYOUTS)
-    p = sub.add_parser("describe", help="print ids / images / cameras per split of a dataset")
+    p = sub.add_parser("describe", help="print ids / images / cameras per split of a dataset (camera folders: images per camera)")
     p.add_argument("data_dir", help="dataset root")
     p.add_argument("--layout", default="auto", choices=layouts)
     p.set_defaults(func=_cmd_describe)
 
-    p = sub.add_parser("sheet", help="draw identities (rows) across cameras (columns) as a PNG")
+    p = sub.add_parser(
+        "sheet", help="draw identities (rows) across cameras (columns) as a PNG; camera folders: crops per camera"
+    )
     p.add_argument("data_dir", help="dataset root")
     p.add_argument("out", help="PNG file to write")
     p.add_argument("--split", default="train", choices=["train", "query", "gallery"])
-    p.add_argument("--ids", type=int, default=8, help="identities to draw (default 8)")
+    p.add_argument("--ids", type=int, default=8, help="identities to draw; camera folders: crops per camera (default 8)")
     p.add_argument("--layout", default="auto", choices=layouts)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sheet)
@@ -188,7 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_baseline)
 
     p = sub.add_parser("train", help="train SCL (resumes a run dir that holds a checkpoint)")
-    p.add_argument("--data", required=True, help="dataset root (its train split; labels unused)")
+    p.add_argument(
+        "--data", required=True, help="dataset root, or camera folders ROOT/<camera>/... (its train split; labels unused)"
+    )
+    p.add_argument(
+        "--eval-data",
+        metavar="DIR",
+        help="a labelled set (known layout) whose query / gallery evaluate the run instead of --data's; "
+        "camera folders have none, so without it such a run is not evaluated",
+    )
     p.add_argument("--run-dir", required=True, help="where config, metrics and checkpoints go")
     p.add_argument("--config", help="a YAML config, e.g. configs/demo.yaml")
     p.add_argument(

@@ -21,7 +21,8 @@ Each step (the loop in :mod:`reidlib.train` calls the hooks in this order):
    its images' features, ``normalise(mu * old + (1 - mu) * new)``.
 
 Labels never reach the loss: the training identities only *measure* the pseudo-labels
-(:func:`reidlib.clustering.label_stats`, in every metrics row).
+(:func:`reidlib.clustering.label_stats`, in every metrics row); when they are unknown (camera
+folders), the figures that need them are None and the log says so.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from torch import Tensor
 from reidlib import clustering
 from reidlib import distributed as dist
 from reidlib.config import ClusterConfig, Config
+from reidlib.data import identities_known
 from reidlib.errors import ConfigError
 from reidlib.losses import ClusterContrastLosses, cluster_contrast_loss
 from reidlib.memory import MemoryBank
@@ -57,7 +59,8 @@ class ClusterContrast:
     Args:
         cluster_cfg: config section ``cluster``.
         feat_dim: D.
-        train_pids: (N,) training identities, for the diagnostics only.
+        train_pids: (N,) training identities, for the diagnostics only (all
+            :data:`~reidlib.data.UNKNOWN_PID` when unknown).
     """
 
     loss_names = ClusterContrastLosses._fields
@@ -65,6 +68,7 @@ class ClusterContrast:
 
     def __init__(self, cluster_cfg: ClusterConfig, feat_dim: int, train_pids: Tensor) -> None:
         self.cfg, self.feat_dim, self.train_pids = cluster_cfg, feat_dim, train_pids
+        self.identities_known = identities_known(train_pids)
         self.labels = torch.full_like(train_pids, -1)  # (N,) the epoch's pseudo-labels; -1 an outlier
         self.memory = self._memory(0)  # (C, D) the clusters' centroids
 
@@ -137,7 +141,7 @@ class ClusterContrast:
         return self.empty_stats()
 
     def summarize(self, epoch: int, stats: Tensor) -> dict[str, Any]:
-        return clustering.label_stats(self.labels, self.train_pids)._asdict()
+        return clustering.label_stats(self.labels, self.train_pids if self.identities_known else None)._asdict()
 
     def describe(self, row: dict[str, Any]) -> str:
         parts = [
@@ -149,8 +153,10 @@ class ClusterContrast:
             parts.append(f"pair precision {100 * row['pair_precision']:.1f}%")
         if row["pair_recall"] is not None:
             parts.append(f"recall {100 * row['pair_recall']:.1f}%")
-        parts.append(f"ARI {row['cluster_ari']:.3f}, NMI {row['cluster_nmi']:.3f}")
-        return ", ".join(parts)
+        if row["cluster_ari"] is not None:
+            parts.append(f"ARI {row['cluster_ari']:.3f}, NMI {row['cluster_nmi']:.3f}")
+        text = ", ".join(parts)
+        return text if self.identities_known else f"identities unknown (no ARI, NMI or pair precision); {text}"
 
     # -- checkpoints ----------------------------------------------------------------------------
 

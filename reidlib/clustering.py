@@ -16,7 +16,8 @@ The Jaccard distance is :mod:`reidlib.graph`'s, the one SCL's Jaccard selectors 
 only pairs whose k-reciprocal vectors overlap are stored (the rest lie at distance 1, which is
 never within DBSCAN's ``eps`` < 1), so no N x N matrix is built; the largest tensors are one
 block of 512 x N distances for the rankings, and the overlapping pairs (about N W^2 of them).
-The training identities reach only :func:`label_stats`, which *measures* the labels.
+The training identities reach only :func:`label_stats`, which *measures* the labels (and, when they
+are unknown, reports the figures that need them as None).
 """
 
 from __future__ import annotations
@@ -146,13 +147,15 @@ def pk_batches(labels: Tensor, num_instances: int, batch_size: int, steps: int, 
 
 
 class LabelStats(NamedTuple):
-    """How good an epoch's pseudo-labels are, measured against the hidden training identities."""
+    """How good an epoch's pseudo-labels are, measured against the hidden training identities.
+
+    The first three need no identities; the others are None when the identities are unknown."""
 
     clusters: int  # C
     outlier_share: float  # un-clustered images (left out of the epoch) / N
     largest_cluster: int  # images in the largest cluster
-    cluster_ari: float  # adjusted Rand index, each outlier its own cluster
-    cluster_nmi: float  # normalised mutual information, likewise
+    cluster_ari: float | None  # adjusted Rand index, each outlier its own cluster
+    cluster_nmi: float | None  # normalised mutual information, likewise
     pair_precision: float | None  # same-cluster pairs of the same identity / same-cluster pairs
     pair_recall: float | None  # same-identity pairs in one cluster / same-identity pairs
 
@@ -163,27 +166,33 @@ def _pairs(counts: np.ndarray) -> int:
     return int((counts * (counts - 1) // 2).sum())
 
 
-def label_stats(labels: Tensor, pids: Tensor) -> LabelStats:
+def label_stats(labels: Tensor, pids: Tensor | None) -> LabelStats:
     """The pseudo-labels' diagnostics: clusters, outliers, the largest cluster, ARI and NMI, and the
     precision (the clustering analogue of SCL's positive precision) and recall of same-cluster pairs.
 
     ARI and NMI count each outlier as a cluster of its own, so leaving images out is not rewarded.
+    ``pids`` None (identities unknown) leaves ARI, NMI, pair precision and recall at None.
 
     Shape:
         labels: (N,), -1 an outlier; pids: (N,) the training identities (never used to train).
     """
     clusters = num_clusters(labels)
-    labels, pids = labels.cpu().numpy(), pids.cpu().numpy()
+    labels = labels.cpu().numpy()
     clustered = labels >= 0
     sizes = np.bincount(labels[clustered], minlength=clusters)
+    outlier_share = float(1.0 - clustered.mean()) if len(labels) else 0.0
+    largest = int(sizes.max()) if clusters else 0
+    if pids is None:
+        return LabelStats(clusters, outlier_share, largest, None, None, None, None)
+    pids = pids.cpu().numpy()
     singletons = np.where(clustered, labels, clusters + np.arange(len(labels)))
     _, cells = np.unique(np.stack([labels[clustered], pids[clustered]]), axis=1, return_counts=True)  # (cluster, id)
     correct, same_cluster = _pairs(cells), _pairs(sizes)
     same_id = _pairs(np.unique(pids, return_counts=True)[1])
     return LabelStats(
         clusters=clusters,
-        outlier_share=float(1.0 - clustered.mean()) if len(labels) else 0.0,
-        largest_cluster=int(sizes.max()) if clusters else 0,
+        outlier_share=outlier_share,
+        largest_cluster=largest,
         cluster_ari=float(adjusted_rand_score(pids, singletons)),
         cluster_nmi=float(normalized_mutual_info_score(pids, singletons)),
         pair_precision=correct / same_cluster if same_cluster else None,

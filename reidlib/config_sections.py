@@ -17,7 +17,7 @@ class DataConfig:
     """Where the images are and how they are turned into tensors."""
 
     data_dir: str = ""  # dataset root; the command line's --data sets it
-    layout: str = "auto"  # auto | market1501 | dukemtmc | msmt17 | cuhk03
+    layout: str = "auto"  # auto | market1501 | dukemtmc | msmt17 | cuhk03 | cameras
     height: int = 256
     width: int = 128
     flip: bool = True
@@ -186,7 +186,7 @@ POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
 CAMERA_DEBIAS = ("none", "mean", "mean_std")
 SEARCH_BACKENDS = ("auto", "torch", "faiss")
 FAISS_INDEXES = ("flat", "ivf")
-LAYOUTS = ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03")  # data.layout; reidlib.data.layouts reads each
+LAYOUTS = ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03", "cameras")  # data.layout; reidlib.data.layouts reads each
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
 METHODS = ("scl", "cluster_contrast")  # train.method; reidlib.train_state maps each to its class

@@ -5,6 +5,10 @@ Shape letters: n images, D feature dim, P stripes.
 Used by training (evaluation every few epochs, the final figures), by ``python -m reidlib
 evaluate`` on a run's checkpoint, and by the analysis notebooks. Evaluation follows the standard
 Market-1501 protocol unless the non-standard camera-aware distance is asked for by name.
+
+A set without a query and a gallery (camera folders, :mod:`reidlib.data.cameras`) cannot be
+evaluated: :func:`require_test_split` names it, and a run trained on one without a labelled set to
+evaluate on records why in ``metrics.json`` (:func:`unevaluated_metrics`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from reidlib import runs
 from reidlib.config import Config
 from reidlib.data import ImageRecord, ReidData, ReidDataset, build_transforms, read_dataset
 from reidlib.distances import query_gallery_distance
-from reidlib.errors import ConfigError, RunDirError
+from reidlib.errors import ConfigError, DataError, RunDirError
 from reidlib.evaluation import evaluate
 from reidlib.model import ReidModel, build_model
 
@@ -144,6 +148,28 @@ def evaluate_model(
     return evaluate_features(query, gallery, cfg), query, gallery
 
 
+def require_test_split(data: ReidData, flag: str) -> ReidData:
+    """``data`` if it has a query and a gallery, else a DataError naming its root and ``flag``,
+    the option that gives a labelled set instead (``--eval-data``, ``--data``)."""
+    if not data.has_test_split:
+        raise DataError(
+            f"{data.root}: no query and gallery to evaluate on ({data.name} layout); give a labelled set "
+            f"in a known layout (Market-1501, DukeMTMC-reID, MSMT17, CUHK03-NP) with {flag} DIR"
+        )
+    return data
+
+
+def unevaluated_metrics(epochs: int, reason: str) -> dict[str, Any]:
+    """``metrics.json`` of a run that was not evaluated, and why."""
+    return {"evaluated": False, "reason": reason, "epochs": epochs}
+
+
+def is_evaluated(metrics: dict[str, Any]) -> bool:
+    """Whether ``metrics`` (``metrics.json``) holds evaluation figures (:func:`unevaluated_metrics`
+    writes ``"evaluated": false``; an evaluated run has no such key)."""
+    return metrics.get("evaluated", True)
+
+
 def final_metrics(results: dict[str, dict[str, Any]], epochs: int) -> dict[str, Any]:
     """``metrics.json``: the combined figures on top, each feature space beside them."""
     top = results["combined"]
@@ -177,10 +203,15 @@ def load_trained_model(run_dir: str | Path) -> tuple[Config, ReidModel, torch.de
 
 
 def evaluate_run(run_dir: str | Path, data_dir: str | None = None, camera_aware: bool = False) -> dict[str, Any]:
-    """Evaluate the checkpoint of ``run_dir`` on its (or another) dataset's test split."""
+    """Evaluate the checkpoint of ``run_dir`` on its (or another) dataset's test split.
+
+    A run trained on camera folders has none: ``data_dir`` must name a labelled set (read with
+    ``layout="auto"``, since the run's layout is ``cameras``).
+    """
     cfg, model, device, checkpoint = load_trained_model(run_dir)
     if camera_aware:
         cfg = replace(cfg, eval=replace(cfg.eval, camera_aware=True))
-    data = read_dataset(data_dir or cfg.data.data_dir, layout=cfg.data.layout)
+    layout = "auto" if data_dir and cfg.data.layout == "cameras" else cfg.data.layout
+    data = require_test_split(read_dataset(data_dir or cfg.data.data_dir, layout=layout), "--data")
     results, _, _ = evaluate_model(model, cfg, data, device)
     return final_metrics(results, int(checkpoint["epoch"]))

@@ -31,13 +31,12 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from reidlib import runs
 from reidlib.config import Config
 from reidlib.data import ImageRecord
-from reidlib.data.layouts import IGNORED_FILES
+from reidlib.data.folders import find_images, folder_cameras
 from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError, DataError
 from reidlib.inference import extract_features, load_trained_model
@@ -81,35 +80,6 @@ def load_run(run_dir: str | Path) -> SearchRun:
     return SearchRun(Path(run_dir), cfg, model, device, int(checkpoint["epoch"]), model_sha256(checkpoint["model"]))
 
 
-def image_extensions() -> frozenset[str]:
-    """The file extensions of every image type Pillow can open (``.jpg``, ``.png``, ``.bmp``, ...)."""
-    return frozenset(ext for ext, kind in Image.registered_extensions().items() if kind in Image.OPEN)
-
-
-def find_images(path: str | Path) -> list[Path]:
-    """One image, or every image below a folder (recursively, sorted), as absolute paths.
-
-    A file that is not an image by its extension is an error naming it (``Thumbs.db`` and the
-    like aside), as is a folder with no image: nothing is skipped silently.
-    """
-    path = Path(path).absolute()
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise DataError(f"{path}: no such image or folder")
-    known = image_extensions()
-    images = []
-    for file in sorted(p for p in path.rglob("*") if not p.is_dir()):
-        if file.name in IGNORED_FILES:
-            continue
-        if file.suffix.lower() not in known:
-            raise DataError(f"{file}: not an image (by its extension); move it out of {path}")
-        images.append(file)
-    if not images:
-        raise DataError(f"{path}: no images in this folder or below it")
-    return images
-
-
 def camera_labels(root: str | Path, paths: list[Path]) -> tuple[np.ndarray, np.ndarray, str]:
     """Each image's camera (see the module docstring for the rules).
 
@@ -122,12 +92,9 @@ def camera_labels(root: str | Path, paths: list[Path]) -> tuple[np.ndarray, np.n
     if all(named):
         numbers = np.array([int(m.group(1)) for m in named], dtype=np.int64)
         return numbers - 1, np.array([f"c{c}" for c in numbers]), "file names"
-    if root.is_dir():
-        below = [p.relative_to(root).parts for p in paths]
-        if all(len(parts) > 1 for parts in below):
-            names = np.array([parts[0] for parts in below])
-            _, camids = np.unique(names, return_inverse=True)
-            return camids.astype(np.int64), names, "folders"
+    folders = folder_cameras(root, paths)
+    if folders is not None:
+        return *folders, "folders"
     return np.full(len(paths), -1, dtype=np.int64), np.full(len(paths), ""), "unknown"
 
 

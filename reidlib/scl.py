@@ -15,7 +15,8 @@ One step (the loop in :mod:`reidlib.train` calls the hooks in this order):
    at the own slot and the kept positives (:mod:`reidlib.memory` holds the mixture bank's rules).
 
 Labels never reach the loss: the training identities only *measure* the selection
-(:meth:`SCL.step_stats`).
+(:meth:`SCL.step_stats`). When they are unknown (camera folders, every pid
+:data:`~reidlib.data.UNKNOWN_PID`), the figures that need them are None and the log says so.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch import Tensor
 from reidlib import distributed as dist
 from reidlib.batches import epoch_batches
 from reidlib.config import Config, SCLConfig, SearchConfig
+from reidlib.data import identities_known
 from reidlib.errors import ConfigError
 from reidlib.losses import SCLLosses, scl_total_loss
 from reidlib.memory import MemoryBank, build_banks, fill_mixture, mixture_slots, mixture_writes, part_features
@@ -45,7 +47,8 @@ class SCL:
     Args:
         scl_cfg: config section ``scl``; search_cfg: section ``search`` (the neighbour search).
         global_bank: (N, D); part_bank: (N, P, d); mixture_bank: (N, D).
-        train_pids: (N,) identities, for the diagnostics only; train_camids: (N,) cameras.
+        train_pids: (N,) identities, for the diagnostics only (all
+            :data:`~reidlib.data.UNKNOWN_PID` when unknown); train_camids: (N,) cameras.
         epochs: the run's length (the lambda_c schedule reads it); seed: the run's seed (the
             faiss index build).
     """
@@ -60,6 +63,7 @@ class SCL:
         self.cfg, self.search_cfg = scl_cfg, search_cfg
         self.global_bank, self.part_bank, self.mixture_bank = global_bank, part_bank, mixture_bank
         self.train_pids, self.train_camids = train_pids, train_camids
+        self.identities_known = identities_known(train_pids)
         self.epochs, self.seed = epochs, seed
         self.selector: Any = None  # the epoch's rule, built by start_epoch (not saved)
 
@@ -145,22 +149,26 @@ class SCL:
 
     def step_stats(self, sel: Selection, idx: Tensor) -> Tensor:
         stats = SelectionStats()
-        stats.add(sel, idx, self.train_pids, self.train_camids)
+        stats.add(sel, idx, self.train_pids if self.identities_known else None, self.train_camids)
         return stats.as_tensor()
 
     def summarize(self, epoch: int, stats: Tensor) -> dict[str, Any]:
-        return {"warmup": epoch < self.cfg.warmup_epochs, **SelectionStats.from_tensor(stats).summary()}
+        summary = SelectionStats.from_tensor(stats).summary(identities=self.identities_known)
+        return {"warmup": epoch < self.cfg.warmup_epochs, **summary}
 
     def describe(self, row: dict[str, Any]) -> str:
         parts = []
         if row.get("pos_precision") is not None:
             parts.append(f"positive precision {100 * row['pos_precision']:.1f}%")
+        if row.get("pos_recall") is not None:
             parts.append(f"recall {100 * row['pos_recall']:.1f}%")
+        if row.get("pos_same_camera") is not None:
             parts.append(f"{row['pos_per_anchor']:.2f} positives per anchor")
             parts.append(f"same-camera positives {100 * row['pos_same_camera']:.1f}%")
         if row.get("neg_false_rate") is not None:
             parts.append(f"false negatives {100 * row['neg_false_rate']:.2f}%")
-        return ", ".join(parts) or "no selection"
+        text = ", ".join(parts) or "no selection"
+        return text if self.identities_known else f"identities unknown (no precision, recall or false negatives); {text}"
 
     # -- checkpoints ----------------------------------------------------------------------------
 

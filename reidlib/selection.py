@@ -17,7 +17,8 @@ Both return a :class:`Selection` whose ``pos_idx[:, 0]`` is the anchor's own slo
 
 :class:`SelectionStats` measures how good the picks were with the training identities, which
 never reach the loss: the precision of the positives, how many come from the anchor's camera,
-and how many negatives are in fact the anchor's identity.
+and how many negatives are in fact the anchor's identity. Without identities (camera folders) the
+figures that need them are None, unavailable, and the others stay.
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ class SelectionStats:
     """Running sums over an epoch of how good the selected positives and negatives are.
 
     Measured with the training identities, which never reach the loss. Positives are the
-    neighbours that :attr:`Selection.pos_mask` keeps (the own slot excluded).
+    neighbours that :attr:`Selection.pos_mask` keeps (the own slot excluded). Positives per anchor
+    and the same-camera share need no identities; the other figures do.
     """
 
     anchors: int = 0
@@ -155,22 +157,27 @@ class SelectionStats:
     candidates: int = 0  # neighbour columns offered (kept or not); 0 in warm-up
 
     @torch.no_grad()
-    def add(self, sel: Selection, idx: Tensor, pids: Tensor, camids: Tensor) -> None:
-        anchor_pid, anchor_cam = pids[idx][:, None], camids[idx][:, None]  # (B, 1)
+    def add(self, sel: Selection, idx: Tensor, pids: Tensor | None, camids: Tensor) -> None:
+        """Add a step's selection; ``pids`` (N,) None when the identities are unknown, which leaves
+        the sums that need them at 0 (:meth:`summary` then reports them as None)."""
+        anchor_cam = camids[idx][:, None]  # (B, 1)
         neighbours, kept = sel.pos_idx[:, 1:], sel.mask()[:, 1:]  # (B, K)
-        true = (pids[neighbours] == anchor_pid) & kept
         same_cam = camids[neighbours] == anchor_cam
         self.anchors += len(idx)
-        self.pos_true += true.sum().item()
         self.pos_same_cam += (same_cam & kept).sum().item()
         self.pos_count += int(kept.sum())
         self.candidates += neighbours.numel()
-        self.pos_cross_true += (true & ~same_cam).sum().item()
         self.pos_cross_count += int((kept & ~same_cam).sum())
+        self.neg_count += sel.neg_idx.numel()
+        if pids is None:
+            return
+        anchor_pid = pids[idx][:, None]  # (B, 1)
+        true = (pids[neighbours] == anchor_pid) & kept
+        self.pos_true += true.sum().item()
+        self.pos_cross_true += (true & ~same_cam).sum().item()
         per_pid = torch.bincount(pids - pids.min())  # slots per identity: O(N), not a (B, N) comparison
         self.true_total += int(per_pid[pids[idx] - pids.min()].sum()) - len(idx)
         self.neg_false += (pids[sel.neg_idx] == anchor_pid).sum().item()
-        self.neg_count += sel.neg_idx.numel()
 
     def as_tensor(self) -> Tensor:
         """The sums as one float64 tensor (to add them up over processes)."""
@@ -181,15 +188,18 @@ class SelectionStats:
         kinds = [f.type for f in fields(cls)]
         return cls(*(int(v) if kind in (int, "int") else v for v, kind in zip(values.tolist(), kinds)))
 
-    def summary(self) -> dict[str, float | None]:
+    def summary(self, identities: bool = True) -> dict[str, float | None]:
+        """The epoch's figures; None where there is nothing to measure, and, with ``identities``
+        False (unknown), for every figure that needs them, rather than a figure of fake labels."""
         share = lambda a, b: a / b if b else None  # noqa: E731
         selecting = self.candidates > 0  # warm-up offers no neighbours: nothing to measure
+        known = lambda value: value if identities else None  # noqa: E731
         return {
-            "pos_precision": share(self.pos_true, self.pos_count),
-            "pos_recall": share(self.pos_true, self.true_total) if selecting else None,
-            "pos_cross_camera_precision": share(self.pos_cross_true, self.pos_cross_count),
+            "pos_precision": known(share(self.pos_true, self.pos_count)),
+            "pos_recall": known(share(self.pos_true, self.true_total) if selecting else None),
+            "pos_cross_camera_precision": known(share(self.pos_cross_true, self.pos_cross_count)),
             "pos_per_anchor": share(self.pos_count, self.anchors) if selecting else None,
             "pos_same_camera": share(self.pos_same_cam, self.pos_count),
-            "neg_false_rate": share(self.neg_false, self.neg_count),
-            "neg_false_per_anchor": share(self.neg_false, self.anchors),
+            "neg_false_rate": known(share(self.neg_false, self.neg_count)),
+            "neg_false_per_anchor": known(share(self.neg_false, self.anchors)),
         }

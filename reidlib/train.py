@@ -15,7 +15,10 @@ contrastive learning is :class:`reidlib.scl.SCL`, Cluster Contrast
 
 The loop owns epoch and step; every schedule and every random seed is a function of them
 (:mod:`reidlib.train_state`). Labels are never used to train: the training identities only
-*measure* what a method picks (its diagnostics, in ``metrics.jsonl``).
+*measure* what a method picks (its diagnostics, in ``metrics.jsonl``), so a set without them
+(camera folders, :mod:`reidlib.data.cameras`) trains too. Evaluation reads the query and gallery
+of the training set, or of a labelled set given apart (``eval_data``, ``--eval-data``); a set
+with neither is trained but not evaluated, and ``metrics.json`` says why.
 
 A checkpoint is written at the end of every epoch and, with ``checkpoint_every``, every N steps;
 one written inside an epoch also holds the step reached, the epoch's running sums and the random
@@ -45,7 +48,7 @@ from reidlib.checkpoints import resume, save_checkpoint
 from reidlib.config import Config
 from reidlib.data import ReidData, check_images, load_images, read_dataset
 from reidlib.errors import ConfigError, ReidlibError
-from reidlib.inference import evaluate_model, final_metrics, setup_torch
+from reidlib.inference import evaluate_model, final_metrics, require_test_split, setup_torch, unevaluated_metrics
 from reidlib.interrupts import Interrupted, StopSignals
 from reidlib.method import loss_keys
 from reidlib.train_state import (
@@ -158,7 +161,9 @@ def _check_sizes(cfg: Config, num_train: int) -> None:
         )
 
 
-def train(cfg: Config, run_dir: str | Path, data: ReidData | None = None) -> dict[str, Any] | None:
+def train(
+    cfg: Config, run_dir: str | Path, data: ReidData | None = None, eval_data: ReidData | str | Path | None = None
+) -> dict[str, Any] | None:
     """Train the config's method with ``cfg`` into ``run_dir`` (resuming it if it holds a checkpoint).
 
     Every input is checked before anything is written: the config against the data's size, and
@@ -168,10 +173,15 @@ def train(cfg: Config, run_dir: str | Path, data: ReidData | None = None) -> dic
         cfg: the resolved config; ``cfg.data.data_dir`` names the dataset unless ``data`` is given.
         run_dir: where config.yaml, metrics, checkpoints, features and provenance go.
         data: an already read dataset (optional).
+        eval_data: a labelled set (or its root, read with layout ``auto``) whose query and gallery
+            evaluate the run instead of ``data``'s; without it, a set with neither (camera
+            folders) is trained but not evaluated. It is not part of the config: a resumed run
+            needs it again.
 
     Returns:
-        The final metrics (as written to ``metrics.json``); None on the processes other than
-        rank 0 under torchrun.
+        The final metrics (as written to ``metrics.json``; ``"evaluated": false`` and the reason
+        when there was nothing to evaluate on); None on the processes other than rank 0 under
+        torchrun.
 
     Raises:
         Interrupted: SIGINT or SIGTERM stopped the run (after saving a checkpoint).
@@ -180,9 +190,13 @@ def train(cfg: Config, run_dir: str | Path, data: ReidData | None = None) -> dic
     run_dir = Path(run_dir)
     if data is None:
         data = read_dataset(cfg.data.data_dir, layout=cfg.data.layout)
+    if eval_data is not None:
+        test = require_test_split(eval_data if isinstance(eval_data, ReidData) else read_dataset(eval_data), "--eval-data")
+    else:
+        test = data if data.has_test_split else None
     _check_sizes(cfg, len(data.train))
     method_class(cfg).check(cfg, len(data.train))
-    everything = data.train + data.query + data.gallery
+    everything = data.train + (test.query + test.gallery if test is not None else [])
     if cfg.data.cache_images:  # decoding checks every image, as check_images does
         images = load_images(everything, cfg.data.height, cfg.data.width, desc="decoding images")
     else:
@@ -191,14 +205,16 @@ def train(cfg: Config, run_dir: str | Path, data: ReidData | None = None) -> dic
     ctx = dist.setup(setup_torch(cfg))
     try:
         dist.check_world(ctx, cfg.train.batch_size, len(data.train))
-        return _train(cfg, run_dir, data, ctx, images)
+        return _train(cfg, run_dir, data, test, ctx, images)
     finally:
         dist.teardown(ctx)
 
 
 def _train(
-    cfg: Config, run_dir: Path, data: ReidData, ctx: dist.Context, images: dict[str, Tensor] | None
+    cfg: Config, run_dir: Path, data: ReidData, test: ReidData | None, ctx: dist.Context,
+    images: dict[str, Tensor] | None,
 ) -> dict[str, Any] | None:
+    """Train on ``data``'s training split; evaluate on ``test``'s query and gallery (None: not at all)."""
     resumable = dist.on_main(ctx, lambda: runs.prepare_run_dir(run_dir, cfg))
     seed_everything(cfg.train.seed)
     state = build_state(cfg, data, ctx.device)
@@ -210,8 +226,13 @@ def _train(
                 state.method.init_memory(partial(train_features, state, cfg, data, ctx))
             save_checkpoint(state, cfg, ctx, run_dir)
         if ctx.main:
-            session = {"resumed_from": resumed, "world_size": ctx.world, "threads": torch.get_num_threads()}
-            runs.append_provenance(run_dir, provenance.session({**session, "data": provenance.data_fingerprint(data)}))
+            session = {"resumed_from": resumed, "world_size": ctx.world, "threads": torch.get_num_threads(),
+                       "data": provenance.data_fingerprint(data)}
+            if test is not None and test is not data:
+                session["eval_data"] = provenance.data_fingerprint(test)
+            runs.append_provenance(run_dir, provenance.session(session))
+            if test is None:
+                log.warning("evaluation skipped: %s; the run trains and writes its checkpoints and metrics", no_test(data))
         net: nn.Module = state.model
         if ctx.distributed:
             net = DistributedDataParallel(
@@ -219,24 +240,29 @@ def _train(
                 find_unused_parameters=state.method.unused_parameters,
             )
         while state.epoch < cfg.train.epochs:
-            _run_epoch(state, net, cfg, data, ctx, run_dir, stop)
+            _run_epoch(state, net, cfg, data, test, ctx, run_dir, stop)
         with stop.at_once():
-            return _finish(state, cfg, data, ctx, run_dir)
+            return _finish(state, cfg, data, test, ctx, run_dir)
+
+
+def no_test(data: ReidData) -> str:
+    """Why a run on ``data`` is not evaluated (it has no query and gallery, and none was given)."""
+    return f"{data.root} has no query or gallery to evaluate on, and no labelled set was given with --eval-data"
 
 
 def _run_epoch(
-    state: TrainState, net: nn.Module, cfg: Config, data: ReidData, ctx: dist.Context, run_dir: Path,
-    stop: StopSignals,
+    state: TrainState, net: nn.Module, cfg: Config, data: ReidData, test: ReidData | None, ctx: dist.Context,
+    run_dir: Path, stop: StopSignals,
 ) -> None:
-    """One epoch, its evaluation (``eval_every``), its metrics row and its checkpoint."""
+    """One epoch, its evaluation (``eval_every``, on ``test`` unless None), its metrics row and its checkpoint."""
     start = time.perf_counter()
     row = {"epoch": state.epoch + 1, **train_one_epoch(state, net, cfg, data, ctx, run_dir=run_dir, stop=stop)}
     row["seconds"] = round(time.perf_counter() - start, 2)
     state.epoch, state.step, state.progress = state.epoch + 1, 0, None
     if ctx.main:
         eval_every = cfg.eval.eval_every
-        if eval_every and state.epoch % eval_every == 0 and state.epoch < cfg.train.epochs:
-            results, _, _ = evaluate_model(state.model, cfg, data, ctx.device, state.images)
+        if test is not None and eval_every and state.epoch % eval_every == 0 and state.epoch < cfg.train.epochs:
+            results, _, _ = evaluate_model(state.model, cfg, test, ctx.device, state.images)
             row["eval"] = results
             log.info("epoch %d: mAP %.1f%%", state.epoch, 100 * results["combined"]["mAP"])
         log.info(
@@ -254,22 +280,31 @@ def _run_epoch(
         )
 
 
-def _finish(state: TrainState, cfg: Config, data: ReidData, ctx: dist.Context, run_dir: Path) -> dict[str, Any] | None:
-    """The final evaluation, features and metrics (rank 0), after checking the replicas agree."""
+def _finish(
+    state: TrainState, cfg: Config, data: ReidData, test: ReidData | None, ctx: dist.Context, run_dir: Path
+) -> dict[str, Any] | None:
+    """The final evaluation on ``test`` (None: the reason instead), features and metrics (rank 0),
+    after checking the replicas agree."""
     digests = dist.all_gather_objects(ctx, replica_digest(state))
     if not ctx.main:
         return None
-    results, query, gallery = evaluate_model(state.model, cfg, data, ctx.device, state.images)
-    metrics = final_metrics(results, state.epoch)
+    if test is None:
+        metrics = unevaluated_metrics(state.epoch, no_test(data))
+    else:
+        results, query, gallery = evaluate_model(state.model, cfg, test, ctx.device, state.images)
+        metrics = final_metrics(results, state.epoch)
+        if test is not data:
+            metrics["eval_data"] = test.root
     if ctx.distributed:
         metrics["replicas"] = {"world_size": ctx.world, "digests": digests, "identical": len(set(digests)) == 1}
         if len(set(digests)) > 1:
             log.error("the processes' memory or weights differ at the end: %s", digests)
-    runs.save_features(
-        run_dir / runs.FEATURES,
-        **{f"query_{k}": v for k, v in query.items()},
-        **{f"gallery_{k}": v for k, v in gallery.items()},
-    )
+    if test is not None:
+        runs.save_features(
+            run_dir / runs.FEATURES,
+            **{f"query_{k}": v for k, v in query.items()},
+            **{f"gallery_{k}": v for k, v in gallery.items()},
+        )
     runs.write_json(run_dir / runs.METRICS, metrics)
     return metrics
 

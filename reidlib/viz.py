@@ -3,6 +3,8 @@
 :func:`identity_sheet` draws one row per identity and one column per camera, so the same person
 seen by every camera sits side by side: the camera nuisances (colour cast, light, blur, distance)
 and the per-image jitter are visible at a glance. ``python -m reidlib sheet DATA_DIR OUT.png``.
+Camera folders have no identities to make rows of: :func:`camera_sheet` draws a column of crops
+per camera instead.
 """
 
 from __future__ import annotations
@@ -60,6 +62,45 @@ def identity_sheet(
             if shots:
                 img = read_image(rng.choice(shots).path).resize((CELL_W, CELL_H), Image.BILINEAR)
                 sheet.paste(img, (LABEL_W + col * (CELL_W + GAP), y))
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+def camera_sheet(
+    records: list[ImageRecord],
+    out_path: str | Path,
+    names: dict[int, str],
+    per_camera: int = 8,
+    seed: int = 0,
+) -> Path:
+    """Write a PNG grid for images without identities (camera folders): one column per camera,
+    headed by its name (cut to 10 characters), of up to ``per_camera`` of its crops drawn at random
+    (seeded), one per row; the rows are not people.
+
+    Args:
+        records: the crops; names: ``{camid: name}`` (:func:`reidlib.data.camera_names`).
+
+    Returns:
+        the path written.
+    """
+    by_cam: dict[int, list[ImageRecord]] = defaultdict(list)
+    for r in records:
+        by_cam[r.camid].append(r)
+    if not by_cam:
+        raise DataError("camera_sheet: no images to draw (empty split)")
+    cams = sorted(by_cam)
+    rng = random.Random(seed)
+    columns = [rng.sample(by_cam[cam], min(per_camera, len(by_cam[cam]))) for cam in cams]
+    rows = max(len(column) for column in columns)
+    sheet = Image.new("RGB", (GAP + len(cams) * (CELL_W + GAP), HEADER_H + rows * (CELL_H + GAP)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for col, (cam, shots) in enumerate(zip(cams, columns)):
+        x = GAP + col * (CELL_W + GAP)
+        draw.text((x + 2, 3), names[cam][:10], fill="black")
+        for row, shot in enumerate(shots):
+            sheet.paste(read_image(shot.path).resize((CELL_W, CELL_H), Image.BILINEAR), (x, HEADER_H + row * (CELL_H + GAP)))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)

@@ -147,3 +147,75 @@ def test_query_without_a_valid_match_is_skipped_and_counted(tiny_synthetic, tmp_
     out = capsys.readouterr().out
     assert code == 0
     assert "(1 query had no valid gallery match and was skipped; 22 were scored)" in out
+
+
+# --- camera folders (ROOT/<camera>/...) ------------------------------------------------------------
+
+
+def camera_folders(src: Path, dst: Path) -> Path:
+    """The tiny set's training crops as unlabelled camera folders, dst/cam-C/day-1/*.jpg."""
+    for path in sorted((src / "bounding_box_train").glob("*.jpg")):
+        camera = path.name.split("_")[1][:2]  # c1s1 -> c1
+        folder = dst / f"cam-{camera[1]}" / "day-1"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / path.name.replace("_", "-"))
+    return dst
+
+
+def first_crop(root: Path) -> Path:
+    return min(root.rglob("*.jpg"))
+
+
+def wide_crop(root):
+    from PIL import Image
+
+    Image.new("RGB", (200, 100), "grey").save(root / "cam-2" / "frame.jpg")
+
+
+CAMERA_CASES = {  # name: (damage, what stderr must say, the path it must name)
+    "empty camera folder": (lambda root: (root / "cam-9").mkdir(), "empty camera folder", "cam-9"),
+    "one camera only": (
+        lambda root: [shutil.rmtree(root / c) for c in ("cam-2", "cam-3")],
+        "only one camera folder (cam-1); camera folders need at least 2 cameras", "",
+    ),
+    "image directly in the root": (
+        lambda root: shutil.copy(first_crop(root), root / "loose.jpg"), "loose.jpg: a file directly in", "",
+    ),
+    "not an image": (lambda root: (root / "cam-1" / "notes.csv").write_text("x"), "notes.csv: not an image", ""),
+    "corrupt image": (lambda root: first_crop(root).write_bytes(b"\xff\xd8 no JPEG " * 20), "unreadable image", ""),
+    "truncated image": (
+        lambda root: first_crop(root).write_bytes(first_crop(root).read_bytes()[:300]), "unreadable image", "",
+    ),
+    "zero-byte image": (lambda root: first_crop(root).write_bytes(b""), "empty image file (0 bytes)", ""),
+    "crop wider than tall": (wide_crop, "frame.jpg: 200x100 pixels, wider than tall", ""),
+}
+
+
+@pytest.mark.parametrize("case", CAMERA_CASES, ids=list(CAMERA_CASES))
+def test_bad_camera_folders(case, tiny_synthetic, tmp_path, capsys):
+    damage, needle, name = CAMERA_CASES[case]
+    root = camera_folders(tiny_synthetic, tmp_path / "cams")
+    damage(root)
+    run_dir = tmp_path / "run"
+    code, err = run_cli(["train", "--data", root, "--run-dir", run_dir, "--set", *TINY_SETS], capsys)
+    assert_one_line_error(code, err, needle, str(root / name))
+    assert not run_dir.exists()
+
+
+def test_eval_data_must_be_labelled(tiny_synthetic, tmp_path, capsys):
+    root = camera_folders(tiny_synthetic, tmp_path / "cams")
+    run_dir = tmp_path / "run"
+    base = ["train", "--data", root, "--run-dir", run_dir, "--set", *TINY_SETS]
+    code, err = run_cli([*base, "--eval-data", root], capsys)
+    assert_one_line_error(code, err, f"{root}: no query and gallery to evaluate on (cameras layout)", "--eval-data DIR")
+    code, err = run_cli([*base, "--eval-data", tmp_path / "nowhere"], capsys)
+    assert_one_line_error(code, err, "dataset root not found", "nowhere")
+    assert not run_dir.exists()
+
+
+def test_a_labelled_root_is_never_camera_folders(tiny_synthetic, tmp_path, capsys):
+    code, err = run_cli(["describe", tiny_synthetic, "--layout", "cameras"], capsys)
+    assert_one_line_error(code, err, f"{tiny_synthetic}/bounding_box_train: {tiny_synthetic} is a labelled layout")
+    partial = damaged_copy(tiny_synthetic, tmp_path / "partial", lambda root: shutil.rmtree(root / "bounding_box_train"))
+    code, err = run_cli(["describe", partial], capsys)  # auto: still Market-1501, missing a folder
+    assert_one_line_error(code, err, "missing folder", "bounding_box_train")

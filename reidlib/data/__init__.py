@@ -1,8 +1,10 @@
-"""Data: dataset readers (Market-1501 layout and others), the torch Dataset, transforms.
+"""Data: dataset readers (Market-1501 layout and others, and unlabelled camera folders), the torch
+Dataset, transforms.
 
 The synthetic benchmark lives in :mod:`reidlib.data.synthetic` (``python -m reidlib synth``).
 """
 
+from reidlib.data.cameras import camera_names, read_camera_folders
 from reidlib.data.dataset import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -23,17 +25,22 @@ from reidlib.data.layouts import (
     read_msmt17,
     summarize,
 )
+from reidlib.data.records import UNKNOWN_PID, identities_known
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "UNKNOWN_PID",
     "ImageRecord",
     "ReidData",
     "ReidDataset",
     "build_transforms",
+    "camera_names",
     "check_images",
     "format_summary",
+    "identities_known",
     "load_images",
+    "read_camera_folders",
     "read_cuhk03",
     "read_dataset",
     "read_dukemtmc",

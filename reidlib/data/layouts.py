@@ -1,4 +1,4 @@
-"""Readers of the public person re-ID datasets' folder layouts.
+"""Readers of the public person re-ID datasets' folder layouts, and of unlabelled camera folders.
 
 Every reader returns a :class:`ReidData` with ``train``, ``query`` and ``gallery`` lists of
 :class:`ImageRecord` ``(path, pid, camid)``, camid counted from 0. Files are sorted, so the order
@@ -8,47 +8,27 @@ What is dropped, and only that: Market-1501's junk images (pid -1) everywhere, a
 distractors (pid 0) from the query (they stay in the gallery, as the protocol wants). Any other
 file that is not an image (by extension) is an error, not silently skipped, so a stray file
 or a typo in a name is found.
+
+Camera folders (:mod:`reidlib.data.cameras`, layout ``cameras``), ``ROOT/<camera>/**/<image>``,
+know only each image's camera: every pid is ``UNKNOWN_PID``, and query and gallery are empty.
+:func:`detect_layout` says how ``auto`` tells them from the labelled layouts.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
+from reidlib.data.cameras import format_cameras, layout_marker, read_camera_folders
+from reidlib.data.folders import IGNORED_FILES
+from reidlib.data.records import ImageRecord, ReidData, identities_known
 from reidlib.errors import DataError
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-IGNORED_FILES = ("Thumbs.db", ".DS_Store", "readme.txt", "manifest.json")  # known non-images
-
-
-class ImageRecord(NamedTuple):
-    path: str
-    pid: int
-    camid: int  # counted from 0
-
-
-@dataclass(frozen=True)
-class ReidData:
-    """The three splits of a re-ID dataset."""
-
-    name: str
-    root: str
-    train: list[ImageRecord]
-    query: list[ImageRecord]
-    gallery: list[ImageRecord]
-
-    @property
-    def num_train_pids(self) -> int:
-        return len({r.pid for r in self.train})
-
-    @property
-    def num_cameras(self) -> int:
-        return len({r.camid for r in self.train + self.query + self.gallery})
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")  # of the labelled layouts; camera folders take any Pillow opens
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,11 +189,18 @@ READERS: dict[str, Callable[[Path], ReidData]] = {
     "dukemtmc": read_dukemtmc,
     "msmt17": read_msmt17,
     "cuhk03": read_cuhk03,
+    "cameras": read_camera_folders,
 }
 
 
 def detect_layout(root: Path) -> str:
-    """Guess the layout of ``root`` from its files."""
+    """Guess the layout of ``root`` from its files.
+
+    ``list_train.txt``: MSMT17; ``detected/`` or ``labeled/``: CUHK03-NP; ``bounding_box_train/``
+    with DukeMTMC-reID names: DukeMTMC-reID. Otherwise, a root that holds a sub-folder and none of
+    :data:`reidlib.data.cameras.LAYOUT_MARKERS` is camera folders (so a Market-1501 root, or a
+    damaged one, never is); anything else is read as Market-1501, whose reader names what is missing.
+    """
     if (root / "list_train.txt").is_file():
         return "msmt17"
     if (root / "detected").is_dir() or (root / "labeled").is_dir():
@@ -223,6 +210,8 @@ def detect_layout(root: Path) -> str:
         first = next((p.name for p in sorted(train.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS), "")
         if DUKE_PATTERN.fullmatch(first):
             return "dukemtmc"
+    if layout_marker(root) is None and any(p.is_dir() for p in root.iterdir()):
+        return "cameras"
     return "market1501"
 
 
@@ -238,12 +227,12 @@ def read_dataset(root: str | Path, layout: str = "auto") -> ReidData:
     return READERS[name](root)
 
 
-def summarize(data: ReidData) -> list[dict[str, int | str]]:
-    """ids / images / cameras per split."""
+def summarize(data: ReidData) -> list[dict[str, int | str | None]]:
+    """ids / images / cameras per split; ids None when identities are unknown (camera folders)."""
     return [
         {
             "split": split,
-            "ids": len({r.pid for r in records}),
+            "ids": len({r.pid for r in records}) if identities_known(r.pid for r in records) else None,
             "images": len(records),
             "cameras": len({r.camid for r in records}),
         }
@@ -252,7 +241,10 @@ def summarize(data: ReidData) -> list[dict[str, int | str]]:
 
 
 def format_summary(data: ReidData) -> str:
-    """The table re-ID users expect (as torchreid prints it)."""
+    """The table re-ID users expect (as torchreid prints it); for camera folders, the images of
+    each camera."""
+    if data.name == "cameras":
+        return format_cameras(data)
     rows = summarize(data)
     lines = [
         f"=> {data.name} ({data.root})",
