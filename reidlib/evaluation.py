@@ -308,3 +308,24 @@ def _faiss_nearest(query, gallery, *, lambda_g, squared, width, chunk, device):
     for start in range(0, len(q), chunk):
         _, order = index.search(q[start : start + chunk], width)
         yield start, order
+
+
+def protocol_ranking(
+    distmat: np.ndarray, q_pids: np.ndarray, q_camids: np.ndarray, g_pids: np.ndarray, g_camids: np.ndarray, top: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's ``top`` nearest gallery images under the standard protocol (gallery images of
+    the query's identity *and* camera removed), and the rank of its first true match.
+
+    Shape:
+        distmat: (Q, G). Returns ``ranked`` (Q, T) gallery indices, nearest first (T = ``top``, or
+        fewer kept images), and ``first_match`` (Q,) 1-based, 0 when a query has no true match.
+    """
+    order = np.argsort(distmat, axis=1, kind="stable")  # (Q, G)
+    same_id = g_pids[order] == q_pids[:, None]
+    junk = same_id & (g_camids[order] == q_camids[:, None])
+    keep = np.argsort(junk, axis=1, kind="stable")[:, : min(top, int((~junk).sum(axis=1).min()))]  # kept first
+    ranked = np.take_along_axis(order, keep, axis=1)
+    hit = same_id & ~junk
+    kept_rank = np.cumsum(~junk, axis=1)  # (Q, G) rank among kept images
+    first = np.take_along_axis(kept_rank, hit.argmax(axis=1)[:, None], axis=1)[:, 0]
+    return ranked, np.where(hit.any(axis=1), first, 0)

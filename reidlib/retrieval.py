@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from reidlib import runs
 from reidlib.config import Config
 from reidlib.data import ImageRecord
+from reidlib.data.records import UNKNOWN_PID
 from reidlib.data.folders import find_images, folder_cameras
 from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError, DataError
@@ -110,7 +111,7 @@ def embed_images(run: SearchRun, path: str | Path, *, progress: bool = True) -> 
     paths = find_images(path)
     camids, cameras, source = camera_labels(path, paths)
     log.info("%s: %d images, cameras from %s", path, len(paths), source)
-    records = [ImageRecord(str(p), -1, int(c)) for p, c in zip(paths, camids)]
+    records = [ImageRecord(str(p), UNKNOWN_PID, int(c)) for p, c in zip(paths, camids)]
     # Decoding in this process: a worker process would wrap the DataError that names a broken
     # image in a traceback, and the command line's one-line message would be lost.
     cfg = replace(run.cfg, data=replace(run.cfg.data, num_workers=0))

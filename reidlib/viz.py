@@ -17,6 +17,7 @@ from PIL import Image, ImageDraw
 
 from reidlib.data import ImageRecord, read_image
 from reidlib.errors import DataError
+from reidlib.evaluation import protocol_ranking
 
 CELL_W, CELL_H = 64, 128
 LABEL_W, HEADER_H, GAP = 56, 18, 4
@@ -137,9 +138,9 @@ def retrieval_grid(
     fig, axes = plt.subplots(len(query_rows), top + 1, figsize=(1.1 * (top + 1), 2.3 * len(query_rows)))
     axes = np.atleast_2d(axes)
     for row, q in enumerate(query_rows):
-        order = np.argsort(distmat[q])
-        junk = (gallery["pids"][order] == query["pids"][q]) & (gallery["camids"][order] == query["camids"][q])
-        order = order[~junk][:top]
+        (order,), _ = protocol_ranking(
+            distmat[q : q + 1], query["pids"][q : q + 1], query["camids"][q : q + 1], gallery["pids"], gallery["camids"], top
+        )
         cells = [(query["paths"][q], None, f"query\nid {query['pids'][q]} c{query['camids'][q] + 1}")]
         cells += [
             (gallery["paths"][g], gallery["pids"][g] == query["pids"][q], f"{rank + 1}\nc{gallery['camids'][g] + 1}")
@@ -196,7 +197,7 @@ def methods_retrieval_grid(query: dict, gallery: dict, ranked: dict, first_match
     Args:
         query, gallery: dicts with ``paths``, ``pids`` and ``camids`` (Q and G long).
         ranked: ``{method: (Q, T) gallery indices, nearest first}``, the protocol's junk removed
-            (:func:`reidlib.side_by_side.protocol_ranking`).
+            (:func:`reidlib.evaluation.protocol_ranking`).
         first_match: ``{method: (Q,) rank of the first true match}`` (0: none), shown under its name.
 
     Returns:

@@ -12,8 +12,9 @@ from reidlib.ablations import slug
 from reidlib.beyond import summarize
 from reidlib.config import apply_overrides, load_config
 from reidlib.errors import RunDirError
+from reidlib.evaluation import protocol_ranking
 from reidlib.side_by_side import (
-    CLUSTER_CONTRAST, METHOD_ARMS, SCL, UNTRAINED, complete_datasets, label_curves, protocol_ranking,
+    CLUSTER_CONTRAST, METHOD_ARMS, SCL, UNTRAINED, complete_datasets, label_curves,
     run_methods, same_queries,
 )
 from reidlib.viz import methods_retrieval_grid
