@@ -27,7 +27,8 @@ def train_loader(
     images: dict[str, Tensor] | None,
 ) -> DataLoader:
     """Augmented training crops of ``records`` in ``batches`` (slot indices), each batch a dict
-    with ``img`` (B, 3, H, W) and ``index`` (B,); ``images`` holds decoded crops (cache_images)."""
+    with ``img`` (B, 3, H, W), or (B, S, 3, H, W) for tracklets (``data.sample_frames`` frames
+    each), and ``index`` (B,); ``images`` holds decoded crops (cache_images)."""
     d = data_cfg
     transform = build_transforms(
         d.height,
@@ -40,8 +41,16 @@ def train_loader(
         from_cache=images is not None,
     )
     return DataLoader(
-        ReidDataset(records, transform, images),
+        ReidDataset(records, transform, images, sample_frames=d.sample_frames),
         batch_sampler=batches,
         num_workers=d.num_workers,
         generator=torch.Generator().manual_seed(seed),  # workers' seeds; keeps torch's own stream untouched
     )
+
+
+def to_device(img: Tensor, device: torch.device, memory_format: torch.memory_format) -> Tensor:
+    """A batch of images (B, 3, H, W), or of tracklets' frames (B, S, 3, H, W), on ``device`` in
+    ``memory_format``; a 5-d batch is laid out frame by frame, as the model flattens it."""
+    if img.dim() == 5:
+        return img.flatten(0, 1).to(device, memory_format=memory_format).unflatten(0, img.shape[:2])
+    return img.to(device, memory_format=memory_format)

@@ -35,11 +35,15 @@ def _cmd_describe(args: argparse.Namespace) -> None:
 
 def _cmd_sheet(args: argparse.Namespace) -> None:
     from reidlib.data import camera_names, read_dataset
-    from reidlib.viz import camera_sheet, identity_sheet
+    from reidlib.viz import camera_sheet, identity_sheet, tracklet_sheet
 
     data = read_dataset(args.data_dir, layout=args.layout)
     records = getattr(data, args.split)
-    if data.identities_known:
+    if args.frames:
+        if not data.is_video:
+            raise DataError(f"{data.root}: --frames draws tracklets, and this {data.name} set holds still images")
+        out = tracklet_sheet(records, args.out, num_ids=args.ids, frames=args.frames, seed=args.seed)
+    elif data.identities_known:
         out = identity_sheet(records, args.out, num_ids=args.ids, seed=args.seed)
     elif args.split != "train":
         raise DataError(f"{data.root}: camera folders have no {args.split} split (only train, without identities)")
@@ -65,7 +69,7 @@ def format_metrics(metrics: dict, title: str) -> str:
         return f"{title} (epochs trained: {metrics['epochs']}): not evaluated: {metrics['reason']}"
     by = metrics["by_feature"]
     protocol = metrics["protocol"]
-    note = "standard" if protocol == "market1501" else "NON-STANDARD: same-camera pairs penalised"
+    note = "NON-STANDARD: same-camera pairs penalised" if protocol.endswith("+camera-penalty") else "standard"
     lines = [
         f"{title} (epochs trained: {metrics['epochs']}; protocol: {protocol}, {note})",
         f"{'features':<10} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6} {'mINP':>6}",
@@ -184,10 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("synth", help="write the procedural synthetic multi-camera dataset")
-    p.add_argument("out_dir", help="output folder (Market-1501 layout)")
+    p.add_argument("out_dir", help="output folder (Market-1501 layout; tracklets: DukeMTMC-VideoReID layout)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
-        "--preset", default="demo", choices=["tiny", "demo", "hard"], help="size and difficulty"
+        "--preset", default="demo", choices=["tiny", "demo", "hard", "tracklets"],
+        help="size and difficulty; tracklets: a small video (tracklet) dataset",
     )
     p.set_defaults(func=_cmd_synth)
 
@@ -204,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="PNG file to write")
     p.add_argument("--split", default="train", choices=["train", "query", "gallery"])
     p.add_argument("--ids", type=int, default=8, help="identities to draw; camera folders: crops per camera (default 8)")
+    p.add_argument(
+        "--frames", type=int, default=0,
+        help="video sets: draw each tracklet of the identities as a row of this many frames (default 0: "
+        "identities across cameras, each tracklet by its middle frame)",
+    )
     p.add_argument("--layout", default="auto", choices=layouts)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sheet)

@@ -219,6 +219,7 @@ def validate(cfg: Config) -> None:
         ("train.checkpoint_every", t.checkpoint_every),
         ("data.pad", d.pad),
         ("data.num_workers", d.num_workers),
+        ("data.max_frames", d.max_frames),
         ("eval.eval_every", cfg.eval.eval_every),
     ):
         if value < 0:
@@ -228,6 +229,7 @@ def validate(cfg: Config) -> None:
         ("eval.eval_batch_size", cfg.eval.eval_batch_size),
         ("data.height", d.height),
         ("data.width", d.width),
+        ("data.sample_frames", d.sample_frames),
         ("model.feat_dim", m.feat_dim),
         ("model.num_parts", m.num_parts),
     ):

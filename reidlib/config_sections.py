@@ -28,6 +28,12 @@ class DataConfig:
     # decode and resize every image once and hold the uint8 crops in memory (24 KiB each at
     # 128x64): an epoch then spends no time decoding JPEGs or resizing
     cache_images: bool = False
+    # video sets (tracklets, reidlib.data.video): frames drawn from each tracklet at every training
+    # step, one from each of this many equal segments, their features averaged into the tracklet's
+    sample_frames: int = 4
+    # frames of a tracklet whose features are averaged when memory is filled and in evaluation,
+    # evenly spaced; 0: every frame
+    max_frames: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,7 +192,7 @@ POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
 CAMERA_DEBIAS = ("none", "mean", "mean_std")
 SEARCH_BACKENDS = ("auto", "torch", "faiss")
 FAISS_INDEXES = ("flat", "ivf")
-LAYOUTS = ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03", "cameras")  # data.layout; reidlib.data.layouts reads each
+LAYOUTS = ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03", "mars", "duke_video", "cameras")  # data.layout; reidlib.data.layouts reads each
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
 METHODS = ("scl", "cluster_contrast")  # train.method; reidlib.train_state maps each to its class

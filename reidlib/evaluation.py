@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 PROTOCOLS = {
     "market1501": "standard Market-1501 protocol",
+    "mars": "standard MARS protocol: tracklet against tracklet, the Market-1501 rule one level up",
+    "mars+camera-penalty": "NON-STANDARD: same-camera gallery tracklets penalised at test time",
     "market1501+camera-penalty": "NON-STANDARD: same-camera gallery items penalised at test time",
     "market1501@R": "Market-1501 rules on each query's top-R gallery items: CMC exact up to R; "
     "mAP@R and mINP@R count matches beyond R as missed, lower bounds of mAP and mINP",

@@ -1,10 +1,13 @@
 """Features of a model and their evaluation: the test split's query -> gallery figures.
 
-Shape letters: n images, D feature dim, P stripes.
+Shape letters: n images (or tracklets), F frames, D feature dim, P stripes.
 
 Used by training (evaluation every few epochs, the final figures), by ``python -m reidlib
 evaluate`` on a run's checkpoint, and by the analysis notebooks. Evaluation follows the standard
-Market-1501 protocol unless the non-standard camera-aware distance is asked for by name.
+Market-1501 protocol unless the non-standard camera-aware distance is asked for by name. A video
+set is evaluated tracklet against tracklet under the MARS protocol, the same rule (a gallery
+tracklet of the query's identity seen by the query's camera is junk) one level up: each
+tracklet's feature averages its frames' (:func:`reidlib.model.average_frames`).
 
 A set without a query and a gallery (camera folders, :mod:`reidlib.data.cameras`) cannot be
 evaluated: :func:`require_test_split` names it, and a run trained on one without a labelled set to
@@ -28,7 +31,7 @@ from reidlib.data import ImageRecord, ReidData, ReidDataset, build_transforms, r
 from reidlib.distances import query_gallery_distance
 from reidlib.errors import ConfigError, DataError, RunDirError
 from reidlib.evaluation import evaluate
-from reidlib.model import ReidModel, build_model
+from reidlib.model import Features, ReidModel, build_model, frame_sums, normalize_features
 
 
 def setup_torch(cfg: Config) -> torch.device:
@@ -61,6 +64,24 @@ def memory_format(cfg: Config) -> torch.memory_format:
     return torch.channels_last if cfg.train.channels_last else torch.contiguous_format
 
 
+def tracklet_frames(records: list[ImageRecord], max_frames: int) -> tuple[list[ImageRecord], torch.Tensor]:
+    """The frames whose features make each record's: every frame of a tracklet (at most
+    ``max_frames``, evenly spaced; 0: all), a still image itself.
+
+    Returns:
+        one record per frame (the tracklet's pid and camid) and ``owner`` (F,), the position in
+        ``records`` of each frame's tracklet.
+    """
+    frames, owner = [], []
+    for position, record in enumerate(records):
+        paths = record.frames or (record.path,)
+        if max_frames and len(paths) > max_frames:
+            paths = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, max_frames).round().astype(int))]
+        frames += [ImageRecord(path, record.pid, record.camid) for path in paths]
+        owner += [position] * len(paths)
+    return frames, torch.tensor(owner, dtype=torch.int64)
+
+
 @torch.no_grad()
 def extract_features(
     model: ReidModel,
@@ -74,14 +95,19 @@ def extract_features(
 ) -> dict[str, np.ndarray]:
     """Run the model (eval mode, test transforms) over ``records``.
 
+    A tracklet's feature averages its frames' (at most ``data.max_frames``,
+    :func:`tracklet_frames`), summed batch by batch, so a long video never sits in memory.
     ``images`` (:func:`reidlib.data.load_images`) supplies decoded crops instead of the files.
 
     Returns:
-        ``global`` (n, D) and ``parts`` (n, P, D/P) float32, ``pids``, ``camids`` and ``paths``.
+        ``global`` (n, D) and ``parts`` (n, P, D/P) float32, ``pids``, ``camids`` and ``paths``
+        (a tracklet's: its middle frame).
     """
+    video = any(r.frames for r in records)
+    frames, owner = tracklet_frames(records, cfg.data.max_frames) if video else (records, None)
     transform = build_transforms(cfg.data.height, cfg.data.width, train=False, from_cache=images is not None)
     loader = DataLoader(
-        ReidDataset(records, transform, images),
+        ReidDataset(frames, transform, images),
         batch_size=cfg.eval.eval_batch_size,
         shuffle=False,
         num_workers=cfg.data.num_workers,
@@ -89,11 +115,20 @@ def extract_features(
     was_training = model.training
     model.eval()
     globals_, parts = [], []
+    sums, start = None, 0  # tracklets: running sums of their frames' features
     for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress):
         feats = model(batch["img"].to(device, memory_format=memory_format(cfg)))
-        globals_.append(feats.global_.float().cpu())
-        parts.append(feats.parts.float().cpu())
+        feats = Features(feats.global_.float().cpu(), feats.parts.float().cpu())
+        if owner is None:
+            globals_.append(feats.global_)
+            parts.append(feats.parts)
+        else:
+            sums = frame_sums(feats, owner[start : start + len(feats.global_)], len(records), sums)
+            start += len(feats.global_)
     model.train(was_training)
+    if sums is not None:
+        mean = normalize_features(sums)  # the mean of each tracklet's frame features, normalised
+        globals_, parts = [mean.global_], [mean.parts]
     return {
         "global": torch.cat(globals_).numpy(),
         "parts": torch.cat(parts).numpy(),
@@ -107,15 +142,16 @@ FEATURE_SPACES = {"combined": None, "global": 1.0, "parts": 0.0}  # lambda_g for
 
 
 def evaluate_features(
-    query: dict[str, np.ndarray], gallery: dict[str, np.ndarray], cfg: Config
+    query: dict[str, np.ndarray], gallery: dict[str, np.ndarray], cfg: Config, *, tracklets: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Query -> gallery figures for the combined, global-only and part-only distances.
 
-    The standard Market-1501 protocol, unless ``eval.camera_aware`` adds the training camera
-    penalty to same-camera pairs (the original research code's test-time trick), in which case
-    every figure is labelled with that protocol.
+    The standard Market-1501 protocol (for ``tracklets``, features of a video set, the MARS
+    protocol: the same rule, tracklet against tracklet), unless ``eval.camera_aware`` adds the
+    training camera penalty to same-camera pairs (the original research code's test-time trick),
+    in which case every figure is labelled with that protocol.
     """
-    protocol = "market1501+camera-penalty" if cfg.eval.camera_aware else "market1501"
+    protocol = ("mars" if tracklets else "market1501") + ("+camera-penalty" if cfg.eval.camera_aware else "")
     out = {}
     for name, forced in FEATURE_SPACES.items():
         distmat = query_gallery_distance(
@@ -145,7 +181,7 @@ def evaluate_model(
     """The test split's figures (:func:`evaluate_features`) and its query / gallery features."""
     query = extract_features(model, data.query, cfg, device, desc="query features", images=images)
     gallery = extract_features(model, data.gallery, cfg, device, desc="gallery features", images=images)
-    return evaluate_features(query, gallery, cfg), query, gallery
+    return evaluate_features(query, gallery, cfg, tracklets=data.is_video), query, gallery
 
 
 def require_test_split(data: ReidData, flag: str) -> ReidData:

@@ -8,6 +8,9 @@ d = D / P stripe dim.
   its own Linear C->d and BatchNorm (computed for all stripes at once), then L2-normalise each:
   ``parts`` (B, P, d). Concatenated, the stripes have the global feature's size D, which is what
   lets both write into one mixture bank.
+- Tracklets (video): ``forward`` also takes (B, S, 3, H, W), S frames of each of B tracklets, and
+  averages each tracklet's frame features into one (:func:`average_frames`), as SCL's public code
+  does for video; evaluation averages all of a tracklet's frames the same way.
 
 Pretrained weights are opt-in and never downloaded unless asked for (``pretrained="imagenet"``);
 for ``mobilenet_v2`` that request is served offline first, by the MIT-licensed ImageNet weights
@@ -79,11 +82,46 @@ class ReidModel(nn.Module):
         nn.init.zeros_(self.global_fc.bias)
 
     def forward(self, x: Tensor) -> Features:
+        """(B, 3, H, W) images, or (B, S, 3, H, W): S frames of each of B tracklets, whose frame
+        features are averaged (:func:`average_frames`); either way one :class:`Features` row per item."""
+        if x.dim() == 5:
+            b, s = x.shape[:2]
+            owner = torch.arange(b, device=x.device).repeat_interleave(s)  # (B*S,) frame -> tracklet
+            return average_frames(self(x.flatten(0, 1)), owner, b)
         fmap = self.backbone(x)  # (B, C, H, W)
         g = self.global_bn(self.global_fc(fmap.mean(dim=(2, 3))))  # (B, D)
         stripes = self.stripe_pool(fmap).squeeze(-1).transpose(1, 2)  # (B, P, C)
         p = self.stripe_heads(stripes)  # (B, P, d)
-        return Features(F.normalize(g, dim=1), F.normalize(p, dim=2))
+        return normalize_features(Features(g, p))
+
+
+def frame_sums(feats: Features, owner: Tensor, num: int, out: Features | None = None) -> Features:
+    """Per-tracklet sums of frame features: row j sums the frames with ``owner == j``, added in
+    place to ``out`` when given (so a long video is summed batch by batch, never held whole).
+
+    Shape: ``feats`` (F, D) and (F, P, d) of F frames, ``owner`` (F,) in [0, num) -> (num, D),
+    (num, P, d).
+    """
+    if out is None:
+        out = Features(feats.global_.new_zeros(num, *feats.global_.shape[1:]), feats.parts.new_zeros(num, *feats.parts.shape[1:]))
+    out.global_.index_add_(0, owner, feats.global_)
+    out.parts.index_add_(0, owner, feats.parts)
+    return out
+
+
+def normalize_features(feats: Features) -> Features:
+    """L2-normalise the global feature and each stripe on its own."""
+    return Features(F.normalize(feats.global_, dim=1), F.normalize(feats.parts, dim=2))
+
+
+def average_frames(feats: Features, owner: Tensor, num: int) -> Features:
+    """Each tracklet's feature: the mean of its frames' (normalised) features, L2-normalised again
+    (:func:`normalize_features`; the mean's scale drops out, so the sums are normalised directly),
+    so a tracklet lives on the same sphere as an image.
+
+    Shape: ``feats`` (F, D) and (F, P, d), ``owner`` (F,) in [0, num) -> (num, D), (num, P, d).
+    """
+    return normalize_features(frame_sums(feats, owner, num))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,7 +62,8 @@ def machine() -> dict[str, Any]:
 
 
 def data_fingerprint(data: ReidData) -> dict[str, Any]:
-    """Counts per split, a sha256 over every image's path relative to the root, size and labels,
+    """Counts per split, a sha256 over every image's path relative to the root, size and labels
+    (a tracklet's: its middle frame's and its number of frames),
     and the synthetic generator's ``manifest.json`` when the root has one."""
     root = Path(data.root)
     digest = hashlib.sha256()
@@ -73,7 +74,8 @@ def data_fingerprint(data: ReidData) -> dict[str, Any]:
         for r in records:
             path = Path(r.path)
             name = path.relative_to(root) if path.is_relative_to(root) else path
-            digest.update(f"{split}\t{name}\t{path.stat().st_size}\t{r.pid}\t{r.camid}\n".encode())
+            frames = f"\t{len(r.frames)} frames" if r.frames else ""  # a tracklet: its path is its middle frame
+            digest.update(f"{split}\t{name}\t{path.stat().st_size}\t{r.pid}\t{r.camid}{frames}\n".encode())
     out: dict[str, Any] = {"root": str(root), "layout": data.name, "counts": counts, "sha256": digest.hexdigest()}
     if (root / "manifest.json").is_file():
         out["manifest"] = json.loads((root / "manifest.json").read_text())

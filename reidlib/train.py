@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from reidlib import distributed as dist
 from reidlib import provenance, runs
-from reidlib.batches import train_loader
+from reidlib.batches import to_device, train_loader
 from reidlib.checkpoints import resume, save_checkpoint
 from reidlib.config import Config
 from reidlib.data import ReidData, check_images, load_images, read_dataset
@@ -70,7 +70,7 @@ def train_step(state: TrainState, net: nn.Module, ctx: dist.Context, batch: dict
         The method's targets, the batch's slot indices (B,), and its losses (``total`` first).
     """
     method, device = state.method, ctx.device
-    img = batch["img"].to(device, memory_format=state.memory_format)
+    img = to_device(batch["img"], device, state.memory_format)  # (B, 3, H, W); tracklets (B, S, 3, H, W)
     idx = batch["index"].to(device)
     out = net(img)  # 1
     with torch.no_grad():

@@ -4,7 +4,8 @@
 seen by every camera sits side by side: the camera nuisances (colour cast, light, blur, distance)
 and the per-image jitter are visible at a glance. ``python -m reidlib sheet DATA_DIR OUT.png``.
 Camera folders have no identities to make rows of: :func:`camera_sheet` draws a column of crops
-per camera instead.
+per camera instead. A video set's identity sheet shows each tracklet's middle frame;
+:func:`tracklet_sheet` draws tracklets frame by frame.
 """
 
 from __future__ import annotations
@@ -102,6 +103,44 @@ def camera_sheet(
         draw.text((x + 2, 3), names[cam][:10], fill="black")
         for row, shot in enumerate(shots):
             sheet.paste(read_image(shot.path).resize((CELL_W, CELL_H), Image.BILINEAR), (x, HEADER_H + row * (CELL_H + GAP)))
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out)
+    return out
+
+
+def tracklet_sheet(
+    records: list[ImageRecord], out_path: str | Path, num_ids: int = 4, frames: int = 8, seed: int = 0
+) -> Path:
+    """Write a PNG of tracklets frame by frame: for ``num_ids`` identities drawn at random (seeded),
+    one row per tracklet (labelled with its identity and camera, the identity's rows together),
+    up to ``frames`` of its frames evenly spaced, in time order.
+
+    Args:
+        records: tracklets (:func:`reidlib.data.tracklet`), e.g. a video set's training split.
+
+    Returns:
+        the path written.
+    """
+    tracklets = [r for r in records if r.frames]
+    if not tracklets:
+        raise DataError("tracklet_sheet: no tracklets to draw (records without frames)")
+    by_pid: dict[int, list[ImageRecord]] = defaultdict(list)
+    for r in tracklets:
+        by_pid[r.pid].append(r)
+    pids = random.Random(seed).sample(sorted(by_pid), min(num_ids, len(by_pid)))
+    rows = [r for pid in pids for r in sorted(by_pid[pid], key=lambda r: r.camid)]
+    width = LABEL_W + GAP + frames * (CELL_W + GAP)
+    sheet = Image.new("RGB", (width, GAP + len(rows) * (CELL_H + GAP)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, r in enumerate(rows):
+        y = GAP + row * (CELL_H + GAP)
+        draw.text((4, y + CELL_H // 2 - 12), f"id {r.pid}", fill="black")
+        draw.text((4, y + CELL_H // 2 + 2), f"cam {r.camid + 1}", fill="black")
+        n = len(r.frames)
+        picks = range(n) if n <= frames else [round(i * (n - 1) / max(frames - 1, 1)) for i in range(frames)]
+        for col, frame in enumerate(picks):
+            sheet.paste(read_image(r.frames[frame]).resize((CELL_W, CELL_H), Image.BILINEAR), (LABEL_W + GAP + col * (CELL_W + GAP), y))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)

@@ -25,7 +25,8 @@ from reidlib.data.layouts import (
     read_msmt17,
     summarize,
 )
-from reidlib.data.records import UNKNOWN_PID, identities_known
+from reidlib.data.records import UNKNOWN_PID, frame_paths, identities_known, tracklet
+from reidlib.data.video import read_duke_video, read_mars
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -38,14 +39,18 @@ __all__ = [
     "camera_names",
     "check_images",
     "format_summary",
+    "frame_paths",
     "identities_known",
     "load_images",
     "read_camera_folders",
     "read_cuhk03",
     "read_dataset",
+    "read_duke_video",
     "read_dukemtmc",
     "read_image",
     "read_market_layout",
+    "read_mars",
     "read_msmt17",
     "summarize",
+    "tracklet",
 ]

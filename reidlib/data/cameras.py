@@ -20,12 +20,13 @@ from reidlib.errors import DataError
 log = logging.getLogger(__name__)
 
 # Any of these names in a root makes it a labelled layout, never camera folders: Market-1501's (and
-# DukeMTMC-reID's) folders, also its original gt_bbox/ and gt_query/, CUHK03-NP's variants, and
-# MSMT17's list files and image folders.
+# DukeMTMC-reID's) folders, also its original gt_bbox/ and gt_query/, CUHK03-NP's variants,
+# MSMT17's list files and image folders, MARS's frame folders and DukeMTMC-VideoReID's split folders
+# (train/, query/, gallery/).
 LAYOUT_MARKERS = (
     "bounding_box_train", "bounding_box_test", "query", "gt_bbox", "gt_query", "detected", "labeled",
     "list_train.txt", "list_val.txt", "list_query.txt", "list_gallery.txt", "train", "test",
-    "mask_train_v2", "mask_test_v2",
+    "mask_train_v2", "mask_test_v2", "bbox_train", "bbox_test", "gallery",
 )
 MIN_CAMERAS = 2
 

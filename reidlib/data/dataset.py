@@ -1,7 +1,9 @@
 """The torch ``Dataset`` of person crops, the train / test transforms and the decoded-image cache.
 
 An item is a dict ``{"img", "pid", "camid", "index", "path"}``; ``index`` is the record's
-position, which for the training split is the image's memory slot.
+position, which for the training split is the image's memory slot. A tracklet's item holds
+``sample_frames`` of its frames, ``img`` (S, 3, H, W), one drawn at random from each of S equal
+segments of the tracklet (:func:`sample_frame_indices`), so a step sees the whole walk.
 
 With ``data.cache_images`` every crop is decoded and resized once (:func:`load_images`) and held
 as a uint8 tensor (3, H, W); the transforms then start from that tensor instead of the file
@@ -23,6 +25,7 @@ from torchvision import transforms as T
 from tqdm.auto import tqdm
 
 from reidlib.data.layouts import ImageRecord
+from reidlib.data.records import frame_paths
 from reidlib.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -46,24 +49,35 @@ def read_image(path: str) -> Image.Image:
 def check_images(records: Sequence[ImageRecord], desc: str = "checking images") -> None:
     """Decode every image once, so that a corrupt, truncated or empty file stops a run before it
     writes anything (and not an hour into training); the DataError names the first bad file."""
-    for record in tqdm(records, desc=desc, unit="img", leave=False, mininterval=1.0):
-        read_image(record.path)
+    for path in tqdm(frame_paths(records), desc=desc, unit="img", leave=False, mininterval=1.0):
+        read_image(path)
 
 
 def load_images(
     records: Sequence[ImageRecord], height: int, width: int, desc: str = "decoding images"
 ) -> dict[str, Tensor]:
-    """Decode and resize every image once: ``{path: uint8 tensor (3, height, width)}``.
+    """Decode and resize every image (every frame of a tracklet) once: ``{path: uint8 tensor (3, height, width)}``.
 
     It checks the images as :func:`check_images` does (the DataError names the first bad file),
     so a run that caches needs no separate check.
     """
     resize = T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)
     images: dict[str, Tensor] = {}
-    for record in tqdm(records, desc=desc, unit="img", leave=False, mininterval=1.0):
-        if record.path not in images:
-            images[record.path] = T.functional.pil_to_tensor(resize(read_image(record.path)))
+    for path in tqdm(frame_paths(records), desc=desc, unit="img", leave=False, mininterval=1.0):
+        if path not in images:
+            images[path] = T.functional.pil_to_tensor(resize(read_image(path)))
     return images
+
+
+def sample_frame_indices(length: int, count: int, generator: torch.Generator | None = None) -> Tensor:
+    """``count`` frame indices of a tracklet of ``length`` frames, in time order: the tracklet is
+    cut into ``count`` equal segments and one frame is drawn from each (restricted random
+    sampling), so the frames spread over the whole walk; a tracklet shorter than ``count`` repeats
+    frames. Shape (count,), int64, each in [0, length)."""
+    edges = torch.arange(count + 1, dtype=torch.float64) * (length / count)
+    low = edges[:-1].floor()
+    width = (edges[1:].floor() - low).clamp(min=1)
+    return (low + (torch.rand(count, generator=generator, dtype=torch.float64) * width).floor()).long()
 
 
 class ReidDataset(Dataset):
@@ -74,6 +88,8 @@ class ReidDataset(Dataset):
         transform: applied to the PIL image (e.g. :func:`build_transforms`), or to the cached
             uint8 tensor when ``images`` is given (``build_transforms(..., from_cache=True)``).
         images: decoded crops by path (:func:`load_images`); None reads each file when asked.
+        sample_frames: frames drawn from a tracklet at each access (:func:`sample_frame_indices`),
+            each transformed on its own; a tracklet needs it (still images ignore it).
     """
 
     def __init__(
@@ -81,19 +97,29 @@ class ReidDataset(Dataset):
         records: Sequence[ImageRecord],
         transform: Callable | None = None,
         images: Mapping[str, Tensor] | None = None,
+        sample_frames: int = 0,
     ) -> None:
         self.records = list(records)
         self.transform = transform
         self.images = images
+        self.sample_frames = sample_frames
 
     def __len__(self) -> int:
         return len(self.records)
 
+    def _load(self, path: str) -> Tensor | Image.Image:
+        img = read_image(path) if self.images is None else self.images[path]
+        return img if self.transform is None else self.transform(img)
+
     def __getitem__(self, index: int) -> dict:
         record = self.records[index]
-        img = read_image(record.path) if self.images is None else self.images[record.path]
-        if self.transform is not None:
-            img = self.transform(img)
+        if record.frames:
+            if not self.sample_frames:
+                raise DataError(f"{record.path}: a tracklet's frames are drawn with sample_frames > 0")
+            chosen = sample_frame_indices(len(record.frames), self.sample_frames)
+            img = torch.stack([self._load(record.frames[i]) for i in chosen.tolist()])  # (S, 3, H, W)
+        else:
+            img = self._load(record.path)
         return {"img": img, "pid": record.pid, "camid": record.camid, "index": index, "path": record.path}
 
 

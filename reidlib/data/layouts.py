@@ -9,6 +9,9 @@ distractors (pid 0) from the query (they stay in the gallery, as the protocol wa
 file that is not an image (by extension) is an error, not silently skipped, so a stray file
 or a typo in a name is found.
 
+The video layouts, MARS and DukeMTMC-VideoReID (:mod:`reidlib.data.video`), give tracklets: records
+whose ``frames`` are a person's images in one camera, in time order.
+
 Camera folders (:mod:`reidlib.data.cameras`, layout ``cameras``), ``ROOT/<camera>/**/<image>``,
 know only each image's camera: every pid is ``UNKNOWN_PID``, and query and gallery are empty.
 :func:`detect_layout` says how ``auto`` tells them from the labelled layouts.
@@ -23,7 +26,8 @@ from typing import Callable
 
 from reidlib.data.cameras import format_cameras, layout_marker, read_camera_folders
 from reidlib.data.folders import IGNORED_FILES
-from reidlib.data.records import ImageRecord, ReidData, identities_known
+from reidlib.data.records import ImageRecord, ReidData, frame_paths, identities_known
+from reidlib.data.video import MARS_INFO_FILES, read_duke_video, read_mars
 from reidlib.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -189,6 +193,8 @@ READERS: dict[str, Callable[[Path], ReidData]] = {
     "dukemtmc": read_dukemtmc,
     "msmt17": read_msmt17,
     "cuhk03": read_cuhk03,
+    "mars": read_mars,
+    "duke_video": read_duke_video,
     "cameras": read_camera_folders,
 }
 
@@ -196,8 +202,11 @@ READERS: dict[str, Callable[[Path], ReidData]] = {
 def detect_layout(root: Path) -> str:
     """Guess the layout of ``root`` from its files.
 
-    ``list_train.txt``: MSMT17; ``detected/`` or ``labeled/``: CUHK03-NP; ``bounding_box_train/``
-    with DukeMTMC-reID names: DukeMTMC-reID. Otherwise, a root that holds a sub-folder and none of
+    ``list_train.txt``: MSMT17; ``detected/`` or ``labeled/``: CUHK03-NP; ``bbox_train/``,
+    ``bbox_test/`` or an ``info/`` holding one of MARS's info files: MARS; a ``train/``, ``query/``
+    or ``gallery/`` holding ``PPPP/TTTT/`` folders: DukeMTMC-VideoReID (a partial root of either is
+    read by its reader, which names what is missing); ``bounding_box_train/`` with DukeMTMC-reID
+    names: DukeMTMC-reID. Otherwise, a root that holds a sub-folder and none of
     :data:`reidlib.data.cameras.LAYOUT_MARKERS` is camera folders (so a Market-1501 root, or a
     damaged one, never is); anything else is read as Market-1501, whose reader names what is missing.
     """
@@ -205,6 +214,12 @@ def detect_layout(root: Path) -> str:
         return "msmt17"
     if (root / "detected").is_dir() or (root / "labeled").is_dir():
         return "cuhk03"
+    if (root / "bbox_train").is_dir() or (root / "bbox_test").is_dir():
+        return "mars"
+    if any((root / "info" / name).is_file() for name in MARS_INFO_FILES):
+        return "mars"
+    if any(_holds_tracklet_folders(root / split) for split in ("train", "query", "gallery")):
+        return "duke_video"
     train = root / "bounding_box_train"
     if train.is_dir():
         first = next((p.name for p in sorted(train.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS), "")
@@ -213,6 +228,15 @@ def detect_layout(root: Path) -> str:
     if layout_marker(root) is None and any(p.is_dir() for p in root.iterdir()):
         return "cameras"
     return "market1501"
+
+
+def _holds_tracklet_folders(split: Path) -> bool:
+    """Whether the first sub-folder of ``split`` has sub-folders itself (``PPPP/TTTT/``), as
+    DukeMTMC-VideoReID's do and MSMT17's ``train/PPPP/`` and Market-1501's ``query/`` do not."""
+    if not split.is_dir():
+        return False
+    person = next((p for p in sorted(split.iterdir()) if p.is_dir()), None)
+    return person is not None and any(p.is_dir() for p in person.iterdir())
 
 
 def read_dataset(root: str | Path, layout: str = "auto") -> ReidData:
@@ -228,33 +252,54 @@ def read_dataset(root: str | Path, layout: str = "auto") -> ReidData:
 
 
 def summarize(data: ReidData) -> list[dict[str, int | str | None]]:
-    """ids / images / cameras per split; ids None when identities are unknown (camera folders)."""
-    return [
-        {
+    """ids / images / cameras per split; ids None when identities are unknown (camera folders).
+
+    For a video set (:attr:`ReidData.is_video`) ``images`` counts the records, which are
+    tracklets, and each row has ``frames`` too, the frames of those tracklets.
+    """
+    rows = []
+    for split, records in (("train", data.train), ("query", data.query), ("gallery", data.gallery)):
+        row = {
             "split": split,
             "ids": len({r.pid for r in records}) if identities_known(r.pid for r in records) else None,
             "images": len(records),
             "cameras": len({r.camid for r in records}),
         }
-        for split, records in (("train", data.train), ("query", data.query), ("gallery", data.gallery))
-    ]
+        if data.is_video:
+            row["frames"] = len(frame_paths(records))
+        rows.append(row)
+    return rows
 
 
 def format_summary(data: ReidData) -> str:
-    """The table re-ID users expect (as torchreid prints it); for camera folders, the images of
-    each camera."""
+    """The table re-ID users expect (as torchreid prints it): ids / images / cameras per split, or
+    for a video set ids / tracklets / frames / cameras and the range of frames per tracklet; for
+    camera folders, the images of each camera."""
     if data.name == "cameras":
         return format_cameras(data)
     rows = summarize(data)
-    lines = [
-        f"=> {data.name} ({data.root})",
-        "  ----------------------------------------",
-        "  subset   | # ids | # images | # cameras",
-        "  ----------------------------------------",
-    ]
-    lines += [f"  {r['split']:<8} | {r['ids']:5d} | {r['images']:8d} | {r['cameras']:9d}" for r in rows]
-    lines.append("  ----------------------------------------")
+    if data.is_video:
+        rule = "  " + "-" * 53
+        lines = [f"=> {data.name} ({data.root})", rule, "  subset   | # ids | # tracklets | # frames | # cameras", rule]
+        lines += [
+            f"  {r['split']:<8} | {r['ids']:5d} | {r['images']:11d} | {r['frames']:8d} | {r['cameras']:9d}"
+            for r in rows
+        ]
+        lengths = [len(r.frames) for r in data.train + data.query + data.gallery]
+        mean = sum(lengths) / len(lengths)
+        lines += [rule, f"  frames per tracklet: {min(lengths)} to {max(lengths)}, mean {mean:.1f}"]
+        unit = "tracklets"
+    else:
+        lines = [
+            f"=> {data.name} ({data.root})",
+            "  ----------------------------------------",
+            "  subset   | # ids | # images | # cameras",
+            "  ----------------------------------------",
+        ]
+        lines += [f"  {r['split']:<8} | {r['ids']:5d} | {r['images']:8d} | {r['cameras']:9d}" for r in rows]
+        lines.append("  ----------------------------------------")
+        unit = "images"
     distractors = sum(r.pid == 0 for r in data.gallery)
     if distractors:
-        lines.append(f"  (gallery includes {distractors} distractor images, pid 0)")
+        lines.append(f"  (gallery includes {distractors} distractor {unit}, pid 0)")
     return "\n".join(lines)

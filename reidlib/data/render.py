@@ -3,11 +3,16 @@
 A person is drawn at twice the crop size from simple shapes (head, hair or hat, torso with its
 pattern and logo, arms, legs, shoes, bag), in one of four views, then the camera's look is applied:
 resolution, blur, colour cast, brightness, gamma and noise.
+
+What varies between crops of one person in one camera is a :class:`Pose`: a still image draws one
+(:func:`draw_pose`, :func:`render`); a tracklet draws a :class:`Walk` once (a base pose, a heading,
+a gait, a change of light) and from it each frame's pose with a little jitter of its own
+(:func:`walk_pose`), so that its frames differ far less than two crops of the person do.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -15,6 +20,8 @@ from PIL import Image, ImageDraw, ImageFilter
 HEIGHT, WIDTH = 128, 64  # Market-1501's crop size
 SS = 2  # supersampling: draw at 2x, then downscale (smooth edges)
 VIEWS = ("front", "back", "left", "right")
+STRIDE = 0.08  # the widest leg swing, share of the person's height
+CADENCE = (0.5, 1.0)  # a walking tracklet's gait: radians of leg swing per frame
 
 
 @dataclass(frozen=True)
@@ -128,30 +135,58 @@ def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet:
                     draw.rectangle([sx, hy, sx + 0.35 * head_r, sh + 0.08 * tall], fill=p["hair"])
 
 
-def render(
-    person: dict, camera: Camera, rng: np.random.Generator, *, scale_jitter: float, offset_jitter: float,
-    occlusion_prob: float,
-) -> Image.Image:
-    """One crop of ``person`` by ``camera``; ``rng`` draws the per-image jitter (the preset's
-    ``scale_jitter``, ``offset_jitter`` and ``occlusion_prob``)."""
+@dataclass(frozen=True)
+class Pose:
+    """What varies from one crop of a person to the next, within one camera (:func:`draw_pose`)."""
+
+    window: int  # left edge of the crop in the camera's scene panorama (supersampled pixels)
+    view: str  # one of VIEWS
+    scale: float  # the person's height relative to the camera's distance, 1 + jitter
+    dx: float  # the person's centre, right of the crop's centre (share of the crop width)
+    dy: float  # the feet, below their usual place (share of the crop height)
+    stride: float  # leg and arm swing (share of the person's height), in -STRIDE..STRIDE
+    occluder: tuple[tuple[int, int, int, int], tuple[int, int, int]] | None  # (box, RGB), supersampled
+    light: float  # brightness factor of this crop
+
+
+def draw_pose(
+    camera: Camera, rng: np.random.Generator, *, scale_jitter: float, offset_jitter: float, occlusion_prob: float,
+) -> Pose:
+    """The pose of one still crop by ``camera`` (the preset's ``scale_jitter``, ``offset_jitter`` and
+    ``occlusion_prob``). The still presets' files depend on these draws and their order: keep both."""
     h, w = HEIGHT * SS, WIDTH * SS
-    x0 = int(rng.integers(0, camera.scene.shape[1] - w))
-    img = Image.fromarray(camera.scene[:, x0 : x0 + w].copy())
-    draw = ImageDraw.Draw(img)
+    window = int(rng.integers(0, camera.scene.shape[1] - w))
     view = VIEWS[int(rng.integers(len(VIEWS)))]
-    tall = h * camera.distance * person["height"] * (1 + rng.normal(0, scale_jitter))
-    cx = w / 2 + rng.normal(0, offset_jitter) * w
-    feet = h - 0.04 * h + rng.normal(0, offset_jitter / 2) * h
-    feet = min(max(feet, tall + 2), h + 0.05 * h)
-    _draw_person(draw, person, view, cx, feet, tall, stride=float(rng.uniform(-0.08, 0.08)))
+    scale = 1 + rng.normal(0, scale_jitter)
+    dx = rng.normal(0, offset_jitter)
+    dy = rng.normal(0, offset_jitter / 2)
+    stride = float(rng.uniform(-STRIDE, STRIDE))
+    occluder = None
     if rng.random() < occlusion_prob:  # a pole, a car, a passer-by's shoulder
         colour = tuple(int(v) for v in rng.uniform(0, 255, 3))
         if rng.random() < 0.5:
             top = int(h * rng.uniform(0.6, 0.8))
-            draw.rectangle([0, top, w, h], fill=colour)
+            occluder = ((0, top, w, h), colour)
         else:
             left = int(rng.choice([0, w * rng.uniform(0.6, 0.8)]))
-            draw.rectangle([left, 0, left + int(w * rng.uniform(0.2, 0.35)), h], fill=colour)
+            occluder = ((left, 0, left + int(w * rng.uniform(0.2, 0.35)), h), colour)
+    light = float(rng.uniform(0.9, 1.1))
+    return Pose(window, view, float(scale), float(dx), float(dy), stride, occluder, light)
+
+
+def paint(person: dict, camera: Camera, pose: Pose, rng: np.random.Generator) -> Image.Image:
+    """The crop of ``person`` in ``pose`` by ``camera``; ``rng`` draws the sensor noise only."""
+    h, w = HEIGHT * SS, WIDTH * SS
+    img = Image.fromarray(camera.scene[:, pose.window : pose.window + w].copy())
+    draw = ImageDraw.Draw(img)
+    tall = h * camera.distance * person["height"] * pose.scale
+    cx = w / 2 + pose.dx * w
+    feet = h - 0.04 * h + pose.dy * h
+    feet = min(max(feet, tall + 2), h + 0.05 * h)
+    _draw_person(draw, person, pose.view, cx, feet, tall, stride=pose.stride)
+    if pose.occluder is not None:
+        box, colour = pose.occluder
+        draw.rectangle(box, fill=colour)
 
     size = (max(8, round(WIDTH * camera.lowres)), max(16, round(HEIGHT * camera.lowres)))
     img = img.resize(size, Image.BILINEAR)
@@ -160,7 +195,72 @@ def render(
     if camera.blur > 0.05:
         img = img.filter(ImageFilter.GaussianBlur(camera.blur))
     x = np.asarray(img, dtype=np.float32) / 255.0
-    x = x * np.asarray(camera.gains, dtype=np.float32) * camera.brightness * float(rng.uniform(0.9, 1.1))
+    x = x * np.asarray(camera.gains, dtype=np.float32) * camera.brightness * pose.light
     x = np.clip(x, 0, 1) ** camera.gamma
     x = x * 255.0 + rng.normal(0, camera.noise, x.shape).astype(np.float32)
     return Image.fromarray(np.clip(x + 0.5, 0, 255).astype(np.uint8))
+
+
+def render(
+    person: dict, camera: Camera, rng: np.random.Generator, *, scale_jitter: float, offset_jitter: float,
+    occlusion_prob: float,
+) -> Image.Image:
+    """One still crop of ``person`` by ``camera``: a pose drawn from ``rng`` (:func:`draw_pose`), then
+    painted with the same ``rng`` drawing the noise."""
+    pose = draw_pose(camera, rng, scale_jitter=scale_jitter, offset_jitter=offset_jitter, occlusion_prob=occlusion_prob)
+    return paint(person, camera, pose, rng)
+
+
+@dataclass(frozen=True)
+class Walk:
+    """A tracklet: one person walking through one camera's crop for ``frames`` frames (:func:`draw_walk`).
+
+    Every frame keeps the base pose's view and scene window; the person moves ``shift`` (share of
+    the crop width) from the first frame to the last, the legs swing with the gait's ``phase`` and
+    ``cadence`` (radians, per frame), the light changes by ``light`` (share) over the tracklet, and
+    the base pose's occluder, if any, shows on the ``occluded`` frames only (someone passing by).
+    """
+
+    base: Pose
+    frames: int
+    shift: float
+    phase: float
+    cadence: float
+    light: float
+    occluded: range
+
+
+def draw_walk(
+    camera: Camera, rng: np.random.Generator, frames: int, *, walk: float, light_drift: float, scale_jitter: float,
+    offset_jitter: float, occlusion_prob: float,
+) -> Walk:
+    """A tracklet of ``frames`` frames by ``camera``: a base pose as a still crop's (:func:`draw_pose`),
+    a walk of ``walk`` crop widths (to the side the person faces; either way when seen from the front
+    or back) and a brightness change of ``light_drift``, up or down."""
+    base = draw_pose(camera, rng, scale_jitter=scale_jitter, offset_jitter=offset_jitter, occlusion_prob=occlusion_prob)
+    heading = float(rng.choice((-1.0, 1.0)))
+    if base.view in ("left", "right"):
+        heading = 1.0 if base.view == "right" else -1.0
+    phase = float(rng.uniform(0, 2 * np.pi))
+    cadence = float(rng.uniform(*CADENCE))
+    light = light_drift * float(rng.choice((-1.0, 1.0)))
+    first = int(rng.integers(frames))
+    last = int(rng.integers(first, frames))
+    occluded = range(first, last + 1) if base.occluder is not None else range(0)
+    return Walk(base, frames, heading * walk, phase, cadence, light, occluded)
+
+
+def walk_pose(walk: Walk, frame: int, rng: np.random.Generator, *, scale_jitter: float, offset_jitter: float) -> Pose:
+    """The pose of frame ``frame`` (from 0) of ``walk``, with its own small jitter of scale and
+    offset drawn from ``rng`` (``scale_jitter`` and ``offset_jitter`` as in :func:`draw_pose`)."""
+    t = frame / max(walk.frames - 1, 1) - 0.5  # -0.5 at the first frame, 0.5 at the last
+    base = walk.base
+    return replace(
+        base,
+        scale=base.scale * (1 + float(rng.normal(0, scale_jitter))),
+        dx=base.dx + walk.shift * t + float(rng.normal(0, offset_jitter)),
+        dy=base.dy + float(rng.normal(0, offset_jitter / 2)),
+        stride=STRIDE * float(np.sin(walk.phase + walk.cadence * frame)),
+        occluder=base.occluder if frame in walk.occluded else None,
+        light=base.light * (1 + walk.light * t),
+    )
