@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from reidlib import runs
 from reidlib.config import Config
 from reidlib.data import ImageRecord, ReidData, ReidDataset, build_transforms, read_dataset
+from reidlib.data.records import evenly_spaced
 from reidlib.distances import query_gallery_distance
 from reidlib.errors import ConfigError, DataError, RunDirError
 from reidlib.evaluation import evaluate
@@ -75,8 +76,7 @@ def tracklet_frames(records: list[ImageRecord], max_frames: int) -> tuple[list[I
     frames, owner = [], []
     for position, record in enumerate(records):
         paths = record.frames or (record.path,)
-        if max_frames and len(paths) > max_frames:
-            paths = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, max_frames).round().astype(int))]
+        paths = [paths[i] for i in evenly_spaced(len(paths), max_frames)]
         frames += [ImageRecord(path, record.pid, record.camid) for path in paths]
         owner += [position] * len(paths)
     return frames, torch.tensor(owner, dtype=torch.int64)

@@ -17,6 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from reidlib.data import ImageRecord, read_image
+from reidlib.data.records import evenly_spaced
 from reidlib.errors import DataError
 from reidlib.evaluation import protocol_ranking
 
@@ -137,9 +138,7 @@ def tracklet_sheet(
         y = GAP + row * (CELL_H + GAP)
         draw.text((4, y + CELL_H // 2 - 12), f"id {r.pid}", fill="black")
         draw.text((4, y + CELL_H // 2 + 2), f"cam {r.camid + 1}", fill="black")
-        n = len(r.frames)
-        picks = range(n) if n <= frames else [round(i * (n - 1) / max(frames - 1, 1)) for i in range(frames)]
-        for col, frame in enumerate(picks):
+        for col, frame in enumerate(evenly_spaced(len(r.frames), frames)):
             sheet.paste(read_image(r.frames[frame]).resize((CELL_W, CELL_H), Image.BILINEAR), (LABEL_W + GAP + col * (CELL_W + GAP), y))
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ The tracklets here are the tiny synthetic set's images grouped by (identity, cam
 tests need neither the video readers nor the synthetic ``tracklets`` preset."""
 
 import itertools
+import json
 
 import numpy as np
 import pytest
@@ -184,6 +185,4 @@ def test_real_mars_sample_trains_and_scores(shared_data, tmp_path):
 
 
 def json_counts(run_dir) -> dict:
-    import json
-
     return json.loads((run_dir / "provenance.json").read_text())["sessions"][0]["data"]["counts"]

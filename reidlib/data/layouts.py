@@ -214,9 +214,9 @@ def detect_layout(root: Path) -> str:
         return "msmt17"
     if (root / "detected").is_dir() or (root / "labeled").is_dir():
         return "cuhk03"
-    if (root / "bbox_train").is_dir() or (root / "bbox_test").is_dir():
-        return "mars"
-    if any((root / "info" / name).is_file() for name in MARS_INFO_FILES):
+    if any((root / name).is_dir() for name in ("bbox_train", "bbox_test")) or any(
+        (root / "info" / name).is_file() for name in MARS_INFO_FILES
+    ):
         return "mars"
     if any(_holds_tracklet_folders(root / split) for split in ("train", "query", "gallery")):
         return "duke_video"

@@ -32,6 +32,15 @@ def tracklet(frames: Iterable[str], pid: int, camid: int) -> ImageRecord:
     return ImageRecord(frames[len(frames) // 2], pid, camid, frames)
 
 
+def evenly_spaced(length: int, count: int) -> list[int]:
+    """Indices of at most ``count`` of ``length`` frames, evenly spaced from the first to the last
+    (all of them when ``count`` is 0 or ``length <= count``); the one rule for a tracklet's frames
+    in feature extraction and on a contact sheet."""
+    if not count or length <= count:
+        return list(range(length))
+    return [round(i * (length - 1) / max(count - 1, 1)) for i in range(count)]
+
+
 def frame_paths(records: Iterable[ImageRecord]) -> list[str]:
     """Every image file the records use: each tracklet's frames, each still image's path."""
     return [path for r in records for path in (r.frames or (r.path,))]
