@@ -51,7 +51,7 @@ ablations: $(VENV)/.installed
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
 	$(PY) -m reidlib notebook 02_ablations --set data_dir=$(DATA) epochs=$(ABLATION_EPOCHS) --out reports/ablations.html
 
-# Beyond the paper: 19 arms around the CPU recipe x 2 real sets x 3 seeds (resumable; runs in
+# Beyond the paper: 22 arms around the CPU recipe x 2 real sets x 3 seeds (resumable; runs in
 # runs/beyond). Arms by name or slug: make beyond BEYOND_ARMS=recipe-ca-jaccard-camera-debias,jaccard
 BEYOND_DATASETS ?= cuhk01:../shared/data/cuhk01,pku_reid:../shared/data/pku_reid
 BEYOND_SEEDS    ?= 0,1,2

@@ -70,8 +70,9 @@ def format_metrics(metrics: dict, title: str) -> str:
     by = metrics["by_feature"]
     protocol = metrics["protocol"]
     note = "NON-STANDARD: same-camera pairs penalised" if protocol.endswith("+camera-penalty") else "standard"
+    flip = ", flip test" if metrics.get("flip_test") else ""
     lines = [
-        f"{title} (epochs trained: {metrics['epochs']}; protocol: {protocol}, {note})",
+        f"{title} (epochs trained: {metrics['epochs']}; protocol: {protocol}, {note}{flip})",
         f"{'features':<10} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6} {'mINP':>6}",
     ]
     for name, r in by.items():
@@ -103,7 +104,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from reidlib.inference import evaluate_run
 
-    metrics = evaluate_run(args.run_dir, data_dir=args.data, camera_aware=args.camera_aware)
+    metrics = evaluate_run(args.run_dir, data_dir=args.data, camera_aware=args.camera_aware, flip_test=args.flip_test)
     print(format_metrics(metrics, f"{args.run_dir}"))
 
 
@@ -252,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--camera-aware",
         action="store_true",
         help="add lambda_c to same-camera pairs, as the original code did (non-standard protocol)",
+    )
+    p.add_argument(
+        "--flip-test",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also embed each crop mirrored and sum the features (default: the run's eval.flip_test)",
     )
     p.set_defaults(func=_cmd_evaluate)
 

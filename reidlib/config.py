@@ -175,6 +175,8 @@ def validate(cfg: Config) -> None:
     s, t, d, m = cfg.scl, cfg.train, cfg.data, cfg.model
     for name in ("lambda_t", "lambda_p", "lambda_g", "bank_momentum"):
         _in_unit(f"scl.{name}", getattr(s, name))
+    if cfg.eval.test_lambda_g is not None:
+        _in_unit("eval.test_lambda_g", cfg.eval.test_lambda_g)
     if s.lambda_c < 0:
         raise ConfigError(f"config key 'scl.lambda_c' must be >= 0, got {s.lambda_c}")
     if s.temperature <= 0:

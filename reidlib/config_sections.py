@@ -167,6 +167,12 @@ class EvalConfig:
     eval_every: int = 0  # evaluate every N epochs (0: only at the end)
     eval_batch_size: int = 64
     camera_aware: bool = False  # add lambda_c to same-camera pairs at test time (non-standard)
+    # also embed each test crop mirrored left to right and sum the two features (then normalise):
+    # common in re-ID code, twice the test forward passes; the training banks never use it
+    flip_test: bool = False
+    # global share of the test distance test_lambda_g |dg| + (1 - test_lambda_g) |dp| (the
+    # "combined" figure); null: scl.lambda_g, the selection's share, as the public code
+    test_lambda_g: float | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,10 @@ set is evaluated tracklet against tracklet under the MARS protocol, the same rul
 tracklet of the query's identity seen by the query's camera is junk) one level up: each
 tracklet's feature averages its frames' (:func:`reidlib.model.average_frames`).
 
+Two test-time choices of the config change how the test split is embedded and ranked, never
+training: ``eval.flip_test`` (each crop mirrored too, :func:`view_features`) and
+``eval.test_lambda_g`` (the combined figure's global share, :func:`eval_lambda_g`).
+
 A set without a query and a gallery (camera folders, :mod:`reidlib.data.cameras`) cannot be
 evaluated: :func:`require_test_split` names it, and a run trained on one without a labelled set to
 evaluate on records why in ``metrics.json`` (:func:`unevaluated_metrics`).
@@ -92,8 +96,12 @@ def extract_features(
     *,
     progress: bool = True,
     images: Mapping[str, torch.Tensor] | None = None,
+    flip: bool = False,
 ) -> dict[str, np.ndarray]:
     """Run the model (eval mode, test transforms) over ``records``.
+
+    ``flip`` (``eval.flip_test``) also runs each crop mirrored left to right and takes the
+    normalised sum of the two features (:func:`view_features`).
 
     A tracklet's feature averages its frames' (at most ``data.max_frames``,
     :func:`tracklet_frames`), summed batch by batch, so a long video never sits in memory.
@@ -117,8 +125,7 @@ def extract_features(
     globals_, parts = [], []
     sums, start = None, 0  # tracklets: running sums of their frames' features
     for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress):
-        feats = model(batch["img"].to(device, memory_format=memory_format(cfg)))
-        feats = Features(feats.global_.float().cpu(), feats.parts.float().cpu())
+        feats = view_features(model, batch["img"].to(device, memory_format=memory_format(cfg)), flip)
         if owner is None:
             globals_.append(feats.global_)
             parts.append(feats.parts)
@@ -138,7 +145,27 @@ def extract_features(
     }
 
 
+def view_features(model: ReidModel, images: torch.Tensor, flip: bool) -> Features:
+    """The model's features of ``images`` (B, 3, H, W) on the CPU in float32; with ``flip``, the
+    normalised sum of the features of the crops and of their mirror images (the stripes are
+    horizontal, so mirroring keeps each stripe's rows and the sum stays stripe by stripe)."""
+    feats = model(images)
+    if flip:
+        mirrored = torch.flip(images, dims=[3])
+        if images.is_contiguous(memory_format=torch.channels_last):
+            mirrored = mirrored.contiguous(memory_format=torch.channels_last)
+        mirrored = model(mirrored)
+        feats = normalize_features(Features(feats.global_ + mirrored.global_, feats.parts + mirrored.parts))
+    return Features(feats.global_.float().cpu(), feats.parts.float().cpu())
+
+
 FEATURE_SPACES = {"combined": None, "global": 1.0, "parts": 0.0}  # lambda_g forced, or None: config
+
+
+def eval_lambda_g(cfg: Config) -> float:
+    """The global share of the test distance (the "combined" figure, ranked pages): ``eval.test_lambda_g``,
+    or the selection's ``scl.lambda_g`` when it is null."""
+    return cfg.scl.lambda_g if cfg.eval.test_lambda_g is None else cfg.eval.test_lambda_g
 
 
 def evaluate_features(
@@ -154,10 +181,11 @@ def evaluate_features(
     protocol = ("mars" if tracklets else "market1501") + ("+camera-penalty" if cfg.eval.camera_aware else "")
     out = {}
     for name, forced in FEATURE_SPACES.items():
+        lambda_g = eval_lambda_g(cfg) if forced is None else forced
         distmat = query_gallery_distance(
             query,
             gallery,
-            lambda_g=cfg.scl.lambda_g if forced is None else forced,
+            lambda_g=lambda_g,
             lambda_c=cfg.scl.lambda_c if cfg.eval.camera_aware else 0.0,
         )
         res = evaluate(distmat, query["pids"], gallery["pids"], query["camids"], gallery["camids"])
@@ -170,6 +198,8 @@ def evaluate_features(
             "skipped_queries": int(res.num_skipped_queries),
             "valid_queries": int(res.num_valid_queries),
             "protocol": protocol,
+            "flip_test": cfg.eval.flip_test,
+            "lambda_g": lambda_g,
         }
     return out
 
@@ -179,8 +209,9 @@ def evaluate_model(
     images: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The test split's figures (:func:`evaluate_features`) and its query / gallery features."""
-    query = extract_features(model, data.query, cfg, device, desc="query features", images=images)
-    gallery = extract_features(model, data.gallery, cfg, device, desc="gallery features", images=images)
+    flip = cfg.eval.flip_test
+    query = extract_features(model, data.query, cfg, device, desc="query features", images=images, flip=flip)
+    gallery = extract_features(model, data.gallery, cfg, device, desc="gallery features", images=images, flip=flip)
     return evaluate_features(query, gallery, cfg, tracklets=data.is_video), query, gallery
 
 
@@ -216,6 +247,7 @@ def final_metrics(results: dict[str, dict[str, Any]], epochs: int) -> dict[str, 
         "rank10": top["rank10"],
         "mINP": top["mINP"],
         "protocol": top["protocol"],
+        "flip_test": top["flip_test"],
         "epochs": epochs,
         "by_feature": results,
     }
@@ -238,8 +270,11 @@ def load_trained_model(run_dir: str | Path) -> tuple[Config, ReidModel, torch.de
     return cfg, model, device, checkpoint
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | None = None, camera_aware: bool = False) -> dict[str, Any]:
-    """Evaluate the checkpoint of ``run_dir`` on its (or another) dataset's test split.
+def evaluate_run(
+    run_dir: str | Path, data_dir: str | None = None, camera_aware: bool = False, flip_test: bool | None = None
+) -> dict[str, Any]:
+    """Evaluate the checkpoint of ``run_dir`` on its (or another) dataset's test split;
+    ``flip_test`` True / False overrides the run's ``eval.flip_test`` (None keeps it).
 
     A run trained on camera folders has none: ``data_dir`` must name a labelled set (read with
     ``layout="auto"``, since the run's layout is ``cameras``).
@@ -247,6 +282,8 @@ def evaluate_run(run_dir: str | Path, data_dir: str | None = None, camera_aware:
     cfg, model, device, checkpoint = load_trained_model(run_dir)
     if camera_aware:
         cfg = replace(cfg, eval=replace(cfg.eval, camera_aware=True))
+    if flip_test is not None:
+        cfg = replace(cfg, eval=replace(cfg.eval, flip_test=flip_test))
     layout = "auto" if data_dir and cfg.data.layout == "cameras" else cfg.data.layout
     data = require_test_split(read_dataset(data_dir or cfg.data.data_dir, layout=layout), "--data")
     results, _, _ = evaluate_model(model, cfg, data, device)

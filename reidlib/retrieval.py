@@ -40,7 +40,7 @@ from reidlib.data.records import UNKNOWN_PID
 from reidlib.data.folders import find_images, folder_cameras
 from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError, DataError
-from reidlib.inference import extract_features, load_trained_model
+from reidlib.inference import eval_lambda_g, extract_features, load_trained_model
 from reidlib.model import ReidModel
 from reidlib.query_page import check_out_dir, write_results
 
@@ -115,7 +115,10 @@ def embed_images(run: SearchRun, path: str | Path, *, progress: bool = True) -> 
     # Decoding in this process: a worker process would wrap the DataError that names a broken
     # image in a traceback, and the command line's one-line message would be lost.
     cfg = replace(run.cfg, data=replace(run.cfg.data, num_workers=0))
-    feats = extract_features(run.model, records, cfg, run.device, desc=f"embedding {Path(path).name}", progress=progress)
+    feats = extract_features(
+        run.model, records, cfg, run.device, desc=f"embedding {Path(path).name}", progress=progress,
+        flip=cfg.eval.flip_test,
+    )
     return {"global": feats["global"], "parts": feats["parts"], "paths": feats["paths"], "camids": camids,
             "cameras": cameras}
 
@@ -270,7 +273,7 @@ def search(run_dir: str | Path, gallery: str | Path, query: str | Path, out_dir:
     run = load_run(run_dir)
     gallery_feats = read_gallery(run, gallery)
     query_feats = embed_images(run, query)
-    lambda_g = run.cfg.scl.lambda_g
+    lambda_g = eval_lambda_g(run.cfg)
     ranking = rank_gallery(query_feats, gallery_feats, lambda_g=lambda_g, top=top)
     about = {
         "run": f"{Path(run_dir).absolute()} (epoch {run.epoch}, weights sha256 {run.sha256[:12]})",

@@ -12,8 +12,8 @@ resumable) and so are its summaries; this module adds what differs between the m
 - the same queries ranked under each arm's own test distance (:func:`same_queries`), for
   :func:`reidlib.viz.methods_retrieval_grid`.
 
-Cluster Contrast's ``lambda_g: 1.0`` makes its headline (combined) distance the global feature
-alone, the one it trains. ``05_methods_side_by_side.ipynb`` is the view; ``make methods`` runs it.
+Cluster Contrast's ``test_lambda_g: 1.0`` makes its headline (combined) distance the global
+feature alone, the one it trains. ``05_methods_side_by_side.ipynb`` is the view; ``make methods`` runs it.
 Shape letters: Q chosen queries, G gallery images, T top ranks shown.
 """
 
@@ -33,6 +33,7 @@ from reidlib.config import Config
 from reidlib.distances import query_gallery_distance
 from reidlib.errors import ConfigError, RunDirError
 from reidlib.evaluation import protocol_ranking
+from reidlib.inference import eval_lambda_g
 
 UNTRAINED = "untrained (ImageNet start)"
 SCL = "SCL: the CPU recipe"  # the base config as it is: the reference of every comparison
@@ -40,7 +41,7 @@ CLUSTER_CONTRAST = "Cluster Contrast (published settings)"
 METHOD_ARMS: tuple[Arm, ...] = (
     Arm(UNTRAINED, {"epochs": 0}),
     Arm(SCL, {}),
-    Arm(CLUSTER_CONTRAST, {"method": "cluster_contrast", "lambda_g": 1.0, "num_instances": 4}),
+    Arm(CLUSTER_CONTRAST, {"method": "cluster_contrast", "test_lambda_g": 1.0, "num_instances": 4}),
 )
 
 # each method's label quality in its metrics rows: (precision, recall) keys
@@ -140,9 +141,10 @@ def same_queries(
 ) -> SameQueries:
     """Rank the same ``num_queries`` queries of ``dataset`` under each arm's run with ``seed``.
 
-    Each arm's distance is its evaluation's combined distance with its run's own ``lambda_g``
-    (``config.yaml``), no camera penalty. The queries are a seeded draw (``draw_seed``) among
-    those with a true match in another camera, so every row has something to find.
+    Each arm's distance is its evaluation's combined distance with its run's own global share
+    (:func:`reidlib.inference.eval_lambda_g` of its ``config.yaml``), no camera penalty. The
+    queries are a seeded draw (``draw_seed``) among those with a true match in another camera, so
+    every row has something to find.
     """
     run_dirs = {r["arm"]: r["run_dir"] for r in rows
                 if (r["dataset"], r["seed"]) == (dataset, seed) and r.get("status", "done") == "done"}
@@ -165,7 +167,7 @@ def same_queries(
     ranked, first_match = {}, {}
     for arm in arms:
         f = feats[arm.name]
-        lambda_g = runs.read_run_config(Path(run_dirs[arm.name])).scl.lambda_g
+        lambda_g = eval_lambda_g(runs.read_run_config(Path(run_dirs[arm.name])))
         distmat = query_gallery_distance(  # (Q, G)
             {key: f[key][chosen] for key in ("global", "parts", "camids")},
             {key: f[key][g] for key in ("global", "parts", "camids")}, lambda_g=lambda_g,

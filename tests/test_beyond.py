@@ -32,7 +32,8 @@ def test_arm_overrides_are_valid_config_keys_and_values():
     base = load_config(ROOT / "configs" / "real-cpu.yaml")
     for arm in BEYOND_ARMS:
         assert set(arm.overrides) <= set(field_index()), arm.name
-        apply_overrides(base, arm.overrides)  # raises on an out-of-range value
+        changed = apply_overrides(base, arm.overrides)  # raises on an out-of-range value
+        assert (changed == base) == (arm.name == RECIPE), f"{arm.name}: every arm but the recipe changes it"
     assert RECIPE in {arm.name for arm in BEYOND_ARMS}
 
 

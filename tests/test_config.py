@@ -172,13 +172,14 @@ def test_cluster_contrast_configs_are_the_published_ones():
         0.6, 4, 30, 6, 0.1, 0.05
     )
     assert (t.batch_size // c.num_instances, c.num_instances, t.optimizer, t.lr, c.cluster_iters) == (16, 16, "adam", 3.5e-4, 200)
-    assert cfg.scl.lambda_g == 1.0  # the headline distance is the trained global feature's
+    assert cfg.eval.test_lambda_g == 1.0  # the headline distance is the trained global feature's
     cpu, real = load_config(ROOT / "configs" / "cluster-contrast-cpu.yaml"), load_config(ROOT / "configs" / "real-cpu.yaml")
     assert cpu.data == real.data and cpu.model == real.model
     same = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule", "lr_step", "lr_gamma", "channels_last")
     assert all(getattr(cpu.train, k) == getattr(real.train, k) for k in same)
     assert cpu.cluster == replace(c, num_instances=4, cluster_iters=0)
-    assert cpu.train.method == "cluster_contrast" and cpu.scl.lambda_g == 1.0
+    assert cpu.train.method == "cluster_contrast" and cpu.eval.test_lambda_g == 1.0
+    assert cpu.eval.flip_test == real.eval.flip_test  # the same test-time choices as SCL's recipe
 
 
 def test_layout_choices_are_the_readers():

@@ -13,6 +13,7 @@ from reidlib.beyond import summarize
 from reidlib.config import apply_overrides, load_config
 from reidlib.errors import RunDirError
 from reidlib.evaluation import protocol_ranking
+from reidlib.inference import eval_lambda_g
 from reidlib.side_by_side import (
     CLUSTER_CONTRAST, METHOD_ARMS, SCL, UNTRAINED, complete_datasets, label_curves,
     run_methods, same_queries,
@@ -31,12 +32,13 @@ def test_arms_share_backbone_input_and_budget():
     cfgs = {arm.name: apply_overrides(base, arm.overrides) for arm in METHOD_ARMS}
     assert len({slug(name) for name in cfgs}) == len(METHOD_ARMS) == 3
     for cfg in cfgs.values():
-        assert cfg.data == base.data and cfg.model == base.model and cfg.eval == base.eval
+        assert cfg.data == base.data and cfg.model == base.model
+        assert cfg.eval.flip_test == base.eval.flip_test  # the same test-time choices
     scl, cc, untrained = cfgs[SCL], cfgs[CLUSTER_CONTRAST], cfgs[UNTRAINED]
     assert scl == base and untrained == apply_overrides(base, {"epochs": 0})
     assert cc.train == apply_overrides(base, {"method": "cluster_contrast"}).train  # same epochs, batch, lr
     assert cc.cluster.cluster_iters == 0  # an epoch of as many steps as SCL's
-    assert cc.scl.lambda_g == 1.0  # the headline distance is the global feature it trains
+    assert eval_lambda_g(cc) == 1.0 and eval_lambda_g(scl) == eval_lambda_g(base)  # cc: the global feature it trains
     published = load_config(ROOT / "configs" / "cluster-contrast-cpu.yaml")
     assert cc.cluster == published.cluster
 
@@ -86,7 +88,7 @@ def test_tiny_grid_rows(tiny_grid):
         assert by_arm[name]["final_precision"] == last[key] and by_arm[name]["minutes"] > 0
     assert {s["arm"] for s in summarize(rows)} == {arm.name for arm in METHOD_ARMS}
     cc_cfg = runs.read_run_config(Path(by_arm[CLUSTER_CONTRAST]["run_dir"]))
-    assert cc_cfg.train.method == "cluster_contrast" and cc_cfg.scl.lambda_g == 1.0 and cc_cfg.cluster.num_instances == 4
+    assert cc_cfg.train.method == "cluster_contrast" and eval_lambda_g(cc_cfg) == 1.0 and cc_cfg.cluster.num_instances == 4
 
 
 def test_label_curves_per_method(tiny_grid, tiny_synthetic):

@@ -179,3 +179,60 @@ def test_channels_last_scores_like_contiguous(tiny_synthetic, tmp_path):
     assert nhwc["mAP"] == pytest.approx(plain["mAP"], abs=1e-4)
     trained = train(tiny_cfg(tiny_synthetic, epochs=2, channels_last=True), tmp_path / "trained")
     assert 0.0 <= trained["mAP"] <= 1.0
+
+
+def test_flip_test(tiny_synthetic, tmp_path, capsys):
+    """eval.flip_test sums each crop's features with its mirror image's: the features no longer
+    change when the crops are mirrored, each stripe stays a stripe, and the run's figures say so."""
+    from reidlib.inference import make_model, view_features
+    from reidlib.model import Features
+
+    cfg = tiny_cfg(tiny_synthetic)
+    torch.manual_seed(0)
+    model = make_model(cfg, torch.device("cpu")).eval()
+    images = torch.rand(3, 3, 64, 32)
+    with torch.no_grad():
+        plain = view_features(model, images, flip=False)
+        mirrored = view_features(model, images.flip(3), flip=False)
+        both = view_features(model, images, flip=True)
+        both_mirrored = view_features(model, images.flip(3), flip=True)
+    assert not torch.allclose(plain.global_, mirrored.global_, atol=1e-4)  # the model is not mirror-invariant
+    expected = Features(plain.global_ + mirrored.global_, plain.parts + mirrored.parts)
+    torch.testing.assert_close(both.global_, torch.nn.functional.normalize(expected.global_, dim=1))
+    torch.testing.assert_close(both.parts, torch.nn.functional.normalize(expected.parts, dim=2))
+    torch.testing.assert_close(both.global_, both_mirrored.global_, atol=1e-5, rtol=0)
+    torch.testing.assert_close(both.parts, both_mirrored.parts, atol=1e-5, rtol=0)
+
+    metrics = train(tiny_cfg(tiny_synthetic, epochs=1), tmp_path / "run")
+    assert metrics["flip_test"] is False
+    flipped = evaluate_run(tmp_path / "run", flip_test=True)
+    assert flipped["flip_test"] is True and flipped["mAP"] != metrics["mAP"]
+    assert evaluate_run(tmp_path / "run")["mAP"] == pytest.approx(metrics["mAP"], abs=1e-6)
+    code, out, _ = cli(["evaluate", "--run-dir", str(tmp_path / "run"), "--flip-test"], capsys)
+    assert code == 0 and "flip test" in out
+
+
+def test_test_lambda_g(tiny_synthetic, tmp_path):
+    """eval.test_lambda_g sets the combined figure's global share, apart from the selection's."""
+    from reidlib.errors import ConfigError
+    from reidlib.inference import eval_lambda_g, evaluate_features
+
+    gen = torch.Generator().manual_seed(0)
+    feats = {}
+    for split in ("query", "gallery"):
+        g = torch.nn.functional.normalize(torch.randn(12, 8, generator=gen), dim=1)
+        p = torch.nn.functional.normalize(torch.randn(12, 2, 4, generator=gen), dim=2)
+        feats[split] = {"global": g.numpy(), "parts": p.numpy(), "pids": torch.arange(12).numpy() % 4,
+                        "camids": torch.full((12,), 0 if split == "query" else 1).numpy()}
+    default = tiny_cfg(tiny_synthetic, lambda_g=0.3)
+    assert eval_lambda_g(default) == 0.3
+    for share, same_as in ((0.0, "parts"), (1.0, "global")):
+        cfg = tiny_cfg(tiny_synthetic, lambda_g=0.3, test_lambda_g=share)
+        assert eval_lambda_g(cfg) == share and cfg.scl.lambda_g == 0.3
+        res = evaluate_features(feats["query"], feats["gallery"], cfg)
+        assert res["combined"]["lambda_g"] == share
+        assert res["combined"]["mAP"] == res[same_as]["mAP"]
+    mixed = evaluate_features(feats["query"], feats["gallery"], default)["combined"]
+    assert mixed["lambda_g"] == 0.3 and mixed["mAP"] not in (0.0, 1.0)
+    with pytest.raises(ConfigError, match="eval.test_lambda_g"):
+        tiny_cfg(tiny_synthetic, test_lambda_g=1.5)
