@@ -4,11 +4,12 @@ The base config (``configs/real-cpu.yaml``) holds the recipe (CA-Jaccard positiv
 debiased features that 2 stripes agree on, λc 0.2); each arm of :data:`BEYOND_ARMS` changes it:
 CA-Jaccard without the debiasing, the recipe with one setting moved (part agreement, the Jaccard
 threshold, the debiasing, λc, the cross-camera k), back to the paper's k nearest positives, and
-from there one change at a time (a cycle check, k-reciprocal, plain Jaccard, camera debiasing, agreement of the stripes, a ramp of λc, where the
-stripes' sqrt(P) norm meets the mixture bank, the public code's mixture bank), and the previous
-real-image config. Every arm runs on every dataset with every seed; the run dirs are
-``OUT/<slug(arm)>/<dataset>/seed-<n>``, so an interrupted grid resumes and a finished run is read,
-not retrained (:func:`reidlib.runs.is_finished`, the rule of :func:`reidlib.ablations.run_grid`).
+from there one change at a time (a cycle check, k-reciprocal, plain Jaccard, camera debiasing,
+agreement of the stripes, a ramp of λc, where the stripes' sqrt(P) norm meets the mixture bank,
+the public code's mixture bank), and the previous real-image config. Every arm runs on every
+dataset with every seed; the run dirs are ``OUT/<slug(arm)>/<dataset>/seed-<n>``, so an
+interrupted grid resumes and a finished run is read, not retrained
+(:func:`reidlib.runs.is_finished`, the rule of :func:`reidlib.ablations.run_grid`).
 
 A run's ``minutes`` is the sum of its epochs' ``seconds`` in ``metrics.jsonl``: training time only,
 without reading the images, filling the banks or evaluating, and it survives a resume (a wall

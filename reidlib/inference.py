@@ -151,10 +151,7 @@ def view_features(model: ReidModel, images: torch.Tensor, flip: bool) -> Feature
     horizontal, so mirroring keeps each stripe's rows and the sum stays stripe by stripe)."""
     feats = model(images)
     if flip:
-        mirrored = torch.flip(images, dims=[3])
-        if images.is_contiguous(memory_format=torch.channels_last):
-            mirrored = mirrored.contiguous(memory_format=torch.channels_last)
-        mirrored = model(mirrored)
+        mirrored = model(images.flip(3))  # flip keeps the batch's memory format (channels-last too)
         feats = normalize_features(Features(feats.global_ + mirrored.global_, feats.parts + mirrored.parts))
     return Features(feats.global_.float().cpu(), feats.parts.float().cpu())
 
