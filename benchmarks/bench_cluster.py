@@ -5,9 +5,9 @@ at several training-set sizes, and its share of an epoch.
         [--sizes 2000 7000 13000] [--repeat 2] [--threads 2] [--batches 4] [--step-seconds S --image-ms M]
 
 **The clustering step** is timed through the library's own calls, as
-:class:`reidlib.cluster_contrast.ClusterContrast` makes them at every epoch's start:
-:func:`reidlib.clustering.jaccard_pairs` (rankings, k-reciprocal sets, sparse Jaccard distance) and
-:func:`reidlib.clustering.pseudo_labels` (DBSCAN), with the config's k1, k2, eps and min_samples.
+:class:`reidlib.methods.cluster_contrast.hooks.ClusterContrast` makes them at every epoch's start:
+:func:`reidlib.methods.cluster_contrast.clustering.jaccard_pairs` (rankings, k-reciprocal sets, sparse Jaccard distance) and
+:func:`reidlib.methods.cluster_contrast.clustering.pseudo_labels` (DBSCAN), with the config's k1, k2, eps and min_samples.
 Its input is random clustered unit features (N, D), D the config's ``feat_dim``: identities of
 8-24 images (16 on average, Market-1501 has 17), each image a latent identity centre z ~ N(0, I_r)
 plus a view variation N(0, 0.6^2 I_r) (r = 16), mapped to D dims by one Gaussian matrix, plus
@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 
 from memory_usage import reset_peak, rss_gib
-from reidlib import clustering
+from reidlib.methods.cluster_contrast import clustering
 from reidlib.config import load_config
-from reidlib.inference import make_model, memory_format
+from reidlib.evaluation.evaluator import make_model, memory_format
 
 
 def clustered_features(num: int, dim: int, seed: int = 0, latent: int = 16, noise: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:

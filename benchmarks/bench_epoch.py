@@ -31,9 +31,9 @@ import torch
 
 from reidlib.config import load_config
 from reidlib.data import ReidDataset, build_transforms, load_images, read_dataset
-from reidlib.inference import extract_features, make_model, memory_format
-from reidlib.memory import build_banks
-from reidlib.selectors import make_selector
+from reidlib.evaluation.evaluator import extract_features, make_model, memory_format
+from reidlib.methods.memory import build_banks
+from reidlib.methods.scl.miners import make_selector
 
 
 def timed(fn) -> float:

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from reidlib.evaluation import evaluate
+from reidlib.evaluation.rank import evaluate
 
 
 def per_query_loop(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):

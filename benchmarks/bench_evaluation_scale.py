@@ -35,7 +35,7 @@ import torch
 
 from memory_usage import reset_peak, rss_gib
 from reidlib.distances import combined_distance, query_gallery_distance
-from reidlib.evaluation import evaluate, evaluate_topk
+from reidlib.evaluation.rank import evaluate, evaluate_topk
 
 NUM_Q, NUM_G, NUM_IDS, C, P, LATENT = 3368, 15913, 750, 6, 8, 16
 

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_query.py [--gallery 100000] [--top 10] [--threads 0]
 
 **The gallery is a features file of synthetic vectors, not 100,000 rendered images**: unit-norm
-random global (D) and stripe (P x D/P) features, written by ``reidlib.retrieval.save_features``
+random global (D) and stripe (P x D/P) features, written by ``reidlib.retrieval.embedding.save_features``
 with the run's fingerprint, whose paths point at the synthetic ``tiny`` set's 29 gallery crops in
 turn (so that the page can draw them). The queries are that set's 23 query crops; their own
 features are planted in the gallery at random rows, and each must come back at rank 1 (checked).
@@ -43,9 +43,9 @@ import torch
 from memory_usage import reset_peak, rss_gib
 from reidlib.config import load_config
 from reidlib.data.synthetic import generate
-from reidlib.faiss_search import build_index, embed
-from reidlib.retrieval import embed_images, load_features, load_run, rank_gallery, save_features
-from reidlib.train import train
+from reidlib.neighbours.faiss_index import build_index, embed
+from reidlib.retrieval.embedding import embed_images, load_features, load_run, rank_gallery, save_features
+from reidlib.engine.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 MANY_QUERIES = 256  # a second query set, random vectors: how the ranking's cost grows with the queries

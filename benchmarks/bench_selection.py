@@ -30,13 +30,13 @@ reasons. Here:
   fresh noise (in training, the anchor is the model's current feature and its slot a running mean
   of earlier ones).
 
-**Methods.** ``exact torch``: :class:`reidlib.search.TorchSearcher` on the float16 banks (blocks of
+**Methods.** ``exact torch``: :class:`reidlib.neighbours.searchers.TorchSearcher` on the float16 banks (blocks of
 16,384 slots converted to float32 at a time). ``faiss flat``: :class:`FaissSearcher` with
 ``faiss_index=flat`` (exact; needs N x 4,102 float32, so it is skipped when that would not fit
 beside the banks). ``IVF``: ``faiss_index=ivf`` with PCA to ``faiss_dim`` dims (and without PCA where
 N x 4,102 float32 fits), nlist = 4 sqrt(N) cells, several nprobe and rerank values (candidates
 R = ceil(rerank * 508), re-ranked exactly from the float16 banks). ``HNSW`` (benchmark only, see
-reidlib/faiss_search.py): :class:`HNSWIndex` here, faiss IndexHNSWFlat (M = 32) over the same
+reidlib/neighbours/faiss_index.py): :class:`HNSWIndex` here, faiss IndexHNSWFlat (M = 32) over the same
 PCA-reduced vectors, efSearch = R, candidates re-ranked by the same searcher; it cannot update
 slots in place, so its refresh is a rebuild.
 """
@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 
 from memory_usage import rss_gib
-from reidlib.faiss_search import FlatIndex, GpuFlatIndex, IVFIndex
-from reidlib.search import FaissSearcher, TorchSearcher
+from reidlib.neighbours.faiss_index import FlatIndex, GpuFlatIndex, IVFIndex
+from reidlib.neighbours.searchers import FaissSearcher, TorchSearcher
 
 D, P, C, B, K, M = 2048, 8, 6, 64, 7, 500
 LAMBDA_G, LAMBDA_C = 0.5, 0.05
@@ -143,7 +143,7 @@ def refresh_ms(searcher, num_slots: int, gen: torch.Generator, repeats: int = 5)
 
 
 def index_nbytes(index) -> int:
-    """Bytes held by a reidlib.faiss_search index (vectors or codes, ids, centroids, PCA), not the banks."""
+    """Bytes held by a reidlib.neighbours.faiss_index index (vectors or codes, ids, centroids, PCA), not the banks."""
     if isinstance(index, GpuFlatIndex):
         return index.slots.numel() * index.slots.element_size()
     if isinstance(index, FlatIndex):

@@ -13,12 +13,12 @@ the end, and ``--threads 1`` gives steadier figures then.
 
 Shape letters: B batch, N memory slots, D feature dim, P stripes, d = D/P, K positives, M negatives.
 
-What one step of the training loop (``reidlib.train.train_step``) adds to the backbone, timed stage by stage with
+What one step of the training loop (``reidlib.engine.train.train_step``) adds to the backbone, timed stage by stage with
 the paper's settings (k 7, m 500, lambda_g 0.5, lambda_c 0.05, lambda_t 0.5, alpha 1.75,
 lambda_p 0.5, tau 0.1) and B = 64:
 
-- **vectorised**: the library's own step, ``reidlib.scl.SCL``'s hooks called in the training
-  loop's order: ``select`` (the paper's rule through the exact ``reidlib.search.TorchSearcher``:
+- **vectorised**: the library's own step, ``reidlib.methods.scl.hooks.SCL``'s hooks called in the training
+  loop's order: ``select`` (the paper's rule through the exact ``reidlib.neighbours.searchers.TorchSearcher``:
   the combined squared distance with the camera penalty, as two matrix products on unit
   features), ``loss`` forward and backward into the features (leaves with ``requires_grad``,
   standing in for the model's output), and ``update`` (the global and part bank updates and the
@@ -63,9 +63,9 @@ from torch import Tensor
 
 import reidlib
 from reidlib.config import SCLConfig, SearchConfig, load_config
-from reidlib.memory import MemoryBank, build_banks
+from reidlib.methods.memory import MemoryBank, build_banks
 from reidlib.model import Features, build_model
-from reidlib.scl import SCL
+from reidlib.methods.scl.hooks import SCL
 
 GOAL_SHARE = 0.10  # SCL overhead at most 10% of the step with ResNet-50 at 256x128
 GOAL_SPEEDUP = 50.0  # vectorised at least 50x faster than the per-sample loop
@@ -178,7 +178,7 @@ def library_banks(inp: StepInputs, momentum: float) -> tuple[MemoryBank, MemoryB
 
 
 def library_step(inp: StepInputs, s: SCLConfig) -> tuple[StepOutput, dict[str, float]]:
-    """One SCL step after the backbone, through the library's own hooks (reidlib.scl.SCL), in the
+    """One SCL step after the backbone, through the library's own hooks (reidlib.methods.scl.hooks.SCL), in the
     order the training loop calls them; returns its results and stage times."""
     banks = library_banks(inp, s.bank_momentum)  # untimed copies
     pids = torch.arange(len(inp.G))  # the diagnostics' identities; not timed, not read by the step

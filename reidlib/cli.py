@@ -13,7 +13,7 @@ import sys
 
 from reidlib.config import LAYOUTS
 from reidlib.errors import DataError, ReidlibError, RunDirError
-from reidlib.interrupts import Interrupted
+from reidlib.utils.interrupts import Interrupted
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -35,7 +35,7 @@ def _cmd_describe(args: argparse.Namespace) -> None:
 
 def _cmd_sheet(args: argparse.Namespace) -> None:
     from reidlib.data import camera_names, read_dataset
-    from reidlib.viz import camera_sheet, identity_sheet, tracklet_sheet
+    from reidlib.reports.figures import camera_sheet, identity_sheet, tracklet_sheet
 
     data = read_dataset(args.data_dir, layout=args.layout)
     records = getattr(data, args.split)
@@ -53,7 +53,7 @@ def _cmd_sheet(args: argparse.Namespace) -> None:
 
 
 def _cmd_baseline(args: argparse.Namespace) -> None:
-    from reidlib.baselines import format_baselines, run_baselines
+    from reidlib.evaluation.baselines import format_baselines, run_baselines
     from reidlib.data import read_dataset
 
     data = read_dataset(args.data, layout=args.layout)
@@ -63,7 +63,7 @@ def _cmd_baseline(args: argparse.Namespace) -> None:
 def format_metrics(metrics: dict, title: str) -> str:
     """A table of the combined, global-only and part-only figures, naming the protocol (or, for a
     run that was not evaluated, why)."""
-    from reidlib.inference import is_evaluated
+    from reidlib.evaluation.evaluator import is_evaluated
 
     if not is_evaluated(metrics):
         return f"{title} (epochs trained: {metrics['epochs']}): not evaluated: {metrics['reason']}"
@@ -92,7 +92,7 @@ def format_metrics(metrics: dict, title: str) -> str:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from reidlib.config import load_config, parse_set
-    from reidlib.train import train
+    from reidlib.engine.train import train
 
     overrides = {"data_dir": args.data, **parse_set(args.set or [])}
     cfg = load_config(args.config, overrides)
@@ -102,15 +102,15 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from reidlib.inference import evaluate_run
+    from reidlib.evaluation.evaluator import evaluate_run
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data, camera_aware=args.camera_aware, flip_test=args.flip_test)
     print(format_metrics(metrics, f"{args.run_dir}"))
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from reidlib.inference import is_evaluated
-    from reidlib.runs import read_metrics
+    from reidlib.evaluation.evaluator import is_evaluated
+    from reidlib.utils.runs import read_metrics
 
     rows = [(run_dir, read_metrics(run_dir)) for run_dir in args.run_dirs]
     protocols = {m["protocol"] for _, m in rows if is_evaluated(m)}
@@ -134,9 +134,9 @@ def _cmd_compare(args: argparse.Namespace) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from reidlib.inference import is_evaluated
-    from reidlib.report import report
-    from reidlib.runs import METRICS, read_metrics
+    from reidlib.evaluation.evaluator import is_evaluated
+    from reidlib.reports.notebooks import report
+    from reidlib.utils.runs import METRICS, read_metrics
 
     if (Path(args.run_dir) / METRICS).is_file() and not is_evaluated(metrics := read_metrics(args.run_dir)):
         raise RunDirError(
@@ -150,7 +150,7 @@ def _cmd_notebook(args: argparse.Namespace) -> None:
     import tempfile
 
     from reidlib.config import parse_set
-    from reidlib.report import render
+    from reidlib.reports.notebooks import render
 
     params = parse_set(args.set or [])
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,7 +159,7 @@ def _cmd_notebook(args: argparse.Namespace) -> None:
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
-    from reidlib.retrieval import embed
+    from reidlib.retrieval.embedding import embed
 
     feats, run = embed(args.run_dir, args.images, args.out)
     known = set(feats["cameras"]) - {""}
@@ -172,7 +172,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
 
 def _cmd_query(args: argparse.Namespace) -> None:
-    from reidlib.retrieval import search
+    from reidlib.retrieval.embedding import search
 
     ranking = search(args.run_dir, args.gallery, args.query, args.out, top=args.top)
     num_q, k = ranking.order.shape

@@ -8,7 +8,7 @@ Two uses, two deliberate choices (docs/method.md):
 - **Selection** (training) uses squared Euclidean distances, as the paper does:
   ``lambda_g * |g_i - G_j|^2 + (1 - lambda_g) * (1/P) sum_p |p_ip - L_jp|^2 + lambda_c * [same camera]``
   (weights :func:`selection_weights`, camera term :func:`camera_term`; the same distance as an
-  inner product for faiss is :func:`reidlib.faiss_search.embed`).
+  inner product for faiss is :func:`reidlib.neighbours.faiss_index.embed`).
 - **Evaluation** uses plain Euclidean distances, ``lambda_g * |g_q - g_g| + (1 - lambda_g) * |p_q - p_g|``
   with p the concatenated (D-dim) stripes, and no camera term: the standard protocol. The original
   research code's test-time camera penalty is available only by asking for it by name

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from reidlib.analysis import cluster_scores, pair_distances, purity
+from reidlib.reports.analysis import cluster_scores, pair_distances, purity
 
 
 def test_purity_hand_computed():
@@ -38,7 +38,7 @@ def test_pair_distances_split():
 def test_selection_quality_against_a_loop():
     import torch
 
-    from reidlib.analysis import selection_quality
+    from reidlib.reports.analysis import selection_quality
     from reidlib.distances import combined_distance
 
     gen = torch.Generator().manual_seed(0)
@@ -61,8 +61,8 @@ def test_selection_quality_against_a_loop():
 
 
 def test_trained_banks_from_a_run(tiny_synthetic, tmp_path):
-    from reidlib.analysis import trained_banks
-    from reidlib.train import train
+    from reidlib.reports.analysis import trained_banks
+    from reidlib.engine.train import train
     from test_train import tiny_cfg
 
     assert trained_banks(tmp_path) is None  # no checkpoint

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from reidlib import beyond, runs
-from reidlib.ablations import ARMS, CLAIMS, claim_verdict, slug, verdict
-from reidlib.beyond import (
+from reidlib.experiments import beyond
+
+from reidlib.utils import runs
+from reidlib.experiments.ablations import ARMS, CLAIMS, claim_verdict, slug, verdict
+from reidlib.experiments.beyond import (
     BEYOND_ARMS, RECIPE, compare, epoch_curves, parse_datasets, parse_seeds, plus_minus, run_beyond,
     select_arms, summarize,
 )

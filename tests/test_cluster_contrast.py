@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import reidlib.cluster_contrast as cc_method
-from reidlib import runs
+import reidlib.methods.cluster_contrast.hooks as cc_method
+from reidlib.utils import runs
 from reidlib.cli import main
 from reidlib.config import METHODS, load_config
-from reidlib.interrupts import Interrupted
-from reidlib.losses import cluster_contrast_loss
+from reidlib.utils.interrupts import Interrupted
+from reidlib.methods.losses import cluster_contrast_loss
 from reidlib.model import Features
-from reidlib.train import train
-from reidlib.train_state import METHOD_CLASSES
+from reidlib.engine.train import train
+from reidlib.engine.state import METHOD_CLASSES
 from test_reliability import sigterm_at_call
 from test_train import TINY, tiny_cfg
 

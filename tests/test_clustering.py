@@ -1,4 +1,4 @@
-"""Cluster Contrast's pseudo-labels (reidlib.clustering) against naive loops and dense DBSCAN.
+"""Cluster Contrast's pseudo-labels (reidlib.methods.cluster_contrast.clustering) against naive loops and dense DBSCAN.
 
 The pieces of the Jaccard distance (rankings, reciprocal sets, the sparse join) are tested one by
 one in test_graph.py; here their composition is checked against the public code's
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from reidlib import clustering
+from reidlib.methods.cluster_contrast import clustering
 from test_graph import naive_jaccard, zhong_expansion
 
 N, D, IDS = 60, 16, 10

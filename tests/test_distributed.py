@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from reidlib import distributed as dist
-from reidlib import runs
+from reidlib.utils import distributed as dist
+from reidlib.utils import runs
 from reidlib.errors import RunDirError
-from reidlib.inference import make_model
-from reidlib.train import train
+from reidlib.evaluation.evaluator import make_model
+from reidlib.engine.train import train
 from test_reliability import _wait_for_checkpoint
 from test_train import TINY, tiny_cfg
 

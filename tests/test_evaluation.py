@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from reidlib.errors import DataError
-from reidlib.evaluation import evaluate, evaluate_rank, format_results
+from reidlib.evaluation.rank import evaluate, evaluate_rank, format_results
 
 
 def naive_eval(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):
@@ -135,7 +135,7 @@ def truncated_ap_loop(distmat, q_pids, g_pids, q_camids, g_camids, top_r):
     ("faiss", "euclidean", 0.0),
 ])
 def test_topk_whole_gallery_equals_evaluate(search, distance, lambda_g):
-    from reidlib.evaluation import evaluate_topk
+    from reidlib.evaluation.rank import evaluate_topk
 
     rng = np.random.default_rng(3)
     query, gallery = feature_split(rng, 40), feature_split(rng, 150)
@@ -149,7 +149,7 @@ def test_topk_whole_gallery_equals_evaluate(search, distance, lambda_g):
 
 @pytest.mark.parametrize("search, distance", [("torch", "euclidean"), ("faiss", "squared")])
 def test_topk_cmc_exact_up_to_r_and_map_at_r(search, distance):
-    from reidlib.evaluation import evaluate_topk
+    from reidlib.evaluation.rank import evaluate_topk
 
     rng = np.random.default_rng(4)
     query, gallery = feature_split(rng, 50), feature_split(rng, 200)
@@ -168,7 +168,7 @@ def test_topk_cmc_exact_up_to_r_and_map_at_r(search, distance):
 
 def test_topk_rejects_faiss_for_euclidean_sum():
     from reidlib.errors import ConfigError
-    from reidlib.evaluation import evaluate_topk
+    from reidlib.evaluation.rank import evaluate_topk
 
     rng = np.random.default_rng(5)
     query, gallery = feature_split(rng, 5), feature_split(rng, 20)

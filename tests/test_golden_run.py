@@ -25,8 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reidlib import runs  # noqa: E402
-from reidlib.train import train  # noqa: E402
+from reidlib.utils import runs  # noqa: E402
+from reidlib.engine.train import train  # noqa: E402
 from test_train import tiny_cfg  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden_runs.json"

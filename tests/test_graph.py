@@ -1,4 +1,4 @@
-"""The slot graph (reidlib.graph) against naive loops over slots, on small clustered banks."""
+"""The slot graph (reidlib.neighbours.graph) against naive loops over slots, on small clustered banks."""
 
 import math
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reidlib import graph
+from reidlib.neighbours import graph
 from reidlib.distances import combined_distance
 
 torch.set_num_threads(1)

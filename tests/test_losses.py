@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reidlib.losses import positive_weights, scl_total_loss, selective_contrastive_loss
+from reidlib.methods.losses import positive_weights, scl_total_loss, selective_contrastive_loss
 
 
 def naive_loss(feats, bank, pos_idx, neg_idx, temperature, lambda_t, alpha):
@@ -125,7 +125,7 @@ def test_all_true_mask_is_the_unmasked_loss():
 
 
 def test_masked_weights_closed_form():
-    from reidlib.losses import masked_positive_weights
+    from reidlib.methods.losses import masked_positive_weights
 
     mask = torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0]]).bool()
     c = masked_positive_weights(mask, lambda_t=0.5, alpha=1.75)

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from reidlib.memory import MemoryBank, build_banks
+from reidlib.methods.memory import MemoryBank, build_banks
 
 
 def test_update_matches_formula():

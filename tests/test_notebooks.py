@@ -9,8 +9,8 @@ import pytest
 from reidlib.cli import main
 from reidlib.errors import ConfigError
 from reidlib.config import parse_set, save_config
-from reidlib.report import NOTEBOOK_DIR, check_parameters, notebook_parameters, render, report, run_notebook
-from reidlib.train import train
+from reidlib.reports.notebooks import NOTEBOOK_DIR, check_parameters, notebook_parameters, render, report, run_notebook
+from reidlib.engine.train import train
 from test_train import tiny_cfg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,7 +100,7 @@ def test_walkthrough_runs_on_tiny_data(tiny_synthetic, tmp_path, capsys):
 
 
 def test_ablation_notebook_and_resumable_grid(tiny_synthetic, tmp_path):
-    from reidlib.ablations import ARMS, ablation_base, run_grid
+    from reidlib.experiments.ablations import ARMS, ablation_base, run_grid
     from reidlib.config import load_config
 
     grid = tmp_path / "grid"
@@ -125,7 +125,7 @@ def test_ablation_notebook_and_resumable_grid(tiny_synthetic, tmp_path):
 
 
 def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
-    from reidlib.beyond import RECIPE
+    from reidlib.experiments.beyond import RECIPE
 
     config = tmp_path / "tiny.yaml"
     save_config(tiny_cfg(tiny_synthetic), config)
@@ -148,7 +148,7 @@ def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
 
 
 def test_methods_notebook_on_tiny_data(tiny_synthetic, tmp_path):
-    from reidlib.side_by_side import CLUSTER_CONTRAST, METHOD_ARMS, SCL
+    from reidlib.experiments.side_by_side import CLUSTER_CONTRAST, METHOD_ARMS, SCL
     from test_side_by_side import TINY_CLUSTERS
 
     config = tmp_path / "tiny.yaml"

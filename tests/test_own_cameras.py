@@ -12,14 +12,15 @@ import torch
 from PIL import Image
 
 from conftest import write_jpeg, write_tree
-from reidlib import clustering, runs
+from reidlib.methods.cluster_contrast import clustering
+from reidlib.utils import runs
 from reidlib.cli import main
-from reidlib.cluster_contrast import ClusterContrast
+from reidlib.methods.cluster_contrast.hooks import ClusterContrast
 from reidlib.data import UNKNOWN_PID, camera_names, format_summary, read_camera_folders, read_dataset, summarize
 from reidlib.data.layouts import detect_layout
-from reidlib.scl import SCL
-from reidlib.selection import Selection, SelectionStats
-from reidlib.train import train
+from reidlib.methods.scl.hooks import SCL
+from reidlib.methods.scl.selection import Selection, SelectionStats
+from reidlib.engine.train import train
 from test_bad_inputs import camera_folders
 from test_data import MARKET
 from test_train import TINY, tiny_cfg
@@ -165,7 +166,7 @@ def test_describe_and_sheet(cams, tmp_path, capsys):
     assert "identities unknown" in out and "cam-1" in out and "59" in out
     sheet = tmp_path / "sheet.png"
     assert main(["sheet", str(cams), str(sheet), "--ids", "3"]) == 0
-    from reidlib.viz import CELL_H, CELL_W, GAP, HEADER_H
+    from reidlib.reports.figures import CELL_H, CELL_W, GAP, HEADER_H
 
     assert Image.open(sheet).size == (GAP + 3 * (CELL_W + GAP), HEADER_H + 3 * (CELL_H + GAP))  # cameras x crops
     capsys.readouterr()

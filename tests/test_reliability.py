@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import reidlib.scl as scl_method
-import reidlib.train as engine
-from reidlib import runs
+import reidlib.methods.scl.hooks as scl_method
+import reidlib.engine.train as engine
+from reidlib.utils import runs
 from reidlib.cli import main
 from reidlib.errors import RunDirError
-from reidlib.interrupts import Interrupted
-from reidlib.train import train
+from reidlib.utils.interrupts import Interrupted
+from reidlib.engine.train import train
 from test_bad_inputs import assert_one_line_error
 from test_train import TINY, tiny_cfg
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from conftest import write_jpeg
-from reidlib import runs
+from reidlib.utils import runs
 from reidlib.cli import main
 from reidlib.data import read_market_layout
 from reidlib.distances import query_gallery_distance
-from reidlib.query_page import CSV_COLUMNS
-from reidlib.retrieval import FEATURE_KEYS, camera_labels, find_images, model_sha256, rank_gallery
-from reidlib.train import train
+from reidlib.retrieval.page import CSV_COLUMNS
+from reidlib.retrieval.embedding import FEATURE_KEYS, camera_labels, find_images, model_sha256, rank_gallery
+from reidlib.engine.train import train
 from test_bad_inputs import assert_one_line_error, run_cli
 from test_train import tiny_cfg
 

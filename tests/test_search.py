@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from reidlib.config import load_config
 from reidlib.distances import candidate_distance, combined_distance
 from reidlib.errors import ConfigError
-from reidlib.memory import MemoryBank
-from reidlib.faiss_search import FlatIndex, GpuFlatIndex, IVFIndex, embed, faiss_gpu_available
-from reidlib.search import FaissSearcher, TorchSearcher, choose_backend, make_searcher
-from reidlib.selection import select_neighbours, selection_from_order
+from reidlib.methods.memory import MemoryBank
+from reidlib.neighbours.faiss_index import FlatIndex, GpuFlatIndex, IVFIndex, embed, faiss_gpu_available
+from reidlib.neighbours.searchers import FaissSearcher, TorchSearcher, choose_backend, make_searcher
+from reidlib.methods.scl.selection import select_neighbours, selection_from_order
 
 faiss.omp_set_num_threads(1)
 torch.set_num_threads(1)

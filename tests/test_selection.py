@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from reidlib.selection import Selection, select_neighbours, select_random
+from reidlib.methods.scl.selection import Selection, select_neighbours, select_random
 
 
 def naive_select(dist, self_idx, k, m):
@@ -74,7 +74,7 @@ def test_random_selection():
 
 def test_stats_against_a_loop():
     """Precision, recall, cross-camera precision and positives per anchor, counted one by one."""
-    from reidlib.selection import SelectionStats
+    from reidlib.methods.scl.selection import SelectionStats
 
     g = torch.Generator().manual_seed(0)
     n, b, k, m = 30, 6, 4, 5

@@ -1,4 +1,4 @@
-"""The per-epoch selectors (reidlib.selectors) against naive loops over anchors, on small banks."""
+"""The per-epoch selectors (reidlib.methods.scl.miners) against naive loops over anchors, on small banks."""
 
 import pytest
 import torch
@@ -7,10 +7,10 @@ import torch.nn.functional as F
 from reidlib.config import SearchConfig, load_config
 from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError
-from reidlib.memory import build_banks
-from reidlib.search import FaissSearcher, TorchSearcher
-from reidlib.selection import select_neighbours
-from reidlib.selectors import (
+from reidlib.methods.memory import build_banks
+from reidlib.neighbours.searchers import FaissSearcher, TorchSearcher
+from reidlib.methods.scl.selection import select_neighbours
+from reidlib.methods.scl.miners import (
     CandidateSelector,
     JaccardSelector,
     NearestSelector,

@@ -7,18 +7,20 @@ import matplotlib
 import numpy as np
 import pytest
 
-from reidlib import analysis, runs
-from reidlib.ablations import slug
-from reidlib.beyond import summarize
+from reidlib.reports import analysis
+
+from reidlib.utils import runs
+from reidlib.experiments.ablations import slug
+from reidlib.experiments.beyond import summarize
 from reidlib.config import apply_overrides, load_config
 from reidlib.errors import RunDirError
-from reidlib.evaluation import protocol_ranking
-from reidlib.inference import eval_lambda_g
-from reidlib.side_by_side import (
+from reidlib.evaluation.rank import protocol_ranking
+from reidlib.evaluation.evaluator import eval_lambda_g
+from reidlib.experiments.side_by_side import (
     CLUSTER_CONTRAST, METHOD_ARMS, SCL, UNTRAINED, complete_datasets, label_curves,
     run_methods, same_queries,
 )
-from reidlib.viz import methods_retrieval_grid
+from reidlib.reports.figures import methods_retrieval_grid
 from test_train import tiny_cfg
 
 matplotlib.use("Agg")

@@ -86,7 +86,7 @@ def test_overrides_reach_the_manifest(tmp_path):
 
 
 def test_baselines_run(tiny_synthetic):
-    from reidlib.baselines import format_baselines, run_baselines
+    from reidlib.evaluation.baselines import format_baselines, run_baselines
 
     rows = run_baselines(read_market_layout(tiny_synthetic), seed=0)
     assert {"raw pixels", "colour histogram", "random ResNet-18"} <= set(rows)
@@ -99,7 +99,7 @@ def test_identity_sheet_cli(tiny_synthetic, tmp_path, capsys):
     from PIL import Image
 
     from reidlib.cli import main
-    from reidlib.viz import CELL_H, HEADER_H, GAP
+    from reidlib.reports.figures import CELL_H, HEADER_H, GAP
 
     out = tmp_path / "sheet.png"
     assert main(["sheet", str(tiny_synthetic), str(out), "--ids", "3"]) == 0

@@ -13,14 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import reidlib.scl as scl_method
-from reidlib import runs
+import reidlib.methods.scl.hooks as scl_method
+from reidlib.utils import runs
 from reidlib.data import ImageRecord, ReidData, ReidDataset, read_dataset, tracklet
 from reidlib.data.dataset import sample_frame_indices
-from reidlib.inference import evaluate_features, extract_features, tracklet_frames
-from reidlib.interrupts import Interrupted
+from reidlib.evaluation.evaluator import evaluate_features, extract_features, tracklet_frames
+from reidlib.utils.interrupts import Interrupted
 from reidlib.model import Features, average_frames, build_model
-from reidlib.train import train
+from reidlib.engine.train import train
 from test_cluster_contrast import CC
 from test_reliability import sigterm_at_call
 from test_train import tiny_cfg

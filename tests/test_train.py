@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from reidlib import runs
+from reidlib.utils import runs
 from reidlib.cli import main
 from reidlib.config import load_config
 from reidlib.errors import RunDirError
-from reidlib.inference import evaluate_run
-from reidlib.train import train
+from reidlib.evaluation.evaluator import evaluate_run
+from reidlib.engine.train import train
 
 TINY = {
     "arch": "resnet_mini", "feat_dim": 32, "num_parts": 4, "height": 64, "width": 32,
@@ -120,7 +120,7 @@ def test_mixture_writers(tiny_synthetic, tmp_path, writers, scale):
 
 
 def test_learning_rate_schedules():
-    from reidlib.train_state import learning_rate
+    from reidlib.engine.state import learning_rate
 
     step = load_config(overrides={"lr": 1.0, "epochs": 10, "lr_schedule": "step", "lr_step": 0.7, "lr_gamma": 0.1}).train
     assert [learning_rate(step, e) for e in range(10)] == [1.0] * 7 + [pytest.approx(0.1)] * 3
@@ -130,7 +130,7 @@ def test_learning_rate_schedules():
 
 def test_part_loss_scale(tiny_synthetic):
     """part_scale divides the stripes by sqrt(P) in the loss only where it says so."""
-    from reidlib.memory import part_features
+    from reidlib.methods.memory import part_features
 
     p = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)  # P = 4 unit stripes
     for scale, write_norm, loss_norm in [("sqrt_p", 2.0, 2.0), ("unit", 1.0, 1.0), ("unit_writes", 1.0, 2.0), ("unit_loss", 2.0, 1.0)]:
@@ -184,7 +184,7 @@ def test_channels_last_scores_like_contiguous(tiny_synthetic, tmp_path):
 def test_flip_test(tiny_synthetic, tmp_path, capsys):
     """eval.flip_test sums each crop's features with its mirror image's: the features no longer
     change when the crops are mirrored, each stripe stays a stripe, and the run's figures say so."""
-    from reidlib.inference import make_model, view_features
+    from reidlib.evaluation.evaluator import make_model, view_features
     from reidlib.model import Features
 
     cfg = tiny_cfg(tiny_synthetic)
@@ -215,7 +215,7 @@ def test_flip_test(tiny_synthetic, tmp_path, capsys):
 def test_test_lambda_g(tiny_synthetic, tmp_path):
     """eval.test_lambda_g sets the combined figure's global share, apart from the selection's."""
     from reidlib.errors import ConfigError
-    from reidlib.inference import eval_lambda_g, evaluate_features
+    from reidlib.evaluation.evaluator import eval_lambda_g, evaluate_features
 
     gen = torch.Generator().manual_seed(0)
     feats = {}

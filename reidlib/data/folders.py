@@ -2,7 +2,7 @@
 named by the first sub-folder below a root (``ROOT/<camera>/...``).
 
 Shared by the camera-folder layout (:func:`reidlib.data.layouts.read_camera_folders`) and by
-search (:mod:`reidlib.retrieval`, ``embed`` and ``query``), so both find images and cameras by one
+search (:mod:`reidlib.retrieval.embedding`, ``embed`` and ``query``), so both find images and cameras by one
 rule. Nothing is skipped silently: a file that is not an image (by its extension) is an error
 naming it, the known non-images of :data:`IGNORED_FILES` aside.
 """

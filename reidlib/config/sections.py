@@ -1,0 +1,204 @@
+"""The config's sections: one frozen dataclass per section, and each set of choices, listed once.
+
+Loading, overrides and validation are in :mod:`reidlib.config`, which also re-exports every name
+here (``from reidlib.config import SCLConfig`` keeps working). Every field name is unique across
+the sections, so an override may name a field by its short name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the images are and how they are turned into tensors."""
+
+    data_dir: str = ""  # dataset root; the command line's --data sets it
+    layout: str = "auto"  # auto | market1501 | dukemtmc | msmt17 | cuhk03 | cameras
+    height: int = 256
+    width: int = 128
+    flip: bool = True
+    pad: int = 10
+    random_erasing: float = 0.5
+    color_jitter: float = 0.0  # brightness / contrast / saturation jitter strength (0: the paper's)
+    num_workers: int = 0
+    # decode and resize every image once and hold the uint8 crops in memory (24 KiB each at
+    # 128x64): an epoch then spends no time decoding JPEGs or resizing
+    cache_images: bool = False
+    # video sets (tracklets, reidlib.data.video): frames drawn from each tracklet at every training
+    # step, one from each of this many equal segments, their features averaged into the tracklet's
+    sample_frames: int = 4
+    # frames of a tracklet whose features are averaged when memory is filled and in evaluation,
+    # evenly spaced; 0: every frame
+    max_frames: int = 0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The backbone and the global / stripe heads (see :mod:`reidlib.model`)."""
+
+    arch: str = "resnet50"  # resnet50 | resnet18 | mobilenet_v2 | resnet_mini
+    feat_dim: int = 2048  # D; each of the P stripes gets D / P
+    num_parts: int = 8  # P
+    pretrained: str | None = None  # None | "imagenet" | a local file
+    last_stride: int = 1
+
+
+@dataclass(frozen=True)
+class SCLConfig:
+    """Selective contrastive learning: selection, loss weights and the three memory banks."""
+
+    k: int = 7  # K positives besides the image's own slot
+    m: int | None = 500  # M selected negatives; None = every remaining slot ("all negatives")
+    temperature: float = 0.1  # tau
+    lambda_t: float = 0.5  # weight of the own slot among the positives
+    alpha: float = 1.75  # scale of the neighbours' weight alpha * (1 - lambda_t) / K
+    lambda_p: float = 0.5  # part loss weight; the global loss gets 1 - lambda_p
+    lambda_g: float = 0.5  # global share of the selection distance; parts get 1 - lambda_g
+    lambda_c: float = 0.05  # distance added to same-camera slots (cross-camera encouragement)
+    bank_momentum: float = 0.5  # global / part bank: slot <- normalise(mu * old + (1 - mu) * new)
+    # storage of the three banks: float32 | float16 (half the memory: 11.4 GiB instead of 22.9 for
+    # 1M slots of D = 2048; every read converts to float32, every write rounds to float16)
+    bank_dtype: str = "float32"
+    mixture_update: str = "positives"  # positives (public code) | own
+    mixture_init: str = "zeros"  # zeros (public code) | features
+    # which features write the mixture bank: both (public code: g, then the concatenated stripes)
+    # | combined (one write of normalise(g + stripes)) | global | parts. An arm that trains one
+    # feature space alone should let only that space write, or its loss chases targets half made
+    # of the other, untrained space.
+    mixture_writers: str = "both"
+    # where the concatenated stripes (norm sqrt(P)) meet the mixture bank: sqrt_p (public code:
+    # as they are) | unit (divided by sqrt(P) in the writes and in the part loss's logits) |
+    # unit_writes | unit_loss (one half each, to measure them apart)
+    part_scale: str = "sqrt_p"
+    warmup_epochs: int = 3  # own slot only, random negatives
+    # Which of the k nearest candidates become positives (docs/method.md, "Beyond the paper"):
+    # knn (the paper: all k) | reciprocal (those whose own reciprocal_k nearest hold the anchor)
+    # | cycle (adaptive k, after MPLP: nearest first, up to the first that fails that check)
+    # | jaccard | ca_jaccard (the k nearest by k-reciprocal Jaccard distance below jaccard_eps,
+    # computed on the banks once per epoch; ca_ builds the reciprocal sets within and across cameras)
+    positive_rule: str = "knn"
+    reciprocal_k: int = 20  # reciprocal / cycle: length of each slot's own neighbour list
+    pos_max_distance: float | None = None  # candidates farther than this (selection distance) are dropped
+    jaccard_k1: int = 20  # jaccard: k of the k-reciprocal sets (Zhong et al. 2017)
+    jaccard_k2: int = 6  # jaccard / ca_jaccard: local query expansion over this many neighbours
+    jaccard_eps: float = 0.6  # jaccard / ca_jaccard: positives lie below this Jaccard distance
+    ca_k_intra: int = 5  # ca_jaccard: reciprocal neighbours within the anchor's camera
+    ca_k_inter: int = 20  # ca_jaccard: reciprocal neighbours across cameras
+    # keep a candidate only if at least this many stripes also rank it among their
+    # part_agreement_k nearest (after PPLR); 0 turns the check off
+    part_agreement: int = 0
+    part_agreement_k: int = 20
+    # remove each camera's mean (mean) or mean and spread (mean_std) from the features before
+    # the selection distance, then renormalise (camera debiasing); none keeps them as they are
+    camera_debias: str = "none"
+    # lambda_c schedule: linear from lambda_c_start at the first selecting epoch to lambda_c at
+    # the last epoch; None keeps lambda_c throughout
+    lambda_c_start: float | None = None
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Neighbour search for selection (reidlib/neighbours/searchers.py, reidlib/neighbours/faiss_index.py).
+
+    ``backend``: torch = exact; faiss = the index below, its candidates re-ranked exactly; auto =
+    torch below search.AUTO_FAISS_MIN_SLOTS slots (and on an accelerator), faiss from there on.
+    ``scl.m`` = null always searches exactly.
+    """
+
+    backend: str = "auto"  # auto | torch | faiss
+    faiss_index: str = "ivf"  # flat (exact, N x (2D + cameras) float32; on the GPU with faiss-gpu) | ivf (CPU)
+    faiss_dim: int = 256  # ivf: PCA to this many dims before indexing; 0 keeps all 2D + cameras
+    nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
+    nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)
+    rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Cluster Contrast (Dai et al., ACCV 2022; :mod:`reidlib.methods.cluster_contrast.hooks`): pseudo-labels by
+    DBSCAN on the k-reciprocal Jaccard distance of the training features, re-clustered at every
+    epoch's start; one memory slot per cluster. Read only when ``train.method: cluster_contrast``.
+    """
+
+    cluster_eps: float = 0.6  # DBSCAN's eps on the Jaccard distance, below 1 (the distance is sparse)
+    min_samples: int = 4  # DBSCAN's min_samples (the slot itself included)
+    cluster_k1: int = 30  # k of the k-reciprocal sets (the slot and its k1 - 1 nearest, as the public code)
+    cluster_k2: int = 6  # local query expansion over this many nearest (the slot itself included)
+    cluster_momentum: float = 0.1  # centroid <- normalise(mu * old + (1 - mu) * new)
+    cluster_temperature: float = 0.05  # tau of the InfoNCE over all centroids
+    num_instances: int = 16  # K images of each cluster in a batch; batch_size / K clusters a batch
+    # steps an epoch; 0 takes as many as an SCL epoch (the training split / batch_size, the same
+    # budget); the public code runs 200 (--iters) whatever the data's size
+    cluster_iters: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation loop, and the method it trains (:data:`METHODS`)."""
+
+    method: str = "scl"  # scl (selective contrastive learning) | cluster_contrast
+    epochs: int = 50
+    batch_size: int = 8
+    optimizer: str = "sgd"  # sgd | adam
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "constant"  # constant | cosine | step
+    lr_step: float = 0.7  # step: the lr drops by lr_gamma once this share of the epochs is done
+    lr_gamma: float = 0.1
+    seed: int = 0
+    deterministic: bool = False
+    device: str = "cpu"
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    # hold weights and images channels-last (NHWC): MobileNetV2's convolutions at 128x64 train
+    # about 1.35x faster on this project's CPU (measured with one thread, batch 64)
+    channels_last: bool = False
+    checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation of the test split (query -> gallery)."""
+
+    eval_every: int = 0  # evaluate every N epochs (0: only at the end)
+    eval_batch_size: int = 64
+    camera_aware: bool = False  # add lambda_c to same-camera pairs at test time (non-standard)
+    # also embed each test crop mirrored left to right and sum the two features (then normalise):
+    # common in re-ID code, twice the test forward passes; the training banks never use it
+    flip_test: bool = False
+    # global share of the test distance test_lambda_g |dg| + (1 - test_lambda_g) |dp| (the
+    # "combined" figure); null: scl.lambda_g, the selection's share, as the public code
+    test_lambda_g: float | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole experiment. Build it with :func:`load_config`, never by mutating one."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    scl: SCLConfig = field(default_factory=SCLConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return dataclasses.asdict(self)
+
+
+# Each set of choices, listed once.
+MIXTURE_WRITERS = ("both", "combined", "global", "parts")
+PART_SCALES = ("sqrt_p", "unit", "unit_writes", "unit_loss")
+POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
+CAMERA_DEBIAS = ("none", "mean", "mean_std")
+SEARCH_BACKENDS = ("auto", "torch", "faiss")
+FAISS_INDEXES = ("flat", "ivf")
+LAYOUTS = ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03", "mars", "duke_video", "cameras")  # data.layout; reidlib.data.layouts reads each
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("constant", "cosine", "step")
+METHODS = ("scl", "cluster_contrast")  # train.method; reidlib.engine.state maps each to its class

@@ -1,0 +1,1 @@
+"""Evaluation: the standard protocol, features of a model, untrained baselines."""

@@ -1,0 +1,1 @@
+"""Cluster Contrast (Dai et al., ACCV 2022), the clustering family."""

@@ -1,0 +1,1 @@
+"""Selective contrastive learning (Pang et al., ACM TOMM 2022)."""

@@ -1,0 +1,1 @@
+"""Reports: the analysis behind the notebooks, their figures, papermill and HTML export."""

@@ -1,0 +1,1 @@
+"""Plumbing every part of reidlib shares: run directories, signals, torchrun."""
