@@ -1,11 +1,11 @@
 """Cluster Contrast's clustering step on a CPU (k-reciprocal Jaccard distance + DBSCAN), per epoch,
 at several training-set sizes, and its share of an epoch.
 
-    .venv/bin/python benchmarks/bench_cluster.py [--config configs/cluster-contrast-cpu.yaml]
+    .venv/bin/python -m benchmarks.bench_cluster [--config configs/cluster-contrast-cpu.yaml]
         [--sizes 2000 7000 13000] [--repeat 2] [--threads 2] [--batches 4] [--step-seconds S --image-ms M]
 
 **The clustering step** is timed through the library's own calls, as
-:class:`reidlib.methods.cluster_contrast.hooks.ClusterContrast` makes them at every epoch's start:
+:class:`reidlib.methods.cluster_contrast.cluster_contrast.ClusterContrast` makes them at every epoch's start:
 :func:`reidlib.methods.cluster_contrast.clustering.jaccard_pairs` (rankings, k-reciprocal sets, sparse Jaccard distance) and
 :func:`reidlib.methods.cluster_contrast.clustering.pseudo_labels` (DBSCAN), with the config's k1, k2, eps and min_samples.
 Its input is random clustered unit features (N, D), D the config's ``feat_dim``: identities of
@@ -35,10 +35,10 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from memory_usage import reset_peak, rss_gib
+from benchmarks.memory_usage import reset_peak, rss_gib
 from reidlib.methods.cluster_contrast import clustering
 from reidlib.config import load_config
-from reidlib.evaluation.evaluator import make_model, memory_format
+from reidlib.model import make_model, memory_format
 
 
 def clustered_features(num: int, dim: int, seed: int = 0, latent: int = 16, noise: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,6 @@
 """Where an epoch's time goes on a CPU: decoding, augmenting, forward, backward, selection.
 
-    .venv/bin/python benchmarks/bench_epoch.py --data ../shared/data/cuhk01 --config configs/real-cpu.yaml
+    .venv/bin/python -m benchmarks.bench_epoch --data ../shared/data/cuhk01 --config configs/real-cpu.yaml
         [--batches 8] [--threads 2] [--rules knn cycle ca_jaccard] [--project 7000]
 
 Each stage is timed on the same batches of the dataset's training split, with the config's input
@@ -10,7 +10,7 @@ size, backbone and batch size, and scaled to one epoch (N / B steps):
 - **load (cache)**: the same batches from decoded, resized uint8 crops (``cache_images: true``),
   augmenting the tensor; the ratio of the two is printed;
 - **forward**, **backward + step**: the backbone and heads on those batches, train mode, Adam;
-- **selection, per rule**: one selector call per step on banks filled by the model (untrained),
+- **selection, per rule**: one miner call per step on banks filled by the model (untrained),
   and the rule's per-epoch set-up (rankings, Jaccard) once;
 - **fill banks** and **evaluate**: one pass of the model over the training split and the test split
   (from the cache).
@@ -31,9 +31,11 @@ import torch
 
 from reidlib.config import load_config
 from reidlib.data import ReidDataset, build_transforms, load_images, read_dataset
-from reidlib.evaluation.evaluator import extract_features, make_model, memory_format
+from reidlib.evaluation.features import extract_features
+from reidlib.model import make_model, memory_format
 from reidlib.methods.memory import build_banks
-from reidlib.methods.scl.miners import make_selector
+from reidlib.methods.scl import SCL
+from reidlib.model import Features
 
 
 def timed(fn) -> float:
@@ -59,18 +61,17 @@ def main() -> None:
     n, b = len(data.train), t.batch_size
     steps = n // b
     print(f"{args.data}: {n} training images, batch {b}, {steps} steps an epoch, input {d.height}x{d.width}, {cfg.model.arch}")
-    aug = dict(train=True, flip=d.flip, pad=d.pad, random_erasing=d.random_erasing, color_jitter=d.color_jitter)
     batches = [list(range(i * b, (i + 1) * b)) for i in range(min(args.batches, steps))]
 
     def load(dataset) -> list[torch.Tensor]:
         return [torch.stack([dataset[i]["img"] for i in batch]) for batch in batches]
 
-    files = ReidDataset(data.train, build_transforms(d.height, d.width, **aug))
+    files = ReidDataset(data.train, build_transforms(d, train=True))
     t_files = timed(lambda: load(files))
     start = time.perf_counter()
     images = load_images(data.train + data.query + data.gallery, d.height, d.width)
     cache_time = time.perf_counter() - start
-    cached = ReidDataset(data.train, build_transforms(d.height, d.width, **aug, from_cache=True), images)
+    cached = ReidDataset(data.train, build_transforms(d, train=True, from_cache=True), images)
     imgs: list[torch.Tensor] = []
     t_cache = timed(lambda: imgs.extend(load(cached)))
 
@@ -95,7 +96,7 @@ def main() -> None:
     feats = extract_features(model, data.train, cfg, torch.device("cpu"), desc="fill", progress=False, images=images)
     t_fill = time.perf_counter() - start
     t_eval = timed(lambda: [extract_features(model, s, cfg, torch.device("cpu"), desc="eval", progress=False, images=images) for s in (data.query, data.gallery)])
-    g_bank, p_bank, _ = build_banks(n, cfg.model.feat_dim, cfg.model.num_parts, cfg.scl.bank_momentum)
+    g_bank, p_bank, m_bank = build_banks(n, cfg.model.feat_dim, cfg.model.num_parts, cfg.scl.bank_momentum)
     g_bank.fill(torch.from_numpy(feats["global"]))
     p_bank.fill(torch.from_numpy(feats["parts"]))
     cams = torch.tensor([r.camid for r in data.train])
@@ -106,15 +107,17 @@ def main() -> None:
         ("forward", per_batch(t_fwd) * steps),
         ("backward + optimiser step", per_batch(t_bwd) * steps),
     ]
+    pids = torch.tensor([r.pid for r in data.train])
     for rule in args.rules:
-        s = replace(cfg.scl, positive_rule=rule, warmup_epochs=0)
+        method = SCL(replace(cfg.scl, positive_rule=rule, warmup_epochs=0), cfg.search, g_bank, p_bank, m_bank, pids,
+                     cams, epochs=t.epochs)
         setup = time.perf_counter()
-        selector = make_selector(s, cfg.search, 1, t.epochs, g_bank, p_bank, cams, torch.Generator().manual_seed(0))
+        method.start_epoch(1, torch.Generator().manual_seed(0), features=None, resumed=False)  # the epoch's miner
         setup = time.perf_counter() - setup
         gen = torch.Generator().manual_seed(1)
         idx = [torch.randperm(n, generator=gen)[:b] for _ in batches]
         g, p = g_bank.features, p_bank.features
-        spent = timed(lambda: [selector(g[i], p[i], cams[i], i) for i in idx])
+        spent = timed(lambda: [method.select(Features(g[i], p[i]), i) for i in idx])
         rows.append((f"selection: {rule} (per step) + set-up {setup:.2f} s", per_batch(spent) * steps + setup))
     print(f"\n{'stage':<52} {'s / epoch':>10}")
     for name, seconds in rows:

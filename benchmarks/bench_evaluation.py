@@ -1,6 +1,6 @@
 """Evaluation at Market-1501 size: vectorised evaluate_rank vs a per-query loop, side by side.
 
-    .venv/bin/python benchmarks/bench_evaluation.py [--queries 3368 --gallery 15913]
+    .venv/bin/python -m benchmarks.bench_evaluation [--queries 3368 --gallery 15913]
 
 Random features of 750 identities seen by 6 cameras; both paths must give the same figures.
 """
@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from reidlib.evaluation.rank import evaluate
+from reidlib.evaluation.protocol import evaluate
 
 
 def per_query_loop(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=50):

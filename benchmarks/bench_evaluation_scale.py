@@ -1,6 +1,6 @@
 """Evaluation without a dense distmat: dense vs streamed vs top-R (torch, faiss), at Market size and at 1M.
 
-    .venv/bin/python benchmarks/bench_evaluation_scale.py [--threads 1] [--distractors 984087]
+    .venv/bin/python -m benchmarks.bench_evaluation_scale [--threads 1] [--distractors 984087]
 
 Two sections, each a table of seconds, memory and figures, measured side by side in one run:
 
@@ -33,9 +33,11 @@ import faiss
 import numpy as np
 import torch
 
-from memory_usage import reset_peak, rss_gib
-from reidlib.distances import combined_distance, query_gallery_distance
-from reidlib.evaluation.rank import evaluate, evaluate_topk
+from benchmarks.memory_usage import reset_peak, rss_gib
+from reidlib.distances import combined_distance
+from reidlib.evaluation.evaluator import query_gallery_distance
+from reidlib.evaluation.protocol import evaluate
+from reidlib.evaluation.topk import evaluate_topk
 
 NUM_Q, NUM_G, NUM_IDS, C, P, LATENT = 3368, 15913, 750, 6, 8, 16
 
@@ -123,7 +125,7 @@ def section(query, gallery, dense: bool, chunk: int):
     run("top R=100, torch (squared)", lambda: evaluate_topk(query, gallery, top_r=100, distance="squared", **kw),
         rows, block)
     run("top R=100, faiss flat (squared)",
-        lambda: evaluate_topk(query, gallery, top_r=100, distance="squared", search="faiss", **kw), rows, index)
+        lambda: evaluate_topk(query, gallery, top_r=100, distance="squared", backend="faiss", **kw), rows, index)
     return rows
 
 

@@ -1,6 +1,6 @@
 """`python -m reidlib query` over a 100,000-image gallery: time and peak memory, measured in one run.
 
-    .venv/bin/python benchmarks/bench_query.py [--gallery 100000] [--top 10] [--threads 0]
+    .venv/bin/python -m benchmarks.bench_query [--gallery 100000] [--top 10] [--threads 0]
 
 **The gallery is a features file of synthetic vectors, not 100,000 rendered images**: unit-norm
 random global (D) and stripe (P x D/P) features, written by ``reidlib.retrieval.embedding.save_features``
@@ -40,12 +40,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from memory_usage import reset_peak, rss_gib
+from benchmarks.memory_usage import reset_peak, rss_gib
 from reidlib.config import load_config
 from reidlib.data.synthetic import generate
 from reidlib.neighbours.faiss_index import build_index, embed
-from reidlib.retrieval.embedding import embed_images, load_features, load_run, rank_gallery, save_features
-from reidlib.engine.train import train
+from reidlib.retrieval import embed_images, load_features, load_run, rank_gallery, save_features
+from reidlib.engine.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 MANY_QUERIES = 256  # a second query set, random vectors: how the ranking's cost grows with the queries
@@ -93,14 +93,14 @@ def measure(name: str, rows: list, fn, *args, **kwargs) -> object:
 
 # The command line's own main in a fresh interpreter, which then reports its peak RSS (VmHWM: the
 # child's own, unlike getrusage's, which can carry the parent's size over the fork).
-CHILD = ("import sys; from memory_usage import rss_gib; from reidlib.cli import main; code = main(sys.argv[1:]); "
+CHILD = ("import sys; from benchmarks.memory_usage import rss_gib; from reidlib.cli import main; code = main(sys.argv[1:]); "
          "print('peak', rss_gib()[1]); sys.exit(code)")
 
 
 def end_to_end(argv: list[str]) -> tuple[float, float]:
     """Seconds and peak RSS (GiB) of ``python -m reidlib ARGS``, run in a child process."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=Path(__file__).parent, check=True,
+    done = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=ROOT, check=True,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
     return seconds, float(done.stdout.split()[-1])

@@ -1,6 +1,6 @@
 """Selection at scale: exact torch vs faiss flat, IVF (+PCA) and HNSW, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_selection.py [--sizes 100000 1000000] [--threads 1]
+    .venv/bin/python -m benchmarks.bench_selection [--sizes 100000 1000000] [--threads 1]
 
 (The default run took 16 minutes on this project's 2-core machine, peak RSS 11.5 GiB.)
 
@@ -50,13 +50,14 @@ import statistics
 import time
 
 import faiss
-import numpy as np
 import torch
 import torch.nn.functional as F
 
-from memory_usage import rss_gib
+from benchmarks.memory_usage import rss_gib
 from reidlib.neighbours.faiss_index import FlatIndex, GpuFlatIndex, IVFIndex
+from reidlib.config import SearchConfig
 from reidlib.neighbours.searchers import FaissSearcher, TorchSearcher
+from reidlib.neighbours.selection_distance import SelectionDistance
 
 D, P, C, B, K, M = 2048, 8, 6, 64, 7, 500
 LAMBDA_G, LAMBDA_C = 0.5, 0.05
@@ -180,7 +181,6 @@ def hnsw_over(ivf: FaissSearcher, num_slots: int, ef: int) -> tuple[FaissSearche
     t0 = time.perf_counter()
     searcher = copy.copy(ivf)
     searcher.index = HNSWIndex(ivf.index, ivf._embed_slots, num_slots, ef)
-    searcher._buffers = {}
     return searcher, time.perf_counter() - t0
 
 
@@ -213,14 +213,15 @@ def run_size(n: int, args) -> None:
     full_dim = 2 * D + C
     rows = []  # (method, params, build s, seconds per batch, recall, index bytes, refresh ms)
 
-    exact = TorchSearcher(glob, parts, cams, lambda_g=LAMBDA_G, lambda_c=LAMBDA_C)
+    distance = SelectionDistance(glob, parts, cams, lambda_g=LAMBDA_G, lambda_c=LAMBDA_C)
+    exact = TorchSearcher(distance)
     t_exact, exact_out = timed(exact.neighbours, batches)
     rows.append(("exact torch", "float16 banks, blocks of 16,384", 0.0, t_exact, 1.0, 0, 0.0))
 
     fits_full = n * full_dim * 4 + 2 * (glob.nbytes + parts.nbytes) < MEMORY_BUDGET
     if fits_full:
         t0 = time.perf_counter()
-        flat = FaissSearcher(glob, parts, cams, lambda_g=LAMBDA_G, lambda_c=LAMBDA_C, index="flat")
+        flat = FaissSearcher(distance, SearchConfig(faiss_index="flat"))
         build = time.perf_counter() - t0
         t, out = timed(flat.neighbours, batches)
         rows.append(("faiss flat", f"IP, {full_dim} dims float32", build, t, recall(out, exact_out),
@@ -234,8 +235,8 @@ def run_size(n: int, args) -> None:
     dims = [args.faiss_dim] + ([0] if fits_full and args.full_dim_ivf else [])
     for dim in dims:
         t0 = time.perf_counter()
-        ivf = FaissSearcher(glob, parts, cams, lambda_g=LAMBDA_G, lambda_c=LAMBDA_C, index="ivf", faiss_dim=dim,
-                            nlist=nlist, nprobe=args.nprobe[0], rerank=args.rerank[0], seed=args.seed)
+        ivf = FaissSearcher(distance, SearchConfig(faiss_index="ivf", faiss_dim=dim, nlist=nlist, nprobe=args.nprobe[0],
+                                                   rerank=args.rerank[0]), seed=args.seed)
         build = time.perf_counter() - t0
         ref_ms = refresh_ms(ivf, n, gen)
         what = f"PCA {dim}" if dim else f"full {full_dim} dims"

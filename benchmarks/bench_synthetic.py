@@ -1,6 +1,6 @@
 """Synthetic generation speed on one core, against the 300 images/s goal.
 
-    .venv/bin/python benchmarks/bench_synthetic.py [--preset demo]
+    .venv/bin/python -m benchmarks.bench_synthetic [--preset demo]
 """
 
 import argparse

@@ -35,7 +35,7 @@ def _cmd_describe(args: argparse.Namespace) -> None:
 
 def _cmd_sheet(args: argparse.Namespace) -> None:
     from reidlib.data import camera_names, read_dataset
-    from reidlib.reports.figures import camera_sheet, identity_sheet, tracklet_sheet
+    from reidlib.data.sheets import camera_sheet, identity_sheet, tracklet_sheet
 
     data = read_dataset(args.data_dir, layout=args.layout)
     records = getattr(data, args.split)
@@ -60,39 +60,10 @@ def _cmd_baseline(args: argparse.Namespace) -> None:
     print(format_baselines(run_baselines(data, seed=args.seed), protocol="market1501"))
 
 
-def format_metrics(metrics: dict, title: str) -> str:
-    """A table of the combined, global-only and part-only figures, naming the protocol (or, for a
-    run that was not evaluated, why)."""
-    from reidlib.evaluation.evaluator import is_evaluated
-
-    if not is_evaluated(metrics):
-        return f"{title} (epochs trained: {metrics['epochs']}): not evaluated: {metrics['reason']}"
-    by = metrics["by_feature"]
-    protocol = metrics["protocol"]
-    note = "NON-STANDARD: same-camera pairs penalised" if protocol.endswith("+camera-penalty") else "standard"
-    flip = ", flip test" if metrics.get("flip_test") else ""
-    lines = [
-        f"{title} (epochs trained: {metrics['epochs']}; protocol: {protocol}, {note}{flip})",
-        f"{'features':<10} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6} {'mINP':>6}",
-    ]
-    for name, r in by.items():
-        lines.append(
-            f"{name:<10} "
-            + " ".join(f"{100 * r[key]:6.1f}" for key in ("mAP", "rank1", "rank5", "rank10", "mINP"))
-        )
-    skipped = by["combined"]["skipped_queries"]
-    if skipped:
-        one = skipped == 1
-        lines.append(
-            f"({skipped} {'query' if one else 'queries'} had no valid gallery match and "
-            f"{'was' if one else 'were'} skipped; {by['combined'].get('valid_queries', '?')} were scored)"
-        )
-    return "\n".join(lines)
-
-
 def _cmd_train(args: argparse.Namespace) -> None:
     from reidlib.config import load_config, parse_set
-    from reidlib.engine.train import train
+    from reidlib.engine.loop import train
+    from reidlib.evaluation.evaluator import format_metrics
 
     overrides = {"data_dir": args.data, **parse_set(args.set or [])}
     cfg = load_config(args.config, overrides)
@@ -102,7 +73,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from reidlib.evaluation.evaluator import evaluate_run
+    from reidlib.evaluation.evaluator import evaluate_run, format_metrics
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data, camera_aware=args.camera_aware, flip_test=args.flip_test)
     print(format_metrics(metrics, f"{args.run_dir}"))
@@ -172,9 +143,9 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
 
 def _cmd_query(args: argparse.Namespace) -> None:
-    from reidlib.retrieval.embedding import search
+    from reidlib.retrieval.ranking import query
 
-    ranking = search(args.run_dir, args.gallery, args.query, args.out, top=args.top)
+    ranking = query(args.run_dir, args.gallery, args.query, args.out, top=args.top)
     num_q, k = ranking.order.shape
     print(f"wrote {args.out}/index.html and {args.out}/ranks.csv: top {k} of the gallery for {num_q} "
           f"{'query' if num_q == 1 else 'queries'}")

@@ -10,14 +10,14 @@ Two uses, two deliberate choices (docs/method.md):
   (weights :func:`selection_weights`, camera term :func:`camera_term`; the same distance as an
   inner product for faiss is :func:`reidlib.neighbours.faiss_index.embed`).
 - **Evaluation** uses plain Euclidean distances, ``lambda_g * |g_q - g_g| + (1 - lambda_g) * |p_q - p_g|``
-  with p the concatenated (D-dim) stripes, and no camera term: the standard protocol. The original
+  with p the concatenated (D-dim) stripes, and no camera term: the standard protocol (the test
+  distmat, block by block: :func:`reidlib.evaluation.evaluator.query_gallery_distance`). The original
   research code's test-time camera penalty is available only by asking for it by name
   (``lambda_c > 0``, config ``eval.camera_aware``), and every table then says so.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -135,49 +135,6 @@ def combined_distance(
     if lambda_c > 0:
         dist += camera_term(lambda_c, q_camids, g_camids, dtype=dist.dtype, device=dist.device)
     return dist
-
-
-def query_gallery_distance(
-    query: dict[str, np.ndarray],
-    gallery: dict[str, np.ndarray],
-    *,
-    lambda_g: float,
-    lambda_c: float = 0.0,
-    chunk: int = 1024,
-) -> np.ndarray:
-    """The evaluation distmat (Euclidean, see the module docstring), computed in query chunks.
-
-    Args:
-        query, gallery: dicts with ``global`` (n, D), ``parts`` (n, P, d) and ``camids`` (n,).
-        lambda_g: 1 global only, 0 parts only, else the combination.
-        lambda_c: 0 for the standard protocol; > 0 adds it to same-camera pairs
-            (the original research code's non-standard test-time distance, ``eval.camera_aware``).
-        chunk: queries per block, to bound memory.
-
-    Returns:
-        (num_query, num_gallery) float32 distmat.
-    """
-    g_global = torch.from_numpy(np.asarray(gallery["global"], dtype=np.float32))
-    g_parts = torch.from_numpy(np.asarray(gallery["parts"], dtype=np.float32))
-    g_cams = torch.from_numpy(np.asarray(gallery["camids"]))
-    q_global = torch.from_numpy(np.asarray(query["global"], dtype=np.float32))
-    q_parts = torch.from_numpy(np.asarray(query["parts"], dtype=np.float32))
-    q_cams = torch.from_numpy(np.asarray(query["camids"]))
-    out = np.empty((len(q_global), len(g_global)), dtype=np.float32)
-    for start in range(0, len(q_global), chunk):
-        stop = start + chunk
-        out[start:stop] = combined_distance(
-            q_global[start:stop],
-            q_parts[start:stop],
-            g_global,
-            g_parts,
-            lambda_g=lambda_g,
-            squared=False,
-            lambda_c=lambda_c,
-            q_camids=q_cams[start:stop],
-            g_camids=g_cams,
-        ).numpy()
-    return out
 
 
 def candidate_distance(

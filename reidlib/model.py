@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from torchvision import models
 from torchvision.models.resnet import BasicBlock, ResNet
 
+from reidlib.config import Config
 from reidlib.errors import ConfigError, ReidlibError
 
 log = logging.getLogger(__name__)
@@ -257,3 +258,21 @@ def build_model(
     log.debug("%s: %.2f M parameters, D=%d, P=%d", arch, n_params / 1e6, feat_dim, num_parts)
     return model
 
+
+def make_model(cfg: Config, device: torch.device, *, load_pretrained: bool = True) -> ReidModel:
+    """The model of ``cfg.model`` on ``device``; ``load_pretrained=False`` skips the start weights
+    (when a checkpoint will replace them anyway)."""
+    m = cfg.model
+    model = build_model(
+        m.arch,
+        feat_dim=m.feat_dim,
+        num_parts=m.num_parts,
+        pretrained=m.pretrained if load_pretrained else None,
+        last_stride=m.last_stride,
+    ).to(device)
+    return model.to(memory_format=memory_format(cfg))
+
+
+def memory_format(cfg: Config) -> torch.memory_format:
+    """The layout of weights and image batches (``train.channels_last``)."""
+    return torch.channels_last if cfg.train.channels_last else torch.contiguous_format

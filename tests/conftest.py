@@ -1,29 +1,12 @@
-"""Shared fixtures: tiny image trees, the real-image folder (skipped when absent), tiny datasets."""
+"""Shared fixtures: the real-image folder (skipped when absent), the tiny synthetic dataset.
+(Helpers that are not fixtures are in tests/helpers.py.)"""
 
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_jpeg(path: Path, seed: int = 0, size=(64, 32)) -> Path:
-    """A small random JPEG (height, width = size)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(path, quality=90)
-    return path
-
-
-def write_tree(root: Path, names: dict[str, list[str]]) -> Path:
-    """Write ``{folder: [file names]}`` as tiny JPEGs under root."""
-    for i, (folder, files) in enumerate(names.items()):
-        for j, name in enumerate(files):
-            write_jpeg(root / folder / name, seed=100 * i + j)
-    return root
+from tests.helpers import ROOT
 
 
 def shared_data_dir() -> Path:

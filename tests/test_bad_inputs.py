@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from reidlib.cli import main
-from test_train import TINY
+from tests.helpers import TINY, assert_one_line_error, camera_folders, run_cli
 
 TINY_SETS = [f"{k}={v}" for k, v in TINY.items()]
 
@@ -56,21 +56,6 @@ DATA_CASES = {  # name: (damage, what stderr must say)
 }
 
 
-def run_cli(argv, capsys):
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
-def assert_one_line_error(code, err, *needles):
-    """Exit code 2 and one message line (progress bars, cleared as they end, aside)."""
-    assert code == 2, err
-    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
-    messages = [line for line in lines if "%|" not in line]  # tqdm bars draw "NN%|"
-    assert len(messages) == 1 and messages[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in messages[0], (needle, err)
-
-
 @pytest.mark.parametrize("case", DATA_CASES, ids=list(DATA_CASES))
 def test_bad_data(case, tiny_synthetic, tmp_path, capsys):
     damage, needle = DATA_CASES[case]
@@ -97,7 +82,7 @@ def test_missing_empty_and_wrongly_laid_out_data(tiny_synthetic, tmp_path, capsy
 CONFIG_CASES = {  # --set overrides: what stderr must say
     "unknown key": (["kk=3"], "unknown config key 'kk'"),
     "wrong type": (["k=seven"], "'scl.k' expects int, got str 'seven'"),
-    "k >= N": (["k=59", "m=0"], "scl.k + scl.m = 59 must be below the 59 training images"),
+    "k >= N": (["k=59", "m=0"], "scl.k + scl.m = 59 must be at most 58, the slots besides an anchor's own in a bank of 59 training images; e.g. --set k=29 m=29"),
     "m < 0": (["m=-1"], "'scl.m' must be >= 0"),
     "lambda above 1": (["lambda_t=1.5"], "'scl.lambda_t' must lie in [0, 1], got 1.5"),
     "lambda below 0": (["lambda_g=-0.1"], "'scl.lambda_g' must lie in [0, 1], got -0.1"),
@@ -150,16 +135,6 @@ def test_query_without_a_valid_match_is_skipped_and_counted(tiny_synthetic, tmp_
 
 
 # --- camera folders (ROOT/<camera>/...) ------------------------------------------------------------
-
-
-def camera_folders(src: Path, dst: Path) -> Path:
-    """The tiny set's training crops as unlabelled camera folders, dst/cam-C/day-1/*.jpg."""
-    for path in sorted((src / "bounding_box_train").glob("*.jpg")):
-        camera = path.name.split("_")[1][:2]  # c1s1 -> c1
-        folder = dst / f"cam-{camera[1]}" / "day-1"
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, folder / path.name.replace("_", "-"))
-    return dst
 
 
 def first_crop(root: Path) -> Path:

@@ -10,10 +10,10 @@ from reidlib.distances import (
     combined_distance,
     pairwise_sq_euclidean,
     part_sq_distance,
-    query_gallery_distance,
     selection_weights,
 )
 from reidlib.errors import ConfigError
+from reidlib.evaluation.evaluator import query_gallery_distance
 
 
 def feats(n, p=4, d=5, seed=0):

@@ -4,11 +4,10 @@ import re
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import yaml
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _name(requirement: str) -> str:

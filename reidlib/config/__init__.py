@@ -7,7 +7,6 @@
 
 from reidlib.config.load import (
     RENAMED_KEYS, SECTIONS, apply_overrides, config_from_dict, field_index, load_config, parse_set, save_config,
-    validate,
 )
 from reidlib.config.sections import (
     CAMERA_DEBIAS, FAISS_INDEXES, LAYOUTS, LR_SCHEDULES, METHODS, MIXTURE_WRITERS, OPTIMIZERS, PART_SCALES,
@@ -20,5 +19,5 @@ __all__ = [
     "PART_SCALES", "POSITIVE_RULES", "SEARCH_BACKENDS",
     "ClusterConfig", "Config", "DataConfig", "EvalConfig", "ModelConfig", "SCLConfig", "SearchConfig", "TrainConfig",
     "RENAMED_KEYS", "SECTIONS", "field_index", "apply_overrides", "parse_set", "load_config", "config_from_dict",
-    "save_config", "validate",
+    "save_config",
 ]

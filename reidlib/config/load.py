@@ -1,7 +1,7 @@
 """Experiment configuration: frozen dataclasses, composed once, never global.
 
 A :class:`Config` has seven sections (``data``, ``model``, ``scl``, ``search``, ``cluster``,
-``train``, ``eval``), each a frozen dataclass in :mod:`reidlib.config.sections` (re-exported here).
+``train``, ``eval``), each a frozen dataclass in :mod:`reidlib.config.sections` that checks its own values.
 Every field name is unique across the sections, so an override may name a field by its short name
 (``k=0``, ``epochs=3``) or by its full dotted key (``scl.k=0``); notebooks use the short names as
 papermill parameters. An unknown key, a wrong type or an out-of-range value raises
@@ -19,18 +19,12 @@ from typing import Any, Mapping
 
 import yaml
 
-from reidlib.config.sections import (
-    CAMERA_DEBIAS, FAISS_INDEXES, LAYOUTS, LR_SCHEDULES, METHODS, MIXTURE_WRITERS, OPTIMIZERS, PART_SCALES,
-    POSITIVE_RULES, SEARCH_BACKENDS, ClusterConfig, Config, DataConfig, EvalConfig, ModelConfig, SCLConfig, SearchConfig, TrainConfig,
-)
+from reidlib.config.sections import Config
 from reidlib.errors import ConfigError
 
 __all__ = [
-    "CAMERA_DEBIAS", "FAISS_INDEXES", "LAYOUTS", "LR_SCHEDULES", "METHODS", "MIXTURE_WRITERS", "OPTIMIZERS",
-    "PART_SCALES", "POSITIVE_RULES", "SEARCH_BACKENDS",
-    "ClusterConfig", "Config", "DataConfig", "EvalConfig", "ModelConfig", "SCLConfig", "SearchConfig", "TrainConfig",
     "RENAMED_KEYS", "SECTIONS", "field_index", "apply_overrides", "parse_set", "load_config", "config_from_dict",
-    "save_config", "validate",
+    "save_config",
 ]
 
 # Old key -> its key now, so that runs saved before a key moved (config.yaml, a checkpoint's
@@ -94,7 +88,7 @@ def apply_overrides(cfg: Config, overrides: Mapping[str, Any]) -> Config:
         hints = typing.get_type_hints(SECTIONS[section])
         changes.setdefault(section, {})[name] = _check_type(f"{section}.{name}", value, hints[name])
     new = replace(cfg, **{s: replace(getattr(cfg, s), **c) for s, c in changes.items()})
-    validate(new)
+    new.check()
     return new
 
 
@@ -159,125 +153,3 @@ def config_from_dict(tree: Mapping[str, Any]) -> Config:
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
-
-def _in_unit(key: str, value: float) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise ConfigError(f"config key {key!r} must lie in [0, 1], got {value}")
-
-
-def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"config key {key!r} must be one of {', '.join(choices)}; got {value!r}")
-
-
-def validate(cfg: Config) -> None:
-    """Check value ranges that do not depend on the data (k >= N is checked when training starts)."""
-    s, t, d, m = cfg.scl, cfg.train, cfg.data, cfg.model
-    for name in ("lambda_t", "lambda_p", "lambda_g", "bank_momentum"):
-        _in_unit(f"scl.{name}", getattr(s, name))
-    if cfg.eval.test_lambda_g is not None:
-        _in_unit("eval.test_lambda_g", cfg.eval.test_lambda_g)
-    if s.lambda_c < 0:
-        raise ConfigError(f"config key 'scl.lambda_c' must be >= 0, got {s.lambda_c}")
-    if s.temperature <= 0:
-        raise ConfigError(f"config key 'scl.temperature' must be > 0, got {s.temperature}")
-    if s.alpha < 0:
-        raise ConfigError(f"config key 'scl.alpha' must be >= 0, got {s.alpha}")
-    if s.k < 0:
-        raise ConfigError(f"config key 'scl.k' must be >= 0, got {s.k}")
-    if s.m is not None and s.m < 0:
-        raise ConfigError(f"config key 'scl.m' must be >= 0 or null (all negatives), got {s.m}")
-    if s.warmup_epochs < 0:
-        raise ConfigError(f"config key 'scl.warmup_epochs' must be >= 0, got {s.warmup_epochs}")
-    _one_of("scl.mixture_update", s.mixture_update, ("positives", "own"))
-    _one_of("scl.mixture_init", s.mixture_init, ("zeros", "features"))
-    _one_of("scl.mixture_writers", s.mixture_writers, MIXTURE_WRITERS)
-    _one_of("scl.part_scale", s.part_scale, PART_SCALES)
-    _one_of("scl.positive_rule", s.positive_rule, POSITIVE_RULES)
-    _one_of("scl.camera_debias", s.camera_debias, CAMERA_DEBIAS)
-    for name in ("reciprocal_k", "jaccard_k1", "jaccard_k2", "ca_k_intra", "ca_k_inter", "part_agreement_k"):
-        if getattr(s, name) < 1:
-            raise ConfigError(f"config key 'scl.{name}' must be >= 1, got {getattr(s, name)}")
-    if not 0 <= s.part_agreement <= m.num_parts:
-        raise ConfigError(
-            f"config key 'scl.part_agreement' must lie in [0, model.num_parts = {m.num_parts}], got {s.part_agreement}"
-        )
-    if not 0 < s.jaccard_eps <= 1:
-        raise ConfigError(f"config key 'scl.jaccard_eps' must lie in (0, 1], got {s.jaccard_eps}")
-    if s.lambda_c_start is not None and s.lambda_c_start < 0:
-        raise ConfigError(f"config key 'scl.lambda_c_start' must be >= 0 or null, got {s.lambda_c_start}")
-    _one_of("scl.bank_dtype", s.bank_dtype, ("float32", "float16"))
-    _validate_search(cfg.search)
-    _one_of("train.method", t.method, METHODS)
-    _validate_cluster(cfg.cluster, t)
-    _one_of("train.optimizer", t.optimizer, OPTIMIZERS)
-    _one_of("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
-    _in_unit("train.lr_step", t.lr_step)
-    _in_unit("train.lr_gamma", t.lr_gamma)
-    _one_of("data.layout", d.layout, LAYOUTS)
-    for key, value in (
-        ("train.epochs", t.epochs),
-        ("train.threads", t.threads),
-        ("train.checkpoint_every", t.checkpoint_every),
-        ("data.pad", d.pad),
-        ("data.num_workers", d.num_workers),
-        ("data.max_frames", d.max_frames),
-        ("eval.eval_every", cfg.eval.eval_every),
-    ):
-        if value < 0:
-            raise ConfigError(f"config key {key!r} must be >= 0, got {value}")
-    for key, value in (
-        ("train.batch_size", t.batch_size),
-        ("eval.eval_batch_size", cfg.eval.eval_batch_size),
-        ("data.height", d.height),
-        ("data.width", d.width),
-        ("data.sample_frames", d.sample_frames),
-        ("model.feat_dim", m.feat_dim),
-        ("model.num_parts", m.num_parts),
-    ):
-        if value <= 0:
-            raise ConfigError(f"config key {key!r} must be > 0, got {value}")
-    if t.lr <= 0:
-        raise ConfigError(f"config key 'train.lr' must be > 0, got {t.lr}")
-    _in_unit("data.random_erasing", d.random_erasing)
-    _in_unit("data.color_jitter", d.color_jitter)
-    if m.feat_dim % m.num_parts:
-        raise ConfigError(
-            f"model.feat_dim ({m.feat_dim}) must be divisible by model.num_parts ({m.num_parts})"
-        )
-
-
-def _validate_search(c: SearchConfig) -> None:
-    _one_of("search.backend", c.backend, SEARCH_BACKENDS)
-    _one_of("search.faiss_index", c.faiss_index, FAISS_INDEXES)
-    for name in ("faiss_dim", "nlist"):
-        if getattr(c, name) < 0:
-            raise ConfigError(f"config key 'search.{name}' must be >= 0, got {getattr(c, name)}")
-    if c.nprobe < 1:
-        raise ConfigError(f"config key 'search.nprobe' must be >= 1, got {c.nprobe}")
-    if c.rerank < 1:
-        raise ConfigError(f"config key 'search.rerank' must be >= 1, got {c.rerank}")
-    if c.nlist and c.nprobe > c.nlist:
-        raise ConfigError(f"config key 'search.nprobe' ({c.nprobe}) must be <= search.nlist ({c.nlist})")
-
-
-def _validate_cluster(c: ClusterConfig, t: TrainConfig) -> None:
-    if not 0 < c.cluster_eps < 1:  # pairs left out of the sparse distance lie at 1: never neighbours
-        raise ConfigError(f"config key 'cluster.cluster_eps' must lie in (0, 1), got {c.cluster_eps}")
-    for name in ("min_samples", "cluster_k1", "cluster_k2", "num_instances"):
-        if getattr(c, name) < 1:
-            raise ConfigError(f"config key 'cluster.{name}' must be >= 1, got {getattr(c, name)}")
-    if c.cluster_k2 > c.cluster_k1:
-        raise ConfigError(
-            f"config key 'cluster.cluster_k2' ({c.cluster_k2}) must be <= cluster.cluster_k1 ({c.cluster_k1})"
-        )
-    _in_unit("cluster.cluster_momentum", c.cluster_momentum)
-    if c.cluster_temperature <= 0:
-        raise ConfigError(f"config key 'cluster.cluster_temperature' must be > 0, got {c.cluster_temperature}")
-    if c.cluster_iters < 0:
-        raise ConfigError(f"config key 'cluster.cluster_iters' must be >= 0, got {c.cluster_iters}")
-    if t.method == "cluster_contrast" and t.batch_size % c.num_instances:
-        raise ConfigError(
-            f"config key 'cluster.num_instances' ({c.num_instances}) must divide train.batch_size "
-            f"({t.batch_size}): a batch holds batch_size / num_instances clusters"
-        )

@@ -11,6 +11,34 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from reidlib.errors import ConfigError
+
+
+# -- checks: each section checks its own fields (Config.check adds the checks across sections) ---
+
+
+def _in_unit(key: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"config key {key!r} must lie in [0, 1], got {value}")
+
+
+def _one_of(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"config key {key!r} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _at_least(section: str, bound: int | float, **values: int | float) -> None:
+    """Each of ``values`` (field name -> value) must be >= ``bound``."""
+    for name, value in values.items():
+        if value < bound:
+            raise ConfigError(f"config key '{section}.{name}' must be >= {bound}, got {value}")
+
+
+def _above_zero(section: str, **values: int | float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ConfigError(f"config key '{section}.{name}' must be > 0, got {value}")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -36,6 +64,13 @@ class DataConfig:
     max_frames: int = 0
 
 
+    def check(self) -> None:
+        _one_of("data.layout", self.layout, LAYOUTS)
+        _at_least("data", 0, pad=self.pad, num_workers=self.num_workers, max_frames=self.max_frames)
+        _above_zero("data", height=self.height, width=self.width, sample_frames=self.sample_frames)
+        _in_unit("data.random_erasing", self.random_erasing)
+        _in_unit("data.color_jitter", self.color_jitter)
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The backbone and the global / stripe heads (see :mod:`reidlib.model`)."""
@@ -46,6 +81,13 @@ class ModelConfig:
     pretrained: str | None = None  # None | "imagenet" | a local file
     last_stride: int = 1
 
+
+    def check(self) -> None:
+        _above_zero("model", feat_dim=self.feat_dim, num_parts=self.num_parts)
+        if self.feat_dim % self.num_parts:
+            raise ConfigError(
+                f"model.feat_dim ({self.feat_dim}) must be divisible by model.num_parts ({self.num_parts})"
+            )
 
 @dataclass(frozen=True)
 class SCLConfig:
@@ -100,6 +142,27 @@ class SCLConfig:
     lambda_c_start: float | None = None
 
 
+    def check(self) -> None:
+        for name in ("lambda_t", "lambda_p", "lambda_g", "bank_momentum"):
+            _in_unit(f"scl.{name}", getattr(self, name))
+        _at_least("scl", 0, lambda_c=self.lambda_c, alpha=self.alpha, k=self.k, warmup_epochs=self.warmup_epochs)
+        _above_zero("scl", temperature=self.temperature)
+        if self.m is not None and self.m < 0:
+            raise ConfigError(f"config key 'scl.m' must be >= 0 or null (all negatives), got {self.m}")
+        _one_of("scl.mixture_update", self.mixture_update, ("positives", "own"))
+        _one_of("scl.mixture_init", self.mixture_init, ("zeros", "features"))
+        _one_of("scl.mixture_writers", self.mixture_writers, MIXTURE_WRITERS)
+        _one_of("scl.part_scale", self.part_scale, PART_SCALES)
+        _one_of("scl.positive_rule", self.positive_rule, POSITIVE_RULES)
+        _one_of("scl.camera_debias", self.camera_debias, CAMERA_DEBIAS)
+        _at_least("scl", 1, **{name: getattr(self, name) for name in (
+            "reciprocal_k", "jaccard_k1", "jaccard_k2", "ca_k_intra", "ca_k_inter", "part_agreement_k")})
+        if not 0 < self.jaccard_eps <= 1:
+            raise ConfigError(f"config key 'scl.jaccard_eps' must lie in (0, 1], got {self.jaccard_eps}")
+        if self.lambda_c_start is not None and self.lambda_c_start < 0:
+            raise ConfigError(f"config key 'scl.lambda_c_start' must be >= 0 or null, got {self.lambda_c_start}")
+        _one_of("scl.bank_dtype", self.bank_dtype, ("float32", "float16"))
+
 @dataclass(frozen=True)
 class SearchConfig:
     """Neighbour search for selection (reidlib/neighbours/searchers.py, reidlib/neighbours/faiss_index.py).
@@ -117,9 +180,17 @@ class SearchConfig:
     rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
 
 
+    def check(self) -> None:
+        _one_of("search.backend", self.backend, SEARCH_BACKENDS)
+        _one_of("search.faiss_index", self.faiss_index, FAISS_INDEXES)
+        _at_least("search", 0, faiss_dim=self.faiss_dim, nlist=self.nlist)
+        _at_least("search", 1, nprobe=self.nprobe, rerank=self.rerank)
+        if self.nlist and self.nprobe > self.nlist:
+            raise ConfigError(f"config key 'search.nprobe' ({self.nprobe}) must be <= search.nlist ({self.nlist})")
+
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Cluster Contrast (Dai et al., ACCV 2022; :mod:`reidlib.methods.cluster_contrast.hooks`): pseudo-labels by
+    """Cluster Contrast (Dai et al., ACCV 2022; :mod:`reidlib.methods.cluster_contrast.cluster_contrast`): pseudo-labels by
     DBSCAN on the k-reciprocal Jaccard distance of the training features, re-clustered at every
     epoch's start; one memory slot per cluster. Read only when ``train.method: cluster_contrast``.
     """
@@ -135,6 +206,19 @@ class ClusterConfig:
     # budget); the public code runs 200 (--iters) whatever the data's size
     cluster_iters: int = 0
 
+
+    def check(self) -> None:
+        if not 0 < self.cluster_eps < 1:  # pairs left out of the sparse distance lie at 1: never neighbours
+            raise ConfigError(f"config key 'cluster.cluster_eps' must lie in (0, 1), got {self.cluster_eps}")
+        _at_least("cluster", 1, min_samples=self.min_samples, cluster_k1=self.cluster_k1, cluster_k2=self.cluster_k2,
+                  num_instances=self.num_instances)
+        if self.cluster_k2 > self.cluster_k1:
+            raise ConfigError(
+                f"config key 'cluster.cluster_k2' ({self.cluster_k2}) must be <= cluster.cluster_k1 ({self.cluster_k1})"
+            )
+        _in_unit("cluster.cluster_momentum", self.cluster_momentum)
+        _above_zero("cluster", cluster_temperature=self.cluster_temperature)
+        _at_least("cluster", 0, cluster_iters=self.cluster_iters)
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -160,6 +244,15 @@ class TrainConfig:
     checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
 
 
+    def check(self) -> None:
+        _one_of("train.method", self.method, METHODS)
+        _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
+        _one_of("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _in_unit("train.lr_step", self.lr_step)
+        _in_unit("train.lr_gamma", self.lr_gamma)
+        _at_least("train", 0, epochs=self.epochs, threads=self.threads, checkpoint_every=self.checkpoint_every)
+        _above_zero("train", batch_size=self.batch_size, lr=self.lr)
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Evaluation of the test split (query -> gallery)."""
@@ -175,6 +268,12 @@ class EvalConfig:
     test_lambda_g: float | None = None
 
 
+    def check(self) -> None:
+        if self.test_lambda_g is not None:
+            _in_unit("eval.test_lambda_g", self.test_lambda_g)
+        _at_least("eval", 0, eval_every=self.eval_every)
+        _above_zero("eval", eval_batch_size=self.eval_batch_size)
+
 @dataclass(frozen=True)
 class Config:
     """A whole experiment. Build it with :func:`load_config`, never by mutating one."""
@@ -189,6 +288,22 @@ class Config:
 
     def to_dict(self) -> dict[str, dict[str, Any]]:
         return dataclasses.asdict(self)
+
+    def check(self) -> None:
+        """Every section's :meth:`check`, then the checks across sections (values that depend on the
+        data, such as k + m against the training set's size, are checked when training starts)."""
+        for section in dataclasses.fields(self):
+            getattr(self, section.name).check()
+        s, m = self.scl, self.model
+        if not 0 <= s.part_agreement <= m.num_parts:
+            raise ConfigError(
+                f"config key 'scl.part_agreement' must lie in [0, model.num_parts = {m.num_parts}], got {s.part_agreement}"
+            )
+        if self.train.method == "cluster_contrast" and self.train.batch_size % self.cluster.num_instances:
+            raise ConfigError(
+                f"config key 'cluster.num_instances' ({self.cluster.num_instances}) must divide train.batch_size "
+                f"({self.train.batch_size}): a batch holds batch_size / num_instances clusters"
+            )
 
 
 # Each set of choices, listed once.

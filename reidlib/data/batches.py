@@ -30,16 +30,7 @@ def train_loader(
     with ``img`` (B, 3, H, W), or (B, S, 3, H, W) for tracklets (``data.sample_frames`` frames
     each), and ``index`` (B,); ``images`` holds decoded crops (cache_images)."""
     d = data_cfg
-    transform = build_transforms(
-        d.height,
-        d.width,
-        train=True,
-        flip=d.flip,
-        pad=d.pad,
-        random_erasing=d.random_erasing,
-        color_jitter=d.color_jitter,
-        from_cache=images is not None,
-    )
+    transform = build_transforms(d, train=True, from_cache=images is not None)
     return DataLoader(
         ReidDataset(records, transform, images, sample_frames=d.sample_frames),
         batch_sampler=batches,

@@ -7,7 +7,7 @@ segments of the tracklet (:func:`sample_frame_indices`), so a step sees the whol
 
 With ``data.cache_images`` every crop is decoded and resized once (:func:`load_images`) and held
 as a uint8 tensor (3, H, W); the transforms then start from that tensor instead of the file
-(``build_transforms(..., from_cache=True)``), so an epoch costs no JPEG decoding or resizing.
+(``build_transforms(data_cfg, ..., from_cache=True)``), so an epoch costs no JPEG decoding or resizing.
 At 128x64 a crop takes 24 KiB: 7,000 training images plus a 20,000-image test split fit in
 650 MiB.
 """
@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from tqdm.auto import tqdm
 
+from reidlib.config import DataConfig
 from reidlib.data.layouts import ImageRecord
 from reidlib.data.records import frame_paths
 from reidlib.errors import DataError
@@ -86,7 +87,7 @@ class ReidDataset(Dataset):
     Args:
         records: ImageRecord list (a split of :class:`~reidlib.data.ReidData`).
         transform: applied to the PIL image (e.g. :func:`build_transforms`), or to the cached
-            uint8 tensor when ``images`` is given (``build_transforms(..., from_cache=True)``).
+            uint8 tensor when ``images`` is given (``build_transforms(data_cfg, ..., from_cache=True)``).
         images: decoded crops by path (:func:`load_images`); None reads each file when asked.
         sample_frames: frames drawn from a tracklet at each access (:func:`sample_frame_indices`),
             each transformed on its own; a tracklet needs it (still images ignore it).
@@ -123,43 +124,33 @@ class ReidDataset(Dataset):
         return {"img": img, "pid": record.pid, "camid": record.camid, "index": index, "path": record.path}
 
 
-def build_transforms(
-    height: int = 256,
-    width: int = 128,
-    *,
-    train: bool,
-    flip: bool = True,
-    pad: int = 10,
-    random_erasing: float = 0.5,
-    color_jitter: float = 0.0,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
-    from_cache: bool = False,
-) -> T.Compose:
-    """Test: resize, to tensor, normalise. Train adds flip, pad-and-crop and random erasing.
+def build_transforms(data_cfg: DataConfig, *, train: bool, from_cache: bool = False) -> T.Compose:
+    """Test: resize, to tensor, normalise (ImageNet statistics). Train adds flip, pad-and-crop and
+    random erasing.
 
     Args:
-        height, width: the network's input size.
+        data_cfg: config section ``data``: ``height`` and ``width`` (the network's input size), and
+            for training ``flip`` (random horizontal flip), ``pad`` (pad by this many pixels, then
+            crop back at random; 0 disables), ``random_erasing`` (probability of erasing a random
+            rectangle; 0 disables) and ``color_jitter`` (strength s of brightness / contrast /
+            saturation jitter, each by up to s, and hue jitter up to s / 10; 0, the paper's,
+            disables: it teaches invariance to the cameras' colour casts).
         train: build the training (augmenting) pipeline.
-        flip: random horizontal flip (train).
-        pad: pad by this many pixels, then crop back at random (train; 0 disables).
-        random_erasing: probability of erasing a random rectangle (train; 0 disables).
-        color_jitter: strength s of brightness / contrast / saturation jitter (each by up to s)
-            and hue jitter (up to s / 10), train only; 0 (the paper) disables. It teaches
-            invariance to the cameras' colour casts.
         from_cache: the input is a uint8 tensor already resized to (height, width)
             (:func:`load_images`), so the pipeline skips the resize and converts instead of
             ``ToTensor``; the augmentations are the same operations on the tensor.
     """
-    steps: list[Callable] = [] if from_cache else [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)]
+    d, size = data_cfg, (data_cfg.height, data_cfg.width)
+    steps: list[Callable] = [] if from_cache else [T.Resize(size, interpolation=T.InterpolationMode.BILINEAR)]
     if train:
-        if flip:
+        if d.flip:
             steps.append(T.RandomHorizontalFlip())
-        if pad:
-            steps += [T.Pad(pad), T.RandomCrop((height, width))]
-        if color_jitter > 0:
-            steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter, min(0.5, color_jitter / 10)))
-    steps += [T.ConvertImageDtype(torch.float32) if from_cache else T.ToTensor(), T.Normalize(mean, std)]
-    if train and random_erasing > 0:
-        steps.append(T.RandomErasing(p=random_erasing, value=0))
+        if d.pad:
+            steps += [T.Pad(d.pad), T.RandomCrop(size)]
+        if d.color_jitter > 0:
+            jitter = d.color_jitter
+            steps.append(T.ColorJitter(jitter, jitter, jitter, min(0.5, jitter / 10)))
+    steps += [T.ConvertImageDtype(torch.float32) if from_cache else T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if train and d.random_erasing > 0:
+        steps.append(T.RandomErasing(p=d.random_erasing, value=0))
     return T.Compose(steps)

@@ -32,7 +32,7 @@ def save_checkpoint(
     if progress is not None:
         state.progress = dist.all_gather_objects(ctx, {**progress.saved(), "rng": rng_state(generator)})
     if ctx.main:
-        runs.save_checkpoint(run_dir, state.state_dict(cfg, world=ctx.world))
+        runs.write_checkpoint(run_dir, state.state_dict(cfg, world=ctx.world))
     dist.barrier(ctx)
 
 

@@ -14,20 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from reidlib.utils import distributed as dist
-from reidlib.methods.cluster_contrast.hooks import ClusterContrast
 from reidlib.config import Config, TrainConfig
 from reidlib.data import ReidData
-from reidlib.evaluation.evaluator import extract_features, make_model, memory_format
-from reidlib.methods.base import Method
-from reidlib.model import Features, ReidModel
-from reidlib.methods.scl.hooks import SCL
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+from reidlib.evaluation.features import extract_features
+from reidlib.methods import Method, make_method
+from reidlib.model import Features, ReidModel, make_model, memory_format
+from reidlib.utils import distributed as dist
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -75,7 +67,7 @@ class TrainState:
 
     model: ReidModel
     optimizer: torch.optim.Optimizer
-    method: Method  # its memory is saved beside the model (reidlib.methods.base)
+    method: Method  # its memory is saved beside the model (reidlib.methods.hooks)
     memory_format: torch.memory_format = torch.contiguous_format  # of the training batches (channels_last)
     epoch: int = 0  # epochs completed
     step: int = 0  # steps completed in the epoch under way
@@ -131,25 +123,6 @@ class EpochProgress:
         if isinstance(stats, dict):  # written before 2026-12 as a dict of the sums, in order
             stats = list(stats.values())
         return cls(loss_keys, torch.tensor(stats, dtype=torch.float64), step, dict(saved["totals"]))
-
-
-METHOD_CLASSES = {"scl": SCL, "cluster_contrast": ClusterContrast}  # by train.method (config.METHODS)
-
-
-def method_class(cfg: Config) -> type:
-    """The class of the method ``cfg.train.method`` names."""
-    return METHOD_CLASSES[cfg.train.method]
-
-
-def make_method(cfg: Config, train_pids: torch.Tensor, train_camids: torch.Tensor, device: torch.device) -> Method:
-    """The method a config asks for, with its (empty) memory on ``device``.
-
-    Args:
-        cfg: the whole :class:`~reidlib.config.Config`; a method reads its own sections.
-        train_pids: (N,) training identities, for the diagnostics only (never the loss).
-        train_camids: (N,) training cameras.
-    """
-    return method_class(cfg).build(cfg, train_pids, train_camids, device)
 
 
 def build_state(cfg: Config, data: ReidData, device: torch.device) -> TrainState:

@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader
 from torchvision import models
 from tqdm.auto import tqdm
 
+from reidlib.config import DataConfig
 from reidlib.data import ImageRecord, ReidData, ReidDataset, build_transforms, read_image
 from reidlib.distances import pairwise_sq_euclidean
-from reidlib.evaluation.rank import format_results, evaluate
+from reidlib.evaluation.protocol import format_results, evaluate
 from reidlib.model import deep_sort_mobilenet_path
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def colour_histogram(img: Image.Image) -> np.ndarray:
 
 @torch.no_grad()
 def _cnn(records: list[ImageRecord], trunk: torch.nn.Module, height: int, width: int, desc: str) -> np.ndarray:
-    loader = DataLoader(ReidDataset(records, build_transforms(height, width, train=False)), batch_size=64)
+    loader = DataLoader(ReidDataset(records, build_transforms(DataConfig(height=height, width=width), train=False)), batch_size=64)
     trunk.eval()
     out = [trunk(b["img"]).mean(dim=(2, 3)) for b in tqdm(loader, desc=desc, leave=False, unit="batch")]
     return torch.cat(out).numpy()

@@ -1,17 +1,22 @@
-"""Features of a model and their evaluation: the test split's query -> gallery figures.
-
-Shape letters: n images (or tracklets), F frames, D feature dim, P stripes.
+"""The evaluator: a model's (or a run's) figures on a test split, and what ``metrics.json`` holds.
 
 Used by training (evaluation every few epochs, the final figures), by ``python -m reidlib
 evaluate`` on a run's checkpoint, and by the analysis notebooks. Evaluation follows the standard
-Market-1501 protocol unless the non-standard camera-aware distance is asked for by name. A video
-set is evaluated tracklet against tracklet under the MARS protocol, the same rule (a gallery
-tracklet of the query's identity seen by the query's camera is junk) one level up: each
-tracklet's feature averages its frames' (:func:`reidlib.model.average_frames`).
+Market-1501 protocol (:mod:`reidlib.evaluation.protocol`) unless the non-standard camera-aware
+distance is asked for by name. A video set is evaluated tracklet against tracklet under the MARS
+protocol, the same rule (a gallery tracklet of the query's identity seen by the query's camera is
+junk) one level up.
+
+- :func:`evaluate_features` / :func:`evaluate_model` / :func:`evaluate_run`: the combined,
+  global-only and part-only figures of features, of a model, of a run's newest checkpoint;
+- :func:`final_metrics`, :func:`unevaluated_metrics`, :func:`is_evaluated`: ``metrics.json``;
+- :func:`format_metrics`: the table the command line prints;
+- :func:`load_trained_model`: a run's config and model with its checkpoint's weights.
 
 Two test-time choices of the config change how the test split is embedded and ranked, never
-training: ``eval.flip_test`` (each crop mirrored too, :func:`view_features`) and
-``eval.test_lambda_g`` (the combined figure's global share, :func:`eval_lambda_g`).
+training: ``eval.flip_test`` (each crop mirrored too,
+:func:`reidlib.evaluation.features.view_features`) and ``eval.test_lambda_g`` (the combined
+figure's global share, :func:`eval_lambda_g`).
 
 A set without a query and a gallery (camera folders, :mod:`reidlib.data.cameras`) cannot be
 evaluated: :func:`require_test_split` names it, and a run trained on one without a labelled set to
@@ -26,134 +31,53 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
-from reidlib.utils import runs
 from reidlib.config import Config
-from reidlib.data import ImageRecord, ReidData, ReidDataset, build_transforms, read_dataset
-from reidlib.data.records import evenly_spaced
-from reidlib.distances import query_gallery_distance
-from reidlib.errors import ConfigError, DataError, RunDirError
-from reidlib.evaluation.rank import evaluate
-from reidlib.model import Features, ReidModel, build_model, frame_sums, normalize_features
+from reidlib.data import ReidData, read_dataset
+from reidlib.distances import combined_distance
+from reidlib.errors import DataError, RunDirError
+from reidlib.evaluation.features import extract_features
+from reidlib.evaluation.protocol import describe_protocol, evaluate, figures, format_table
+from reidlib.model import ReidModel, make_model
+from reidlib.neighbours.exact import distance_matrix
+from reidlib.utils import runs
+from reidlib.utils.torch_env import setup_torch
 
 
-def setup_torch(cfg: Config) -> torch.device:
-    t = cfg.train
-    if t.threads:
-        torch.set_num_threads(t.threads)
-    torch.use_deterministic_algorithms(t.deterministic)
-    try:
-        return torch.device(t.device)
-    except RuntimeError as err:
-        raise ConfigError(f"config key 'train.device': {err}") from err
-
-
-def make_model(cfg: Config, device: torch.device, *, load_pretrained: bool = True) -> ReidModel:
-    """The model of ``cfg.model`` on ``device``; ``load_pretrained=False`` skips the start weights
-    (when a checkpoint will replace them anyway)."""
-    m = cfg.model
-    model = build_model(
-        m.arch,
-        feat_dim=m.feat_dim,
-        num_parts=m.num_parts,
-        pretrained=m.pretrained if load_pretrained else None,
-        last_stride=m.last_stride,
-    ).to(device)
-    return model.to(memory_format=memory_format(cfg))
-
-
-def memory_format(cfg: Config) -> torch.memory_format:
-    """The layout of weights and image batches (``train.channels_last``)."""
-    return torch.channels_last if cfg.train.channels_last else torch.contiguous_format
-
-
-def tracklet_frames(records: list[ImageRecord], max_frames: int) -> tuple[list[ImageRecord], torch.Tensor]:
-    """The frames whose features make each record's: every frame of a tracklet (at most
-    ``max_frames``, evenly spaced; 0: all), a still image itself.
-
-    Returns:
-        one record per frame (the tracklet's pid and camid) and ``owner`` (F,), the position in
-        ``records`` of each frame's tracklet.
-    """
-    frames, owner = [], []
-    for position, record in enumerate(records):
-        paths = record.frames or (record.path,)
-        paths = [paths[i] for i in evenly_spaced(len(paths), max_frames)]
-        frames += [ImageRecord(path, record.pid, record.camid) for path in paths]
-        owner += [position] * len(paths)
-    return frames, torch.tensor(owner, dtype=torch.int64)
-
-
-@torch.no_grad()
-def extract_features(
-    model: ReidModel,
-    records: list[ImageRecord],
-    cfg: Config,
-    device: torch.device,
-    desc: str,
+def query_gallery_distance(
+    query: dict[str, np.ndarray],
+    gallery: dict[str, np.ndarray],
     *,
-    progress: bool = True,
-    images: Mapping[str, torch.Tensor] | None = None,
-    flip: bool = False,
-) -> dict[str, np.ndarray]:
-    """Run the model (eval mode, test transforms) over ``records``.
+    lambda_g: float,
+    lambda_c: float = 0.0,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """The evaluation distmat (Euclidean, :func:`reidlib.distances.combined_distance` with
+    ``squared=False``), computed ``chunk`` queries at a time by the blocked loop of
+    :mod:`reidlib.neighbours.exact`.
 
-    ``flip`` (``eval.flip_test``) also runs each crop mirrored left to right and takes the
-    normalised sum of the two features (:func:`view_features`).
-
-    A tracklet's feature averages its frames' (at most ``data.max_frames``,
-    :func:`tracklet_frames`), summed batch by batch, so a long video never sits in memory.
-    ``images`` (:func:`reidlib.data.load_images`) supplies decoded crops instead of the files.
+    Args:
+        query, gallery: dicts with ``global`` (n, D), ``parts`` (n, P, d) and ``camids`` (n,).
+        lambda_g: 1 global only, 0 parts only, else the combination.
+        lambda_c: 0 for the standard protocol; > 0 adds it to same-camera pairs
+            (the original research code's non-standard test-time distance, ``eval.camera_aware``).
+        chunk: queries per block, to bound memory.
 
     Returns:
-        ``global`` (n, D) and ``parts`` (n, P, D/P) float32, ``pids``, ``camids`` and ``paths``
-        (a tracklet's: its middle frame).
+        (num_query, num_gallery) float32 distmat.
     """
-    video = any(r.frames for r in records)
-    frames, owner = tracklet_frames(records, cfg.data.max_frames) if video else (records, None)
-    transform = build_transforms(cfg.data.height, cfg.data.width, train=False, from_cache=images is not None)
-    loader = DataLoader(
-        ReidDataset(frames, transform, images),
-        batch_size=cfg.eval.eval_batch_size,
-        shuffle=False,
-        num_workers=cfg.data.num_workers,
-    )
-    was_training = model.training
-    model.eval()
-    globals_, parts = [], []
-    sums, start = None, 0  # tracklets: running sums of their frames' features
-    for batch in tqdm(loader, desc=desc, leave=False, unit="batch", disable=not progress):
-        feats = view_features(model, batch["img"].to(device, memory_format=memory_format(cfg)), flip)
-        if owner is None:
-            globals_.append(feats.global_)
-            parts.append(feats.parts)
-        else:
-            sums = frame_sums(feats, owner[start : start + len(feats.global_)], len(records), sums)
-            start += len(feats.global_)
-    model.train(was_training)
-    if sums is not None:
-        mean = normalize_features(sums)  # the mean of each tracklet's frame features, normalised
-        globals_, parts = [mean.global_], [mean.parts]
-    return {
-        "global": torch.cat(globals_).numpy(),
-        "parts": torch.cat(parts).numpy(),
-        "pids": np.array([r.pid for r in records], dtype=np.int64),
-        "camids": np.array([r.camid for r in records], dtype=np.int64),
-        "paths": np.array([r.path for r in records]),
-    }
+    g_global = torch.from_numpy(np.asarray(gallery["global"], dtype=np.float32))
+    g_parts = torch.from_numpy(np.asarray(gallery["parts"], dtype=np.float32))
+    g_cams = torch.from_numpy(np.asarray(gallery["camids"]))
+    q_global = torch.from_numpy(np.asarray(query["global"], dtype=np.float32))
+    q_parts = torch.from_numpy(np.asarray(query["parts"], dtype=np.float32))
+    q_cams = torch.from_numpy(np.asarray(query["camids"]))
 
+    def block(rows: slice, items: slice) -> torch.Tensor:
+        return combined_distance(q_global[rows], q_parts[rows], g_global[items], g_parts[items], lambda_g=lambda_g,
+                                 squared=False, lambda_c=lambda_c, q_camids=q_cams[rows], g_camids=g_cams[items])
 
-def view_features(model: ReidModel, images: torch.Tensor, flip: bool) -> Features:
-    """The model's features of ``images`` (B, 3, H, W) on the CPU in float32; with ``flip``, the
-    normalised sum of the features of the crops and of their mirror images (the stripes are
-    horizontal, so mirroring keeps each stripe's rows and the sum stays stripe by stripe)."""
-    feats = model(images)
-    if flip:
-        mirrored = model(images.flip(3))  # flip keeps the batch's memory format (channels-last too)
-        feats = normalize_features(Features(feats.global_ + mirrored.global_, feats.parts + mirrored.parts))
-    return Features(feats.global_.float().cpu(), feats.parts.float().cpu())
+    return distance_matrix(block, len(q_global), len(g_global), query_block=chunk).numpy()
 
 
 FEATURE_SPACES = {"combined": None, "global": 1.0, "parts": 0.0}  # lambda_g forced, or None: config
@@ -187,13 +111,7 @@ def evaluate_features(
         )
         res = evaluate(distmat, query["pids"], gallery["pids"], query["camids"], gallery["camids"])
         out[name] = {
-            "mAP": float(res.mAP),
-            "rank1": float(res.cmc[0]),
-            "rank5": float(res.cmc[min(4, len(res.cmc) - 1)]),
-            "rank10": float(res.cmc[min(9, len(res.cmc) - 1)]),
-            "mINP": float(res.mINP),
-            "skipped_queries": int(res.num_skipped_queries),
-            "valid_queries": int(res.num_valid_queries),
+            **figures(res),
             "protocol": protocol,
             "flip_test": cfg.eval.flip_test,
             "lambda_g": lambda_g,
@@ -285,3 +203,14 @@ def evaluate_run(
     data = require_test_split(read_dataset(data_dir or cfg.data.data_dir, layout=layout), "--data")
     results, _, _ = evaluate_model(model, cfg, data, device)
     return final_metrics(results, int(checkpoint["epoch"]))
+
+
+def format_metrics(metrics: dict[str, Any], title: str) -> str:
+    """``metrics.json`` as a table of the combined, global-only and part-only figures, naming the
+    protocol and the test-time choices (or, for a run that was not evaluated, why)."""
+    if not is_evaluated(metrics):
+        return f"{title} (epochs trained: {metrics['epochs']}): not evaluated: {metrics['reason']}"
+    protocol = metrics["protocol"]
+    flip = ", flip test" if metrics.get("flip_test") else ""
+    header = f"{title} (epochs trained: {metrics['epochs']}; protocol: {describe_protocol(protocol)}{flip})"
+    return format_table(metrics["by_feature"], header, label="features")

@@ -3,7 +3,7 @@
 Every arm of :data:`METHOD_ARMS` changes one base config (``configs/real-cpu.yaml``), so all three
 share the backbone, its ImageNet start, the input size, the batch size, the optimiser and the
 number of epochs (Cluster Contrast's epoch has as many steps as SCL's: ``cluster_iters: 0``). The
-grid is :func:`reidlib.experiments.beyond.run_beyond`'s (run dirs ``OUT/<slug(arm)>/<dataset>/seed-<n>``,
+grid is :func:`reidlib.experiments.grid.run_grid` (run dirs ``OUT/<slug(arm)>/<dataset>/seed-<n>``,
 resumable) and so are its summaries; this module adds what differs between the methods:
 
 - each method's label quality per epoch on one axis (:func:`label_curves`): SCL's positive
@@ -26,13 +26,12 @@ from typing import Any, Iterable, NamedTuple
 import numpy as np
 
 from reidlib.utils import runs
-from reidlib.experiments.ablations import Arm
 from reidlib.reports.analysis import load_test_features
-from reidlib.experiments.beyond import run_beyond
+from reidlib.experiments.grid import Arm, run_grid
 from reidlib.config import Config
-from reidlib.distances import query_gallery_distance
+from reidlib.evaluation.evaluator import query_gallery_distance
 from reidlib.errors import ConfigError, RunDirError
-from reidlib.evaluation.rank import protocol_ranking
+from reidlib.evaluation.protocol import protocol_ranking
 from reidlib.evaluation.evaluator import eval_lambda_g
 
 UNTRAINED = "untrained (ImageNet start)"
@@ -60,14 +59,14 @@ def run_methods(
     base: Config, out_dir: str | Path, datasets: dict[str, str], seeds: Iterable[int],
     arms: tuple[Arm, ...] = METHOD_ARMS, train_missing: bool = True,
 ) -> list[dict[str, Any]]:
-    """:func:`reidlib.experiments.beyond.run_beyond` over ``arms``, each row told its method.
+    """:func:`reidlib.experiments.grid.run_grid` over ``arms``, each row told its method.
 
     Returns:
-        run_beyond's rows, where a finished run also has ``method`` (``train.method``),
+        run_grid's rows, where a finished run also has ``method`` (``train.method``),
         ``final_precision`` and ``final_recall`` of *its* labels (SCL: positives; Cluster
         Contrast: same-cluster pairs; None with no epoch), and ``minutes`` 0.0 with no epoch.
     """
-    rows = run_beyond(base, out_dir, datasets, seeds, arms, train_missing=train_missing)
+    rows = run_grid(base, out_dir, datasets, seeds, arms, train_missing=train_missing)
     for row in (r for r in rows if r["status"] == "done"):
         row["method"] = method = _method(row["run_dir"])
         epochs = runs.read_jsonl(Path(row["run_dir"]) / runs.METRICS_LOG)

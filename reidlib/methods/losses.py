@@ -20,11 +20,16 @@ K_i its kept neighbours, so ``c`` still sums to ``lambda_t + alpha (1 - lambda_t
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from reidlib.config import SCLConfig
+
+if TYPE_CHECKING:  # the loss reads a Selection's indices; importing the miners' package here would be circular
+    from reidlib.methods.scl.selection import Selection
 
 
 class SCLLosses(NamedTuple):
@@ -105,36 +110,29 @@ def _losses(
     return -terms.sum(dim=-1).mean(dim=-1)
 
 
-def scl_total_loss(
-    global_: Tensor,
-    parts_cat: Tensor,
-    bank: Tensor,
-    pos_idx: Tensor,
-    neg_idx: Tensor,
-    *,
-    lambda_p: float,
-    temperature: float,
-    lambda_t: float,
-    alpha: float,
-    pos_mask: Tensor | None = None,
-) -> SCLLosses:
+def scl_total_loss(global_: Tensor, parts_cat: Tensor, bank: Tensor, sel: Selection, scl_cfg: SCLConfig) -> SCLLosses:
     """``lambda_p * L(parts) + (1 - lambda_p) * L(global)``, both against the mixture bank.
 
     Args:
         global_: (B, D) global features.
         parts_cat: (B, D) the P stripe features concatenated (divided by sqrt(P) under
             ``scl.part_scale: unit``; the caller scales them).
-        bank, pos_idx, neg_idx, temperature, lambda_t, alpha, pos_mask: as in
-            :func:`selective_contrastive_loss`.
+        bank: (N, D) the mixture bank.
+        sel: the step's :class:`~reidlib.methods.scl.selection.Selection` (positives, negatives,
+            kept positives).
+        scl_cfg: config section ``scl``: ``lambda_p``, and ``temperature``, ``lambda_t``, ``alpha``
+            as in :func:`selective_contrastive_loss`.
 
     Returns:
         :class:`SCLLosses` (total, part, global), scalars.
     """
+    s = scl_cfg
     feats = torch.stack([parts_cat, global_])  # (2, B, D)
     part_loss, global_loss = _losses(
-        feats, bank, pos_idx, neg_idx, temperature=temperature, lambda_t=lambda_t, alpha=alpha, pos_mask=pos_mask
+        feats, bank, sel.pos_idx, sel.neg_idx, temperature=s.temperature, lambda_t=s.lambda_t, alpha=s.alpha,
+        pos_mask=sel.pos_mask,
     )
-    return SCLLosses(lambda_p * part_loss + (1.0 - lambda_p) * global_loss, part_loss, global_loss)
+    return SCLLosses(s.lambda_p * part_loss + (1.0 - s.lambda_p) * global_loss, part_loss, global_loss)
 
 
 class ClusterContrastLosses(NamedTuple):

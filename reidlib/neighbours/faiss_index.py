@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reidlib.config import FAISS_INDEXES
+from reidlib.config import FAISS_INDEXES, SearchConfig
 from reidlib.distances import selection_weights
 from reidlib.errors import ConfigError
 
@@ -260,32 +260,26 @@ class IVFIndex:
 
 
 def build_index(
-    kind: str,
-    embed_slots: SlotEmbedding,
-    num_slots: int,
-    dim: int,
-    *,
-    device: torch.device,
-    faiss_dim: int = 0,
-    nlist: int = 0,
-    nprobe: int = 256,
-    seed: int = 0,
-    gpu: bool | None = None,
+    search_cfg: SearchConfig, embed_slots: SlotEmbedding, num_slots: int, dim: int, *, device: torch.device,
+    seed: int = 0, gpu: bool | None = None,
 ) -> SlotIndex:
-    """The index ``kind`` (config ``search.faiss_index``) over slots 0..N-1.
+    """The index config section ``search`` asks for (``faiss_index``) over slots 0..N-1.
 
     Args:
-        kind: ``flat`` or ``ivf``.
+        search_cfg: ``faiss_index`` (``flat`` or ``ivf``), and IVF's ``faiss_dim``, ``nlist``, ``nprobe``.
         embed_slots: reads slots' x (n, E) from the banks; num_slots, dim: N and E.
         device: the banks' device.
-        faiss_dim, nlist, nprobe, seed: IVF only (:class:`IVFIndex`).
+        seed: seeds IVF's PCA sample and k-means.
         gpu: flat only: search with faiss's GPU build on ``device`` (None: when
             :func:`faiss_gpu_available` says so).
     """
-    if kind not in FAISS_INDEXES:
-        raise ConfigError(f"config key 'search.faiss_index' must be one of {', '.join(FAISS_INDEXES)}; got {kind!r}")
-    if kind == "ivf":
-        return IVFIndex(embed_slots, num_slots, dim, faiss_dim=faiss_dim, nlist=nlist, nprobe=nprobe, seed=seed)
+    c = search_cfg
+    if c.faiss_index not in FAISS_INDEXES:
+        raise ConfigError(
+            f"config key 'search.faiss_index' must be one of {', '.join(FAISS_INDEXES)}; got {c.faiss_index!r}"
+        )
+    if c.faiss_index == "ivf":
+        return IVFIndex(embed_slots, num_slots, dim, faiss_dim=c.faiss_dim, nlist=c.nlist, nprobe=c.nprobe, seed=seed)
     if faiss_gpu_available(device) if gpu is None else gpu:
         return GpuFlatIndex(embed_slots, num_slots, dim, device)
     return FlatIndex(embed_slots, num_slots, dim)

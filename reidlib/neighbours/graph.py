@@ -7,8 +7,8 @@ What the selection rules beyond plain kNN need (:mod:`reidlib.methods.scl.miners
 pseudo-labels (:mod:`reidlib.methods.cluster_contrast.clustering`) too:
 
 - :func:`slot_ranking`: each slot's k nearest slots, itself first, by any slot-to-slot distance
-  (SCL's selection distance through :class:`reidlib.neighbours.searchers.TorchSearcher`), optionally within the
-  slot's camera or across cameras only;
+  (SCL's: :meth:`reidlib.neighbours.selection_distance.SelectionDistance.slot_rows`), optionally
+  within the slot's camera or across cameras only;
 - :func:`reciprocal_mask`: which of those neighbours hold the slot in their own list
   (k-reciprocal nearest neighbours, Zhong et al., CVPR 2017);
 - :func:`reciprocal_sets`: the k-reciprocal sets with Zhong's expansion by the half-size sets,
@@ -17,9 +17,7 @@ pseudo-labels (:mod:`reidlib.methods.cluster_contrast.clustering`) too:
 - :func:`jaccard_distance`: the k-reciprocal Jaccard distance of those sets (Gaussian weights
   of :func:`set_distances`, local query expansion), sparse: only pairs whose sets overlap are
   stored, every other pair is at distance 1;
-- :class:`CameraDebias`: each camera's mean (and spread) removed from the features before the
-  selection distance, then renormalised ("Exploring the camera bias of person
-  re-identification", ICLR 2025).
+- :func:`nearest_by_jaccard`: each slot's nearest by that distance, under a threshold.
 
 Memory: rankings are computed ``block`` rows at a time (the largest dense tensor is block x N
 distances: 512 x 100,000 float32 = 205 MB); the Jaccard step holds the sets (N x W), the vectors
@@ -34,7 +32,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 DistanceRows = Callable[[Tensor], Tensor]  # slot indices (b,) -> (b, N) distances to every slot
@@ -295,40 +292,3 @@ def nearest_by_jaccard(
     valid = torch.zeros(num_slots, k, dtype=torch.bool, device=rows.device)
     valid[rows[take], position[take]] = True
     return idx, valid
-
-
-class CameraDebias:
-    """Remove each camera's mean (and, with ``scale``, divide by its per-dimension spread) from
-    unit features, then renormalise along the last dimension.
-
-    The statistics are fitted once (:meth:`fit`, on the banks at the start of an epoch) and
-    applied to the anchors and to the slots alike, each with its own camera's statistics.
-
-    Shape:
-        feats: (n, ..., d) with the last dimension normalised (a global bank (n, D), or a part
-        bank (n, P, d), stripe by stripe); cams: (n,).
-    """
-
-    def __init__(self, mean: Tensor, std: Tensor | None) -> None:
-        self.mean, self.std = mean, std  # (C, ..., d)
-
-    @classmethod
-    @torch.no_grad()
-    def fit(cls, feats: Tensor, cams: Tensor, num_cams: int, scale: bool = False) -> "CameraDebias":
-        feats = feats.float()
-        counts = torch.bincount(cams, minlength=num_cams).clamp_min(1).to(feats.dtype)
-        shape = (num_cams, *feats.shape[1:])
-        view = (-1, *[1] * (feats.dim() - 1))
-        mean = torch.zeros(shape, device=feats.device).index_add_(0, cams, feats) / counts.view(view)
-        std = None
-        if scale:
-            var = torch.zeros(shape, device=feats.device).index_add_(0, cams, (feats - mean[cams]) ** 2) / counts.view(view)
-            std = var.sqrt().clamp_min(1e-6)
-        return cls(mean, std)
-
-    @torch.no_grad()
-    def __call__(self, feats: Tensor, cams: Tensor) -> Tensor:
-        out = feats.float() - self.mean.to(feats.device)[cams]
-        if self.std is not None:
-            out = out / self.std.to(feats.device)[cams]
-        return F.normalize(out, dim=-1)

@@ -17,11 +17,15 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from reidlib.utils import runs
 from reidlib.config import Config
 from reidlib.data import ReidData
-from reidlib.distances import combined_distance, query_gallery_distance
+from reidlib.distances import combined_distance
+from reidlib.evaluation.evaluator import query_gallery_distance
 from reidlib.errors import RunDirError
-from reidlib.evaluation.evaluator import evaluate_model, make_model, setup_torch
-from reidlib.methods.scl.selection import SelectionStats, select_neighbours
-from reidlib.engine.state import seed_everything
+from reidlib.evaluation.evaluator import evaluate_model
+from reidlib.model import make_model
+from reidlib.utils.torch_env import setup_torch
+from reidlib.methods.scl.diagnostics import SelectionStats
+from reidlib.methods.scl.selection import select_neighbours
+from reidlib.utils.torch_env import seed_everything
 
 FEATURES_KEYS = ("global", "parts", "pids", "camids", "paths")
 

@@ -1,17 +1,16 @@
-"""Search with a trained run: features of a folder of crops, and each query's nearest gallery crops.
+"""A trained run's features of a folder of crops, and the features file that ``embed`` writes.
 
-Shape letters: n images, Q queries, G gallery images, D feature dim, P stripes, d = D / P,
-k matches kept per query.
+Shape letters: n images, D feature dim, P stripes, d = D / P.
 
-``python -m reidlib embed`` and ``query`` are :func:`embed` and :func:`search`; each step is a function:
+``python -m reidlib embed`` is :func:`embed`; each step is a function:
 
 - :func:`load_run`: a run's model (its newest checkpoint) and the model's fingerprint.
 - :func:`find_images` and :func:`camera_labels`: every image under a folder, and its camera when
   the names or the folders say it; :func:`embed_images` runs the model over them, a batch at a time.
 - :func:`save_features` / :func:`load_features`: the ``.npz`` features file, which records the
   model's fingerprint so that a gallery of another model is refused, not ranked.
-- :func:`rank_gallery`: each query's k nearest gallery images under the evaluation's distance,
-  in blocks, never the (Q, G) matrix; :mod:`reidlib.retrieval.page` writes the page and ``ranks.csv``.
+
+``query`` ranks a gallery with these (:mod:`reidlib.retrieval.ranking`).
 
 Cameras are read from the file names when every name starts like Market-1501's ``PPPP_cC``
 (DukeMTMC-reID and CUHK03-NP names too): camera C, ``camid`` C - 1. Otherwise, when every image
@@ -31,26 +30,22 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from reidlib.utils import runs
 from reidlib.config import Config
 from reidlib.data import ImageRecord
 from reidlib.data.records import UNKNOWN_PID
 from reidlib.data.folders import find_images, folder_cameras
-from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError, DataError
-from reidlib.evaluation.evaluator import eval_lambda_g, extract_features, load_trained_model
+from reidlib.evaluation.evaluator import load_trained_model
+from reidlib.evaluation.features import extract_features
 from reidlib.model import ReidModel
-from reidlib.retrieval.page import check_out_dir, write_results
 
 log = logging.getLogger(__name__)
 
 NAME_CAMERA = re.compile(r"-?\d+_c([1-9]\d*)")  # PPPP_cC at the start of a name: camera C (from 1)
 # What `embed` writes; numpy reads it with np.load, without pickles.
 FEATURE_KEYS = ("global", "parts", "paths", "camids", "cameras", "model_sha256", "model_epoch", "run_dir")
-# Blocks of the ranking: 256 queries x 65,536 gallery images keep each (c, g) distance temporary at 64 MiB.
-QUERY_CHUNK, GALLERY_CHUNK = 256, 65_536
 
 
 class SearchRun(NamedTuple):
@@ -186,75 +181,6 @@ def read_gallery(run: SearchRun, gallery: str | Path) -> dict[str, np.ndarray]:
     return embed_images(run, gallery)
 
 
-class Ranking(NamedTuple):
-    order: np.ndarray  # (Q, k) gallery rows, nearest first
-    dist: np.ndarray  # (Q, k) their distances, ascending
-
-
-@torch.no_grad()
-def rank_gallery(
-    query: dict[str, np.ndarray],
-    gallery: dict[str, np.ndarray],
-    *,
-    lambda_g: float,
-    top: int,
-    query_chunk: int = QUERY_CHUNK,
-    gallery_chunk: int = GALLERY_CHUNK,
-    progress: bool = True,
-) -> Ranking:
-    """Each query's ``top`` nearest gallery images under the evaluation's distance.
-
-    The distance is :func:`reidlib.distances.query_gallery_distance`'s (Euclidean,
-    ``lambda_g |dg| + (1 - lambda_g) |dp|``, no camera term), computed exactly, a block of
-    (query_chunk, gallery_chunk) at a time; each block's top k is merged into the queries' running
-    top k, so memory stays at one block, whatever the gallery's size.
-
-    Why not faiss: the distance is a sum of two Euclidean distances, not one L2 or inner-product
-    distance, so a faiss index could only propose candidates (under the squared distance) for an
-    exact re-ranking. In benchmarks/bench_query.py (100,000 gallery features, D 512, P 4, two
-    threads of the development machine, a 2-core x86-64 CPU, under load) this ranking took 1.1 s
-    for 23 queries and 3.3 s for 256; a faiss flat index took 4.3 s to build and 0.5 / 1.6 s to
-    search its top-100 candidates, which held 95% of the exact top 10 for the 256 random queries;
-    an IVF index took 32 s to build. Exact and blocked is both faster and exact at that size.
-
-    Args:
-        query, gallery: dicts with ``global`` (n, D) and ``parts`` (n, P, d).
-        lambda_g: the global share (config ``scl.lambda_g``, as evaluation uses).
-        top: k, cut to the gallery's size.
-        query_chunk, gallery_chunk: the block's shape.
-
-    Returns:
-        :class:`Ranking`, (Q, k) gallery rows and distances.
-    """
-    if top < 1:
-        raise ConfigError(f"top must be at least 1, got {top}")
-    g_global = torch.as_tensor(np.asarray(gallery["global"], dtype=np.float32))  # (G, D)
-    g_parts = torch.as_tensor(np.asarray(gallery["parts"], dtype=np.float32))  # (G, P, d)
-    q_global = torch.as_tensor(np.asarray(query["global"], dtype=np.float32))  # (Q, D)
-    q_parts = torch.as_tensor(np.asarray(query["parts"], dtype=np.float32))  # (Q, P, d)
-    num_q, num_g, k = len(q_global), len(g_global), min(top, len(g_global))
-    blocks = -(-num_q // query_chunk) * -(-num_g // gallery_chunk)
-    bar = tqdm(total=blocks, desc="ranking", unit="block", leave=False, disable=not progress)
-    orders, dists = [], []
-    for start in range(0, num_q, query_chunk):
-        qg, qp = q_global[start : start + query_chunk], q_parts[start : start + query_chunk]
-        best = torch.empty(len(qg), 0)  # (c, <=k) the running top k's distances ...
-        rows = torch.empty(len(qg), 0, dtype=torch.int64)  # ... and gallery rows
-        for g_start in range(0, num_g, gallery_chunk):
-            dist = combined_distance(qg, qp, g_global[g_start : g_start + gallery_chunk],
-                                     g_parts[g_start : g_start + gallery_chunk], lambda_g=lambda_g, squared=False)
-            near = torch.topk(dist, min(k, dist.shape[1]), dim=1, largest=False)  # (c, k) of this block
-            best = torch.cat([best, near.values], dim=1)
-            rows = torch.cat([rows, near.indices + g_start], dim=1)
-            best, pos = torch.topk(best, min(k, best.shape[1]), dim=1, largest=False, sorted=True)
-            rows = rows.gather(1, pos)
-            bar.update()
-        orders.append(rows.numpy())
-        dists.append(best.numpy())
-    bar.close()
-    return Ranking(np.concatenate(orders), np.concatenate(dists))
-
-
 def embed(run_dir: str | Path, images: str | Path, out: str | Path) -> tuple[dict[str, np.ndarray], SearchRun]:
     """``python -m reidlib embed``: the features of a folder of crops, written to ``out`` (.npz)."""
     check_features_path(out)
@@ -262,25 +188,3 @@ def embed(run_dir: str | Path, images: str | Path, out: str | Path) -> tuple[dic
     feats = embed_images(run, images)
     save_features(out, feats, run)
     return feats, run
-
-
-def search(run_dir: str | Path, gallery: str | Path, query: str | Path, out_dir: str | Path, *, top: int = 10) -> Ranking:
-    """``python -m reidlib query``: rank the gallery for each query; write ``index.html`` and ``ranks.csv``
-    (:mod:`reidlib.retrieval.page`). Every input is checked, and the page built, before anything is written."""
-    if top < 1:
-        raise ConfigError(f"--top must be at least 1, got {top}")
-    check_out_dir(out_dir)
-    run = load_run(run_dir)
-    gallery_feats = read_gallery(run, gallery)
-    query_feats = embed_images(run, query)
-    lambda_g = eval_lambda_g(run.cfg)
-    ranking = rank_gallery(query_feats, gallery_feats, lambda_g=lambda_g, top=top)
-    about = {
-        "run": f"{Path(run_dir).absolute()} (epoch {run.epoch}, weights sha256 {run.sha256[:12]})",
-        "gallery": str(Path(gallery).absolute()),
-        "query": str(Path(query).absolute()),
-        "distance": f"{lambda_g:g} |global difference| + {1 - lambda_g:g} |parts difference| (Euclidean, "
-        "as evaluation; no camera term)",
-    }
-    write_results(out_dir, query_feats, gallery_feats, ranking.order, ranking.dist, about)
-    return ranking

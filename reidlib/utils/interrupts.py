@@ -16,7 +16,8 @@ import logging
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from pathlib import Path
+from typing import Iterator, NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,15 @@ class StopSignals:
             yield
         finally:
             self._at_once = False
+
+    def stopped(self, where: str, checkpoint: Path) -> NoReturn:
+        """Raise :class:`Interrupted` for a stop request honoured ``where`` (``"after epoch 3"``),
+        once ``checkpoint`` holds the run; the signal is this process's, or SIGTERM when another
+        process of a torchrun received it."""
+        raise Interrupted(
+            self.signum or signal.SIGTERM,
+            f"{self.signal_name} received: stopped {where}; checkpoint saved in {checkpoint}",
+        )
 
     def _handle(self, signum: int, frame: object) -> None:
         if self._at_once or self.requested:

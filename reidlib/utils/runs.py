@@ -93,7 +93,7 @@ def save_features(path: Path, **arrays: np.ndarray) -> None:
     _atomic(Path(path), lambda fh: np.savez(fh, **arrays))
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+def write_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     """Write ``last.pt``, keeping the one before it as ``previous.pt``.
 
     At every moment ``last.pt`` is a complete checkpoint, the old one or the new one: the new one

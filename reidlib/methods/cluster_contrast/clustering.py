@@ -4,7 +4,7 @@ centroids, the P x K batches that pseudo-labels need, and how good the labels ar
 Shape letters: N training images (slots), D feature dim, C clusters, K images of one cluster in a
 batch (``num_instances``), P = B / K clusters in a batch, B batch, S steps, W the widest set.
 
-Pure functions; :class:`reidlib.methods.cluster_contrast.hooks.ClusterContrast` calls them at every epoch's
+Pure functions; :class:`reidlib.methods.cluster_contrast.cluster_contrast.ClusterContrast` calls them at every epoch's
 start, in this order::
 
     pairs = jaccard_pairs(g, k1, k2)                           # sparse (rows, cols, dist)

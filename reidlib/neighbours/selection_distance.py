@@ -1,0 +1,263 @@
+"""SCL's selection distance over the memory banks: one object, built once per epoch by the method
+and handed to the searcher, the miners and the slot graph, so that the distance is written once
+and its weights travel down, never back up.
+
+Shape letters: B anchors, N memory slots, D feature dim, P stripes, d = D / P, C cameras,
+R candidates per anchor, E = 2D + C embedding dim.
+
+    d(i, j) = lambda_g |g_i - G_j|^2 + (1 - lambda_g) (1/P) sum_p |p_ip - L_jp|^2 + lambda_c [cam(i) = cam(j)]
+
+(:func:`reidlib.distances.combined_distance`), where, with ``debias``, each camera's mean (and
+spread) is first removed from the anchors and the slots alike and the features renormalised
+(:class:`CameraDebias`; "Exploring the camera bias of person re-identification", ICLR 2025).
+
+The object reads the banks as they are at each call (MemoryBank buffers are updated in place
+after every step); only the debiasing statistics are fitted once, when it is built. What asks it:
+
+- :meth:`SelectionDistance.to_slots`: the (B, N) distances to every slot (the miners' checks),
+  a block of ``chunk`` slots at a time by :func:`reidlib.neighbours.exact.distance_matrix`;
+- :meth:`SelectionDistance.nearest`: the ``count`` nearest slots per anchor by the same blocked
+  loop (:class:`reidlib.neighbours.searchers.TorchSearcher`);
+- :meth:`SelectionDistance.to_candidates`: the distance to each anchor's own R candidates (the
+  exact re-ranking of a faiss index's candidates);
+- :meth:`SelectionDistance.embed`: the distance as an inner product for faiss
+  (:func:`reidlib.neighbours.faiss_index.embed`);
+- :meth:`SelectionDistance.slot_rows` and :meth:`SelectionDistance.stripe_distances`: slot-to-slot
+  rows for the per-epoch graph, and stripe-by-stripe distances for the part agreement check.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reidlib.distances import candidate_distance, combined_distance
+from reidlib.neighbours import exact
+from reidlib.neighbours.faiss_index import SLOT_CHUNK, embed
+
+DEBIAS = {"none": None, "mean": False, "mean_std": True}  # scl.camera_debias -> CameraDebias's scale
+
+
+def bank_features(bank) -> Tensor:
+    """A MemoryBank's buffer (read at each call, so in-place updates are seen) or a tensor."""
+    return getattr(bank, "features", bank)
+
+
+def scratch(buffers: dict[str, Tensor], name: str, shape, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A reused scratch tensor of ``shape`` from ``buffers`` (grown when too small).
+
+    Fresh 100 MB allocations page-fault on every call, which costs more than the work done in them.
+    """
+    size = math.prod(shape)
+    buf = buffers.get(name)
+    if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != device:
+        buf = buffers[name] = torch.empty(size, dtype=dtype, device=device)
+    return buf[:size].view(shape)
+
+
+class CameraDebias:
+    """Remove each camera's mean (and, with ``scale``, divide by its per-dimension spread) from
+    unit features, then renormalise along the last dimension.
+
+    The statistics are fitted once (:meth:`fit`, on the banks at the start of an epoch) and
+    applied to the anchors and to the slots alike, each with its own camera's statistics.
+
+    Shape:
+        feats: (n, ..., d) with the last dimension normalised (a global bank (n, D), or a part
+        bank (n, P, d), stripe by stripe); cams: (n,) (or any shape that indexes feats' rows).
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor | None) -> None:
+        self.mean, self.std = mean, std  # (C, ..., d)
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, feats: Tensor, cams: Tensor, num_cams: int, scale: bool = False) -> "CameraDebias":
+        feats = feats.float()
+        counts = torch.bincount(cams, minlength=num_cams).clamp_min(1).to(feats.dtype)
+        shape = (num_cams, *feats.shape[1:])
+        view = (-1, *[1] * (feats.dim() - 1))
+        mean = torch.zeros(shape, device=feats.device).index_add_(0, cams, feats) / counts.view(view)
+        std = None
+        if scale:
+            var = torch.zeros(shape, device=feats.device).index_add_(0, cams, (feats - mean[cams]) ** 2) / counts.view(view)
+            std = var.sqrt().clamp_min(1e-6)
+        return cls(mean, std)
+
+    @torch.no_grad()
+    def __call__(self, feats: Tensor, cams: Tensor) -> Tensor:
+        out = feats.float() - self.mean.to(feats.device)[cams]
+        if self.std is not None:
+            out = out / self.std.to(feats.device)[cams]
+        return F.normalize(out, dim=-1)
+
+
+class SelectionDistance:
+    """The selection distance from anchors to the slots of the global and part banks.
+
+    Args:
+        global_bank: MemoryBank or (N, D) tensor; part_bank: MemoryBank or (N, P, d) tensor; both
+            read at every call.
+        camids: (N,) the slots' cameras.
+        lambda_g: global share (``scl.lambda_g``); lambda_c: the camera penalty, as scheduled for
+            the epoch (:func:`reidlib.methods.scl.miners.lambda_c_at`).
+        debias: ``none`` | ``mean`` | ``mean_std`` (``scl.camera_debias``), fitted on the banks now.
+        chunk: slots per block of the exact loop (a float16 bank is converted one block at a time,
+            so a 1M-slot float16 bank never needs a full float32 copy).
+    """
+
+    def __init__(self, global_bank, part_bank, camids: Tensor, *, lambda_g: float, lambda_c: float,
+                 debias: str = "none", chunk: int = SLOT_CHUNK) -> None:
+        self.global_bank, self.part_bank, self.camids = global_bank, part_bank, camids
+        self.lambda_g, self.lambda_c, self.chunk = lambda_g, lambda_c, chunk
+        self.num_cams = int(camids.max()) + 1 if len(camids) else 0
+        self.debias_g = self.debias_p = None
+        if DEBIAS[debias] is not None:
+            scale = DEBIAS[debias]
+            self.debias_g = CameraDebias.fit(bank_features(global_bank), camids, self.num_cams, scale=scale)
+            self.debias_p = CameraDebias.fit(bank_features(part_bank), camids, self.num_cams, scale=scale)
+        self._buffers: dict[str, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.camids)
+
+    @property
+    def device(self) -> torch.device:
+        return bank_features(self.global_bank).device
+
+    @property
+    def feat_dim(self) -> int:
+        """D, the global feature's (and the concatenated stripes') dimension."""
+        return bank_features(self.global_bank).shape[1]
+
+    # -- features as the distance sees them ---------------------------------------------------
+
+    def anchors(self, g: Tensor, p: Tensor, cams: Tensor) -> tuple[Tensor, Tensor]:
+        """Anchors' features as the distance sees them: (B, D), (B, P, d) float32."""
+        if self.debias_g is None:
+            return g.float(), p.float()
+        return self.debias_g(g, cams), self.debias_p(p, cams)
+
+    def _as_float(self, name: str, block: Tensor) -> Tensor:
+        """A float32 view of a bank block: the block itself, or a float16 block copied into a
+        reused buffer (a fresh 128 MB tensor per block page-faults, which costs more than the copy)."""
+        if block.dtype == torch.float32:
+            return block
+        return scratch(self._buffers, name, block.shape, torch.float32, block.device).copy_(block)
+
+    def slots(self, items: slice) -> tuple[Tensor, Tensor, bool]:
+        """Slots ``items`` as the distance sees them: (i, D), (i, P, d) float32, and whether every
+        row has unit norm (float32 slots, or renormalised by the debiasing; float16 slots are off
+        by ~1e-3, so their norms must be computed)."""
+        g = bank_features(self.global_bank)[items]
+        p = bank_features(self.part_bank)[items]
+        if self.debias_g is not None:
+            cams = self.camids[items]
+            return self.debias_g(g, cams), self.debias_p(p, cams), True
+        return self._as_float("global", g), self._as_float("parts", p), g.dtype == torch.float32
+
+    # -- distances ---------------------------------------------------------------------------
+
+    def block(self, g: Tensor, p: Tensor, cams: Tensor, items: slice) -> Tensor:
+        """(B, D), (B, P, d) as the distance sees them, (B,) -> (B, i) distances to slots ``items``."""
+        bank_g, bank_p, unit = self.slots(items)
+        return combined_distance(
+            g, p, bank_g, bank_p, lambda_g=self.lambda_g, squared=True, unit_norm=unit,
+            lambda_c=self.lambda_c, q_camids=cams, g_camids=self.camids[items],
+        )
+
+    @torch.no_grad()
+    def to_slots(self, g: Tensor, p: Tensor, cams: Tensor) -> Tensor:
+        """(B, D), (B, P, d), (B,) -> (B, N) distances to every slot (float32)."""
+        g, p = self.anchors(g, p, cams)
+        return exact.distance_matrix(lambda rows, items: self.block(g, p, cams, items), len(g), len(self),
+                                     item_block=self.chunk)
+
+    @torch.no_grad()
+    def nearest(self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int) -> Tensor:
+        """The ``count`` nearest slots per anchor, nearest first, own slot left out.
+
+        Shape:
+            g: (B, D), p: (B, P, d), cams: (B,), self_idx: (B,) -> (B, count) int64
+        """
+        g, p = self.anchors(g, p, cams)
+        (found,) = exact.nearest(lambda rows, items: self.block(g, p, cams, items), len(g), len(self), count,
+                                 item_block=self.chunk, exclude=self_idx)
+        return found.idx
+
+    @torch.no_grad()
+    def to_candidates(self, g: Tensor, p: Tensor, cams: Tensor, cand: Tensor, sq_norms: Tensor | None = None) -> Tensor:
+        """The distance from each anchor to its own candidates ``cand`` (B, R) -> (B, R).
+
+        ``sq_norms`` (N, 2), the slots' squared global and stripe norms if known (a faiss searcher
+        caches them when it embeds a slot); computed from the gathered rows otherwise.
+        """
+        g, p = self.anchors(g, p, cams)
+        c_cams = self.camids.to(cand.device)[cand]
+        c_global = self._gather("c_global", bank_features(self.global_bank), cand)  # (B, R, D)
+        c_parts = self._gather("c_parts", bank_features(self.part_bank).flatten(1), cand)  # (B, R, D)
+        if self.debias_g is not None:
+            num_parts = p.shape[1]
+            c_global = self.debias_g(c_global, c_cams)
+            c_parts = self.debias_p(c_parts.unflatten(-1, (num_parts, -1)), c_cams).flatten(-2)
+        return candidate_distance(
+            g, p, c_global, c_parts, lambda_g=self.lambda_g, lambda_c=self.lambda_c, q_camids=cams.to(cand.device),
+            c_camids=c_cams, c_global_sq=None if sq_norms is None else sq_norms[:, 0][cand],
+            c_parts_sq=None if sq_norms is None else sq_norms[:, 1][cand],
+        )
+
+    def _gather(self, name: str, bank: Tensor, cand: Tensor) -> Tensor:
+        """Rows ``cand`` (B, R) of a (N, D) bank as a (B, R, D) float32 tensor."""
+        shape = (cand.numel(), bank.shape[1])
+        flat = cand.reshape(-1)
+        if bank.dtype == torch.float32:
+            out = torch.index_select(bank, 0, flat, out=scratch(self._buffers, name, shape, torch.float32, bank.device))
+        else:
+            staged = torch.index_select(bank, 0, flat, out=scratch(self._buffers, "staging", shape, bank.dtype, bank.device))
+            out = scratch(self._buffers, name, shape, torch.float32, bank.device).copy_(staged)
+        return out.view(*cand.shape, -1)
+
+    # -- the distance as an inner product (faiss) ---------------------------------------------
+
+    def embed(self, g: Tensor, p: Tensor, cams: Tensor, *, query: bool) -> Tensor:
+        """The inner-product embedding of anchors (``query=True``) or slots (E columns): for an
+        anchor q and a slot x, ``d = 2 - 2 q . x`` (:func:`reidlib.neighbours.faiss_index.embed`)."""
+        return embed(g, p, cams, lambda_g=self.lambda_g, lambda_c=self.lambda_c, num_cams=self.num_cams, query=query)
+
+    def embed_slots(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Slots ``rows`` (n,) embedded from the banks as they are now, and their squared global
+        and stripe norms: (n, E), (n, 2)."""
+        rows = rows.to(self.device)
+        g, p = bank_features(self.global_bank)[rows].float(), bank_features(self.part_bank)[rows].float()
+        cams = self.camids[rows]
+        if self.debias_g is not None:
+            g, p = self.debias_g(g, cams), self.debias_p(p, cams)
+        norms = torch.stack([g.pow(2).sum(1), p.pow(2).sum((1, 2))], dim=1)
+        return self.embed(g, p, cams, query=False), norms
+
+    # -- the per-epoch graph and the stripes ----------------------------------------------------
+
+    def slot_rows(self):
+        """Slot-to-slot distances over the banks as they are now, for the per-epoch rankings of
+        :mod:`reidlib.neighbours.graph`: (b,) slot indices -> (b, N). The (debiased) banks are
+        read once, here, not once per block."""
+        bank_g, bank_p = bank_features(self.global_bank), bank_features(self.part_bank)
+        if self.debias_g is None:
+            bank_g, bank_p = bank_g.float(), bank_p.float()
+        else:
+            bank_g, bank_p = self.debias_g(bank_g, self.camids), self.debias_p(bank_p, self.camids)
+        frozen = SelectionDistance(bank_g, bank_p, self.camids, lambda_g=self.lambda_g, lambda_c=self.lambda_c,
+                                   chunk=self.chunk)
+        return lambda rows: frozen.to_slots(bank_g[rows], bank_p[rows], self.camids[rows])
+
+    @torch.no_grad()
+    def stripe_distances(self, p: Tensor, cams: Tensor) -> Tensor:
+        """(B, P, d), (B,) -> (B, P, N) squared distances stripe by stripe (unit stripes)."""
+        bank_p = bank_features(self.part_bank).float()
+        anchors = p.float()
+        if self.debias_p is not None:
+            bank_p, anchors = self.debias_p(bank_p, self.camids), self.debias_p(p, cams)
+        return (2.0 - 2.0 * torch.einsum("bpd,npd->bpn", anchors, bank_p)).clamp_min_(0.0)
