@@ -5,9 +5,10 @@ at several training-set sizes, and its share of an epoch.
         [--sizes 2000 7000 13000] [--repeat 2] [--threads 2] [--batches 4] [--step-seconds S --image-ms M]
 
 **The clustering step** is timed through the library's own calls, as
-:class:`reidlib.methods.cluster_contrast.cluster_contrast.ClusterContrast` makes them at every epoch's start:
-:func:`reidlib.methods.cluster_contrast.clustering.jaccard_pairs` (rankings, k-reciprocal sets, sparse Jaccard distance) and
-:func:`reidlib.methods.cluster_contrast.clustering.pseudo_labels` (DBSCAN), with the config's k1, k2, eps and min_samples.
+:class:`reidlib.methods.cluster_contrast.learner.ClusterContrast` makes them at every epoch's start:
+:func:`reidlib.methods.cluster_contrast.clustering.jaccard_pairs` (rankings, k-reciprocal sets, sparse
+Jaccard distance) and :func:`reidlib.methods.cluster_contrast.clustering.pseudo_labels` (DBSCAN), with
+the config's k1, k2, eps and min_samples.
 Its input is random clustered unit features (N, D), D the config's ``feat_dim``: identities of
 8-24 images (16 on average, Market-1501 has 17), each image a latent identity centre z ~ N(0, I_r)
 plus a view variation N(0, 0.6^2 I_r) (r = 16), mapped to D dims by one Gaussian matrix, plus
@@ -36,12 +37,14 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.memory_usage import reset_peak, rss_gib
-from reidlib.methods.cluster_contrast import clustering
 from reidlib.config import load_config
+from reidlib.methods.cluster_contrast import clustering
 from reidlib.model import make_model, memory_format
 
 
-def clustered_features(num: int, dim: int, seed: int = 0, latent: int = 16, noise: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
+def clustered_features(
+    num: int, dim: int, seed: int = 0, latent: int = 16, noise: float = 0.5
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, D) unit features of identities of 8-24 images, and the identities (N,)."""
     gen = torch.Generator().manual_seed(seed)
     sizes = torch.randint(8, 25, (num // 8,), generator=gen)
@@ -67,8 +70,14 @@ def _time_clustering(num: int, dim: int, c) -> dict[str, float]:
     t_dbscan = time.perf_counter() - start
     stats = clustering.label_stats(labels, pids)
     return {
-        "jaccard": t_jaccard, "dbscan": t_dbscan, "pairs": len(pairs[0]), "peak_gib": rss_gib()[1],
-        "clusters": stats.clusters, "ids": int(pids.max()) + 1, "outliers": stats.outlier_share, "ari": stats.cluster_ari,
+        "jaccard": t_jaccard,
+        "dbscan": t_dbscan,
+        "pairs": len(pairs[0]),
+        "peak_gib": rss_gib()[1],
+        "clusters": stats.clusters,
+        "ids": int(pids.max()) + 1,
+        "outliers": stats.outlier_share,
+        "ari": stats.cluster_ari,
     }
 
 
@@ -92,7 +101,9 @@ def time_model(cfg, batches: int) -> tuple[float, float]:
         step()
     per_step = (time.perf_counter() - start) / batches
     model.eval()
-    eval_images = torch.rand(cfg.eval.eval_batch_size, 3, d.height, d.width).contiguous(memory_format=memory_format(cfg))
+    eval_images = torch.rand(cfg.eval.eval_batch_size, 3, d.height, d.width).contiguous(
+        memory_format=memory_format(cfg)
+    )
     with torch.no_grad():
         model(eval_images)
         start = time.perf_counter()
@@ -116,7 +127,10 @@ def main() -> None:
     cfg = load_config(args.config)
     c, t = cfg.cluster, cfg.train
     print(f"load average at start: {os.getloadavg()[0]:.2f}; threads {args.threads}; {args.config}")
-    print(f"k1 {c.cluster_k1}, k2 {c.cluster_k2}, eps {c.cluster_eps}, min_samples {c.min_samples}; D {cfg.model.feat_dim}")
+    print(
+        f"k1 {c.cluster_k1}, k2 {c.cluster_k2}, eps {c.cluster_eps}, min_samples {c.min_samples}; "
+        f"D {cfg.model.feat_dim}"
+    )
     if args.step_seconds is None or args.image_ms is None:
         per_step, per_image, source = *time_model(cfg, args.batches), "measured here"
     else:
@@ -125,7 +139,10 @@ def main() -> None:
         f"{cfg.model.arch} at {cfg.data.height}x{cfg.data.width} ({source}): {per_step:.2f} s a training step of "
         f"{t.batch_size}, {1000 * per_image:.1f} ms an image in the features pass\n"
     )
-    head = f"{'N':>6} {'jaccard s':>9} {'DBSCAN s':>8} {'pairs M':>7} {'peak GiB':>8} {'clusters':>8} {'ids':>5} {'outliers':>8} {'ARI':>5}"
+    head = (
+        f"{'N':>6} {'jaccard s':>9} {'DBSCAN s':>8} {'pairs M':>7} {'peak GiB':>8} {'clusters':>8} {'ids':>5} "
+        f"{'outliers':>8} {'ARI':>5}"
+    )
     head += f" | {'steps s':>7} {'pass s':>6} {'epoch s':>7} {'share':>6} {'+pass':>6}"
     print(head)
     for num in sorted(args.sizes):
@@ -136,7 +153,8 @@ def main() -> None:
         print(
             f"{num:>6} {r['jaccard']:>9.1f} {r['dbscan']:>8.1f} {r['pairs'] / 1e6:>7.1f} {r['peak_gib']:>8.2f} "
             f"{r['clusters']:>8} {r['ids']:>5} {100 * r['outliers']:>7.1f}% {r['ari']:>5.2f}"
-            f" | {steps:>7.0f} {feature_pass:>6.0f} {epoch:>7.0f} {100 * cluster / epoch:>5.1f}% {100 * (cluster + feature_pass) / epoch:>5.1f}%"
+            f" | {steps:>7.0f} {feature_pass:>6.0f} {epoch:>7.0f} {100 * cluster / epoch:>5.1f}% "
+            f"{100 * (cluster + feature_pass) / epoch:>5.1f}%"
         )
     print("\nshare: Jaccard + DBSCAN / epoch; +pass: with the features pass the clustering needs")
     print(f"load average at end: {os.getloadavg()[0]:.2f}")

@@ -32,10 +32,9 @@ import torch
 from reidlib.config import load_config
 from reidlib.data import ReidDataset, build_transforms, load_images, read_dataset
 from reidlib.evaluation.features import extract_features
-from reidlib.model import make_model, memory_format
 from reidlib.methods.memory import build_banks
 from reidlib.methods.scl import SCL
-from reidlib.model import Features
+from reidlib.model import Features, make_model, memory_format
 
 
 def timed(fn) -> float:
@@ -60,7 +59,10 @@ def main() -> None:
     data = read_dataset(args.data)
     n, b = len(data.train), t.batch_size
     steps = n // b
-    print(f"{args.data}: {n} training images, batch {b}, {steps} steps an epoch, input {d.height}x{d.width}, {cfg.model.arch}")
+    print(
+        f"{args.data}: {n} training images, batch {b}, {steps} steps an epoch, input {d.height}x{d.width}, "
+        f"{cfg.model.arch}"
+    )
     batches = [list(range(i * b, (i + 1) * b)) for i in range(min(args.batches, steps))]
 
     def load(dataset) -> list[torch.Tensor]:
@@ -95,7 +97,12 @@ def main() -> None:
     start = time.perf_counter()
     feats = extract_features(model, data.train, cfg, torch.device("cpu"), desc="fill", progress=False, images=images)
     t_fill = time.perf_counter() - start
-    t_eval = timed(lambda: [extract_features(model, s, cfg, torch.device("cpu"), desc="eval", progress=False, images=images) for s in (data.query, data.gallery)])
+    t_eval = timed(
+        lambda: [
+            extract_features(model, s, cfg, torch.device("cpu"), desc="eval", progress=False, images=images)
+            for s in (data.query, data.gallery)
+        ]
+    )
     g_bank, p_bank, m_bank = build_banks(n, cfg.model.feat_dim, cfg.model.num_parts, cfg.scl.bank_momentum)
     g_bank.fill(torch.from_numpy(feats["global"]))
     p_bank.fill(torch.from_numpy(feats["parts"]))
@@ -109,8 +116,16 @@ def main() -> None:
     ]
     pids = torch.tensor([r.pid for r in data.train])
     for rule in args.rules:
-        method = SCL(replace(cfg.scl, positive_rule=rule, warmup_epochs=0), cfg.search, g_bank, p_bank, m_bank, pids,
-                     cams, epochs=t.epochs)
+        method = SCL(
+            replace(cfg.scl, positive_rule=rule, warmup_epochs=0),
+            cfg.search,
+            g_bank,
+            p_bank,
+            m_bank,
+            pids,
+            cams,
+            epochs=t.epochs,
+        )
         setup = time.perf_counter()
         method.start_epoch(1, torch.Generator().manual_seed(0), features=None, resumed=False)  # the epoch's miner
         setup = time.perf_counter() - setup
@@ -122,13 +137,20 @@ def main() -> None:
     print(f"\n{'stage':<52} {'s / epoch':>10}")
     for name, seconds in rows:
         print(f"{name:<52} {seconds:>10.1f}")
-    print(f"\nfiles / cache loading time: {rows[0][1] / max(rows[1][1], 1e-9):.1f}x; decoding the {len(images)} crops once: {cache_time:.1f} s")
-    print(f"fill banks: {t_fill:.1f} s; one evaluation ({len(data.query)} + {len(data.gallery)} images): {t_eval:.1f} s")
+    print(
+        f"\nfiles / cache loading time: {rows[0][1] / max(rows[1][1], 1e-9):.1f}x; "
+        f"decoding the {len(images)} crops once: {cache_time:.1f} s"
+    )
+    print(
+        f"fill banks: {t_fill:.1f} s; one evaluation ({len(data.query)} + {len(data.gallery)} images): {t_eval:.1f} s"
+    )
     scale = args.project / n
     epoch = (rows[1][1] + rows[2][1] + rows[3][1]) * scale  # cache, forward, backward
     selection = {name: seconds * scale for name, seconds in rows[4:]}
     evals = 1 + (t.epochs // cfg.eval.eval_every if cfg.eval.eval_every else 0)
-    print(f"\nprojection to {args.project} training images, {t.epochs} epochs, {evals} evaluation(s) of this test split:")
+    print(
+        f"\nprojection to {args.project} training images, {t.epochs} epochs, {evals} evaluation(s) of this test split:"
+    )
     for name, sel in selection.items():
         total = cache_time * scale + t_fill * scale + t.epochs * (epoch + sel) + evals * t_eval
         print(f"  {name.split(' (')[0]:<32} {total / 60:5.1f} min  (epoch {(epoch + sel) / 60:.2f} min)")

@@ -81,10 +81,13 @@ def main() -> None:
     print(f"{'per-query numpy loop':<26} {t_loop:8.2f} {100 * mAP:8.3f} {100 * cmc[0]:8.3f}")
     print(f"{'vectorised evaluate_rank':<26} {t_vec:8.2f} {100 * res.mAP:8.3f} {100 * res.cmc[0]:8.3f}")
     same = np.allclose(cmc, res.cmc) and abs(mAP - res.mAP) < 1e-9
-    print(f"speed-up: {t_tr / t_vec:.1f}x over the torchreid-style loop, "
-          f"{t_loop / t_vec:.1f}x over the numpy loop (argsort dominates both)")
-    print(f"same figures: {same} "
-          f"(largest CMC difference {np.abs(cmc - res.cmc).max():.1e}, mAP {abs(mAP - res.mAP):.1e})")
+    print(
+        f"speed-up: {t_tr / t_vec:.1f}x over the torchreid-style loop, "
+        f"{t_loop / t_vec:.1f}x over the numpy loop (argsort dominates both)"
+    )
+    print(
+        f"same figures: {same} (largest CMC difference {np.abs(cmc - res.cmc).max():.1e}, mAP {abs(mAP - res.mAP):.1e})"
+    )
 
 
 if __name__ == "__main__":

@@ -86,13 +86,17 @@ def run(name, fn, rows, note=""):
 
 def table(title, rows, ref_seconds):
     print(f"\n{title}")
-    print(f"{'path':<44} {'protocol':<14} {'s':>7} {'dense/this':>10} {'mAP':>7} {'R-1':>6} {'R-10':>6} "
-          f"{'mINP':>6} {'peak GiB':>8}  holds")
+    print(
+        f"{'path':<44} {'protocol':<14} {'s':>7} {'dense/this':>10} {'mAP':>7} {'R-1':>6} {'R-10':>6} "
+        f"{'mINP':>6} {'peak GiB':>8}  holds"
+    )
     for name, seconds, res, note, (_, peak) in rows:
         protocol = "market1501@100" if "R=100" in name else "market1501"
         ratio = f"{ref_seconds / seconds:9.2f}x" if ref_seconds else f"{'-':>10}"
-        print(f"{name:<44} {protocol:<14} {seconds:7.1f} {ratio} {100 * res.mAP:7.3f} {100 * res.cmc[0]:6.2f} "
-              f"{100 * res.cmc[9]:6.2f} {100 * res.mINP:6.2f} {peak:8.2f}  {note}")
+        print(
+            f"{name:<44} {protocol:<14} {seconds:7.1f} {ratio} {100 * res.mAP:7.3f} {100 * res.cmc[0]:6.2f} "
+            f"{100 * res.cmc[9]:6.2f} {100 * res.mINP:6.2f} {peak:8.2f}  {note}"
+        )
 
 
 def section(query, gallery, dense: bool, chunk: int):
@@ -103,15 +107,24 @@ def section(query, gallery, dense: bool, chunk: int):
     rows = []
     if dense:
         dist = {}
-        run("dense distmat + evaluate (euclidean)",
+        run(
+            "dense distmat + evaluate (euclidean)",
             lambda: evaluate(dist.setdefault("e", query_gallery_distance(query, gallery, lambda_g=0.5)), *args),
-            rows, f"distmat {NUM_Q * num_g * 4 / 2**20:,.0f} MiB")
+            rows,
+            f"distmat {NUM_Q * num_g * 4 / 2**20:,.0f} MiB",
+        )
         dist.clear()
 
         def dense_squared():
             t = torch.from_numpy
-            d = combined_distance(t(query["global"]), t(query["parts"]), t(gallery["global"]), t(gallery["parts"]),
-                                  lambda_g=0.5, squared=True).numpy()
+            d = combined_distance(
+                t(query["global"]),
+                t(query["parts"]),
+                t(gallery["global"]),
+                t(gallery["parts"]),
+                lambda_g=0.5,
+                squared=True,
+            ).numpy()
             return evaluate(d, *args)
 
         run("dense distmat + evaluate (squared)", dense_squared, rows, f"distmat {NUM_Q * num_g * 4 / 2**20:,.0f} MiB")
@@ -119,13 +132,25 @@ def section(query, gallery, dense: bool, chunk: int):
     # a whole-gallery block also holds int64 sort indices and their gathers: smaller blocks for a
     # large gallery (at Market size 64-query blocks took 20.5 s against 12.3 s for 256)
     small = chunk if num_g <= 100_000 else max(1, chunk // 4)
-    run("streamed, whole gallery, torch (euclidean)", lambda: evaluate_topk(query, gallery, lambda_g=0.5, chunk=small),
-        rows, f"{small} x {num_g:,} distances + sort indices a block")
+    run(
+        "streamed, whole gallery, torch (euclidean)",
+        lambda: evaluate_topk(query, gallery, lambda_g=0.5, chunk=small),
+        rows,
+        f"{small} x {num_g:,} distances + sort indices a block",
+    )
     run("top R=100, torch (euclidean)", lambda: evaluate_topk(query, gallery, top_r=100, **kw), rows, block)
-    run("top R=100, torch (squared)", lambda: evaluate_topk(query, gallery, top_r=100, distance="squared", **kw),
-        rows, block)
-    run("top R=100, faiss flat (squared)",
-        lambda: evaluate_topk(query, gallery, top_r=100, distance="squared", backend="faiss", **kw), rows, index)
+    run(
+        "top R=100, torch (squared)",
+        lambda: evaluate_topk(query, gallery, top_r=100, distance="squared", **kw),
+        rows,
+        block,
+    )
+    run(
+        "top R=100, faiss flat (squared)",
+        lambda: evaluate_topk(query, gallery, top_r=100, distance="squared", backend="faiss", **kw),
+        rows,
+        index,
+    )
     return rows
 
 
@@ -139,28 +164,42 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    print(f"bench_evaluation_scale {time.strftime('%Y-%m-%d %H:%M %Z')}: {args.threads} thread(s), "
-          f"torch {torch.__version__}, faiss {faiss.__version__}; lambda_g = 0.5; 'euclidean' is the standard "
-          f"test distance, 'squared' the inner-product form faiss can index")
+    print(
+        f"bench_evaluation_scale {time.strftime('%Y-%m-%d %H:%M %Z')}: {args.threads} thread(s), "
+        f"torch {torch.__version__}, faiss {faiss.__version__}; lambda_g = 0.5; 'euclidean' is the standard "
+        f"test distance, 'squared' the inner-product form faiss can index"
+    )
 
     query, gallery = build(args.market_dim, 0)
     print(f"\n1. Market-1501 size: {NUM_Q:,} queries x {NUM_G:,} gallery, D = {args.market_dim}, P = {P}")
     rows = section(query, gallery, dense=True, chunk=args.chunk)
-    table(f"Market-1501 size ({NUM_Q:,} x {NUM_G:,}, D = {args.market_dim}); dense/this = the dense euclidean path's time "
-          f"over this one", rows, rows[0][1])
+    table(
+        f"Market-1501 size ({NUM_Q:,} x {NUM_G:,}, D = {args.market_dim}); "
+        "dense/this = the dense euclidean path's time "
+        f"over this one",
+        rows,
+        rows[0][1],
+    )
     del query, gallery
 
     query, gallery = build(args.large_dim, args.distractors)
     num_g = len(gallery["pids"])
-    print(f"\n2. Large gallery: {NUM_Q:,} queries x {num_g:,} gallery ({NUM_G:,} + {args.distractors:,} distractors), "
-          f"D = {args.large_dim}, P = {P}; a dense float32 distmat would be {NUM_Q * num_g * 4 / 2**30:.1f} GiB: "
-          f"not run; features held {sum(a.nbytes for a in (query['global'], query['parts'], gallery['global'], gallery['parts'])) / 2**30:.2f} GiB")
+    held = sum(a.nbytes for a in (query["global"], query["parts"], gallery["global"], gallery["parts"]))
+    print(
+        f"\n2. Large gallery: {NUM_Q:,} queries x {num_g:,} gallery ({NUM_G:,} + {args.distractors:,} distractors), "
+        f"D = {args.large_dim}, P = {P}; a dense float32 distmat would be {NUM_Q * num_g * 4 / 2**30:.1f} GiB: "
+        f"not run; features held {held / 2**30:.2f} GiB"
+    )
     rows = section(query, gallery, dense=False, chunk=args.chunk)
     table(f"Gallery of {num_g:,} (D = {args.large_dim})", rows, 0.0)
-    print("\npeak GiB: the process's peak RSS while that path ran (the data held, about "
-          f"{rss_gib()[0]:.1f} GiB now, included).")
-    print("market1501@100: CMC exact up to rank 100 (R-1, R-10 here are exact); mAP@100 and mINP@100 count "
-          "matches beyond rank 100 as missed: lower bounds of mAP / mINP (compare the streamed whole-gallery row)")
+    print(
+        "\npeak GiB: the process's peak RSS while that path ran (the data held, about "
+        f"{rss_gib()[0]:.1f} GiB now, included)."
+    )
+    print(
+        "market1501@100: CMC exact up to rank 100 (R-1, R-10 here are exact); mAP@100 and mINP@100 count "
+        "matches beyond rank 100 as missed: lower bounds of mAP / mINP (compare the streamed whole-gallery row)"
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ import torch
 from benchmarks.memory_usage import reset_peak, rss_gib
 from reidlib.config import load_config
 from reidlib.data.synthetic import generate
+from reidlib.engine.trainer import train
 from reidlib.neighbours.faiss_index import build_index, embed
 from reidlib.retrieval import embed_images, load_features, load_run, rank_gallery, save_features
-from reidlib.engine.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 MANY_QUERIES = 256  # a second query set, random vectors: how the ranking's cost grows with the queries
@@ -55,9 +55,17 @@ def make_run(tmp: Path) -> tuple[Path, Path]:
     """The tiny synthetic set and an untrained run of the CPU recipe's model on it."""
     data = tmp / "tiny"
     generate(data, preset="tiny", seed=0)
-    cfg = load_config(ROOT / "configs" / "real-cpu.yaml", {
-        "data_dir": str(data), "epochs": 0, "pretrained": None, "m": 20, "batch_size": 16, "threads": 0,
-    })
+    cfg = load_config(
+        ROOT / "configs" / "real-cpu.yaml",
+        {
+            "data_dir": str(data),
+            "epochs": 0,
+            "pretrained": None,
+            "m": 20,
+            "batch_size": 16,
+            "threads": 0,
+        },
+    )
     train(cfg, tmp / "run")
     return data, tmp / "run"
 
@@ -66,7 +74,10 @@ def unit_features(rng, size: int, dim: int, parts: int) -> dict[str, np.ndarray]
     """``size`` random unit global (size, dim) and stripe (size, parts, dim / parts) features."""
     g = rng.standard_normal((size, dim), dtype=np.float32)
     p = rng.standard_normal((size, parts, dim // parts), dtype=np.float32)
-    return {"global": g / np.linalg.norm(g, axis=1, keepdims=True), "parts": p / np.linalg.norm(p, axis=2, keepdims=True)}
+    return {
+        "global": g / np.linalg.norm(g, axis=1, keepdims=True),
+        "parts": p / np.linalg.norm(p, axis=2, keepdims=True),
+    }
 
 
 def synthetic_gallery(rng, run, query: dict, crops: list[str], size: int) -> tuple[dict, np.ndarray]:
@@ -74,7 +85,11 @@ def synthetic_gallery(rng, run, query: dict, crops: list[str], size: int) -> tup
     gallery = unit_features(rng, size, run.cfg.model.feat_dim, run.cfg.model.num_parts)
     paths = np.array(crops)[np.arange(size) % len(crops)]
     planted = rng.choice(size, len(query["paths"]), replace=False)
-    gallery["global"][planted], gallery["parts"][planted], paths[planted] = query["global"], query["parts"], query["paths"]
+    gallery["global"][planted], gallery["parts"][planted], paths[planted] = (
+        query["global"],
+        query["parts"],
+        query["paths"],
+    )
     camids = np.arange(size) % 6
     cameras = np.array([f"c{c + 1}" for c in range(6)])[camids]
     return {**gallery, "paths": paths, "camids": camids, "cameras": cameras}, planted
@@ -93,21 +108,23 @@ def measure(name: str, rows: list, fn, *args, **kwargs) -> object:
 
 # The command line's own main in a fresh interpreter, which then reports its peak RSS (VmHWM: the
 # child's own, unlike getrusage's, which can carry the parent's size over the fork).
-CHILD = ("import sys; from benchmarks.memory_usage import rss_gib; from reidlib.cli import main; code = main(sys.argv[1:]); "
-         "print('peak', rss_gib()[1]); sys.exit(code)")
+CHILD = (
+    "import sys; from benchmarks.memory_usage import rss_gib; from reidlib.cli import main; code = main(sys.argv[1:]); "
+    "print('peak', rss_gib()[1]); sys.exit(code)"
+)
 
 
 def end_to_end(argv: list[str]) -> tuple[float, float]:
     """Seconds and peak RSS (GiB) of ``python -m reidlib ARGS``, run in a child process."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=ROOT, check=True,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", CHILD, *argv], cwd=ROOT, check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     return seconds, float(done.stdout.split()[-1])
 
 
-def faiss_rows(gallery: dict, queries: dict[str, dict], exact: dict[str, np.ndarray], lambda_g: float, top_r: int,
-               rows: list) -> None:
+def faiss_rows(
+    gallery: dict, queries: dict[str, dict], exact: dict[str, np.ndarray], lambda_g: float, top_r: int, rows: list
+) -> None:
     """Build a flat and an IVF index over the squared-distance embedding; search each query set's
     top-R candidates and count how many of its exact top k they hold."""
     g_global, g_parts = torch.from_numpy(gallery["global"]), torch.from_numpy(gallery["parts"])
@@ -117,8 +134,17 @@ def faiss_rows(gallery: dict, queries: dict[str, dict], exact: dict[str, np.ndar
 
     dim = 2 * g_global.shape[1]
     for kind in ("flat", "ivf"):
-        index = measure(f"faiss {kind}: build over the gallery", rows, build_index, kind, slots, len(g_global), dim,
-                        device=torch.device("cpu"), nprobe=64)
+        index = measure(
+            f"faiss {kind}: build over the gallery",
+            rows,
+            build_index,
+            kind,
+            slots,
+            len(g_global),
+            dim,
+            device=torch.device("cpu"),
+            nprobe=64,
+        )
         for name, query in queries.items():
             q = embed(torch.from_numpy(query["global"]), torch.from_numpy(query["parts"]), None, lambda_g=lambda_g)
             cand = measure(f"faiss {kind}: top-{top_r} candidates, {name}", rows, index.search, q, top_r).numpy()
@@ -148,8 +174,21 @@ def main() -> None:
         del gallery
 
         out = tmp / "out"
-        seconds, peak = end_to_end(["query", "--run-dir", str(run_dir), "--gallery", str(gallery_file),
-                                    "--query", str(data / "query"), "--top", str(args.top), "--out", str(out)])
+        seconds, peak = end_to_end(
+            [
+                "query",
+                "--run-dir",
+                str(run_dir),
+                "--gallery",
+                str(gallery_file),
+                "--query",
+                str(data / "query"),
+                "--top",
+                str(args.top),
+                "--out",
+                str(out),
+            ]
+        )
         ranks = pd.read_csv(out / "ranks.csv")
         first = ranks[ranks["rank"] == 1]
         assert (first["gallery_path"].to_numpy() == first["query_path"].to_numpy()).all(), "a query missed its copy"
@@ -161,20 +200,32 @@ def main() -> None:
         queries = {f"{len(query['paths'])} crops": query, f"{MANY_QUERIES} random": many}
         exact = {}
         for name, q in queries.items():
-            exact[name] = measure(f"rank_gallery (exact, blocked torch), {name}", rows, rank_gallery, q, gallery,
-                                  lambda_g=lambda_g, top=args.top, progress=False).order
+            exact[name] = measure(
+                f"rank_gallery (exact, blocked torch), {name}",
+                rows,
+                rank_gallery,
+                q,
+                gallery,
+                lambda_g=lambda_g,
+                top=args.top,
+                progress=False,
+            ).order
         assert (exact[f"{len(query['paths'])} crops"][:, 0] == planted).all()
         faiss_rows(gallery, queries, exact, lambda_g, 10 * args.top, rows)
 
     num_q, (num_g, dim), parts = len(query["paths"]), gallery["global"].shape, gallery["parts"].shape[1]
-    print(f"query: {num_q} query crops x a gallery of {num_g:,} synthetic features (D {dim}, P {parts}; "
-          f"{gallery_file.name} {(num_g * 2 * dim * 4) / 2**20:,.0f} MiB of features), top {args.top}; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"query: {num_q} query crops x a gallery of {num_g:,} synthetic features (D {dim}, P {parts}; "
+        f"{gallery_file.name} {(num_g * 2 * dim * 4) / 2**20:,.0f} MiB of features), top {args.top}; "
+        f"torch threads {torch.get_num_threads()}"
+    )
     print(f"{'step':<56} {'seconds':>8} {'peak RSS GiB':>13} {'(above its start)':>18}")
     for name, seconds, peak, rise, *note in rows:
         print(f"{name:<56} {seconds:8.2f} {peak:13.2f} {rise:18.2f}  {' '.join(note)}")
-    print(f"(every query found its planted copy at rank 1; a dense distmat would be {num_q} x {num_g:,}; "
-          f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)")
+    print(
+        f"(every query found its planted copy at rank 1; a dense distmat would be {num_q} x {num_g:,}; "
+        f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end)"
+    )
 
 
 if __name__ == "__main__":

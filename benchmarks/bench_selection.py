@@ -54,8 +54,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.memory_usage import rss_gib
-from reidlib.neighbours.faiss_index import FlatIndex, GpuFlatIndex, IVFIndex
 from reidlib.config import SearchConfig
+from reidlib.neighbours.faiss_index import FlatIndex, GpuFlatIndex, IVFIndex
 from reidlib.neighbours.searchers import FaissSearcher, TorchSearcher
 from reidlib.neighbours.selection_distance import SelectionDistance
 
@@ -103,7 +103,9 @@ class ReidLikeData:
         glob = torch.empty(n, D, dtype=dtype)
         parts = torch.empty(n, P, D // P, dtype=dtype)
         for start in range(0, n, chunk):
-            glob[start : start + chunk], parts[start : start + chunk] = self.features(self.latent[start : start + chunk])
+            glob[start : start + chunk], parts[start : start + chunk] = self.features(
+                self.latent[start : start + chunk]
+            )
         return glob, parts
 
     def anchors(self, self_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -199,11 +201,13 @@ def run_size(n: int, args) -> None:
     t0 = time.perf_counter()
     data = ReidLikeData(n, latent=args.latent, noise=args.noise, seed=args.seed)
     glob, parts = data.banks()
-    print(f"data: {int(data.pids[-1]) + 1:,} identities, {C} cameras, latent r = {args.latent}, noise "
-          f"{args.noise}: {100 * data.signal_share():.0f}% of the variance from the latent; banks generated in "
-          f"{time.perf_counter() - t0:.0f} s; held here: global + part float16 "
-          f"{(glob.nbytes + parts.nbytes) / 2**30:.2f} GiB (the mixture bank is not read by selection "
-          f"and not allocated); RSS {rss_gib()[0]:.1f} GiB")
+    print(
+        f"data: {int(data.pids[-1]) + 1:,} identities, {C} cameras, latent r = {args.latent}, noise "
+        f"{args.noise}: {100 * data.signal_share():.0f}% of the variance from the latent; banks generated in "
+        f"{time.perf_counter() - t0:.0f} s; held here: global + part float16 "
+        f"{(glob.nbytes + parts.nbytes) / 2**30:.2f} GiB (the mixture bank is not read by selection "
+        f"and not allocated); RSS {rss_gib()[0]:.1f} GiB"
+    )
     cams = data.camids
     gen = torch.Generator().manual_seed(args.seed + 1)
     batches = []
@@ -224,19 +228,33 @@ def run_size(n: int, args) -> None:
         flat = FaissSearcher(distance, SearchConfig(faiss_index="flat"))
         build = time.perf_counter() - t0
         t, out = timed(flat.neighbours, batches)
-        rows.append(("faiss flat", f"IP, {full_dim} dims float32", build, t, recall(out, exact_out),
-                     index_nbytes(flat.index), refresh_ms(flat, n, gen)))
+        rows.append(
+            (
+                "faiss flat",
+                f"IP, {full_dim} dims float32",
+                build,
+                t,
+                recall(out, exact_out),
+                index_nbytes(flat.index),
+                refresh_ms(flat, n, gen),
+            )
+        )
         del flat
     else:
-        print(f"faiss flat: skipped, N x {full_dim} float32 = {n * full_dim * 4 / 2**30:.1f} GiB does not fit "
-              f"beside the banks under the {MEMORY_BUDGET / 2**30:.0f} GiB budget")
+        print(
+            f"faiss flat: skipped, N x {full_dim} float32 = {n * full_dim * 4 / 2**30:.1f} GiB does not fit "
+            f"beside the banks under the {MEMORY_BUDGET / 2**30:.0f} GiB budget"
+        )
 
     nlist = round(4 * math.sqrt(n))
     dims = [args.faiss_dim] + ([0] if fits_full and args.full_dim_ivf else [])
     for dim in dims:
         t0 = time.perf_counter()
-        ivf = FaissSearcher(distance, SearchConfig(faiss_index="ivf", faiss_dim=dim, nlist=nlist, nprobe=args.nprobe[0],
-                                                   rerank=args.rerank[0]), seed=args.seed)
+        ivf = FaissSearcher(
+            distance,
+            SearchConfig(faiss_index="ivf", faiss_dim=dim, nlist=nlist, nprobe=args.nprobe[0], rerank=args.rerank[0]),
+            seed=args.seed,
+        )
         build = time.perf_counter() - t0
         ref_ms = refresh_ms(ivf, n, gen)
         what = f"PCA {dim}" if dim else f"full {full_dim} dims"
@@ -244,10 +262,22 @@ def run_size(n: int, args) -> None:
             for rerank in args.rerank:
                 ivf.index.ivf.nprobe, ivf.rerank, ivf.fallbacks = nprobe, rerank, 0
                 t, out = timed(ivf.neighbours, batches)
-                rows.append((f"IVF{nlist}", f"{what}, nprobe {nprobe}, R {math.ceil(rerank * (K + M + 1))}",
-                             build, t, recall(out, exact_out), index_nbytes(ivf.index), ref_ms))
-                print(f"  {rows[-1][0]} {rows[-1][1]}: {1e3 * t:.1f} ms, recall {rows[-1][4]:.4f}, "
-                      f"{ivf.fallbacks} of {B * len(batches)} anchors fell back to exact search", flush=True)
+                rows.append(
+                    (
+                        f"IVF{nlist}",
+                        f"{what}, nprobe {nprobe}, R {math.ceil(rerank * (K + M + 1))}",
+                        build,
+                        t,
+                        recall(out, exact_out),
+                        index_nbytes(ivf.index),
+                        ref_ms,
+                    )
+                )
+                print(
+                    f"  {rows[-1][0]} {rows[-1][1]}: {1e3 * t:.1f} ms, recall {rows[-1][4]:.4f}, "
+                    f"{ivf.fallbacks} of {B * len(batches)} anchors fell back to exact search",
+                    flush=True,
+                )
         if dim and n <= args.hnsw_max:
             hnsw, build_h = hnsw_over(ivf, n, math.ceil(args.rerank[0] * (K + M + 1)))
             for rerank in args.rerank:
@@ -255,8 +285,17 @@ def run_size(n: int, args) -> None:
                 hnsw.rerank, hnsw.index.hnsw.hnsw.efSearch = rerank, num
                 t, out = timed(hnsw.neighbours, batches)
                 links = hnsw.index.hnsw.hnsw.neighbors.size() * 4
-                rows.append(("HNSW32", f"{what}, efSearch {num}, R {num}", build + build_h, t,
-                             recall(out, exact_out), n * hnsw.index.hnsw.d * 4 + links, float("nan")))
+                rows.append(
+                    (
+                        "HNSW32",
+                        f"{what}, efSearch {num}, R {num}",
+                        build + build_h,
+                        t,
+                        recall(out, exact_out),
+                        n * hnsw.index.hnsw.d * 4 + links,
+                        float("nan"),
+                    )
+                )
                 print(f"  HNSW R {num}: {1e3 * t:.1f} ms, recall {rows[-1][4]:.4f}", flush=True)
             del hnsw
         elif dim:
@@ -264,21 +303,31 @@ def run_size(n: int, args) -> None:
         del ivf
 
     cur, peak = rss_gib()
-    print(f"\nN = {n:,}: time per batch of {B} anchors for the top {K + M}, median of {args.batches} batches "
-          f"after one warm-up; recall of the exact top-{K + M} set; RSS now {cur:.1f} GiB, peak {peak:.1f} GiB")
-    print(f"{'method':<12} {'settings':<40} {'build s':>8} {'ms/batch':>9} {'exact/this':>10} {'recall':>7} "
-          f"{'index GiB':>9} {'refresh ms':>10} {'goal':>5}")
+    print(
+        f"\nN = {n:,}: time per batch of {B} anchors for the top {K + M}, median of {args.batches} batches "
+        f"after one warm-up; recall of the exact top-{K + M} set; RSS now {cur:.1f} GiB, peak {peak:.1f} GiB"
+    )
+    print(
+        f"{'method':<12} {'settings':<40} {'build s':>8} {'ms/batch':>9} {'exact/this':>10} {'recall':>7} "
+        f"{'index GiB':>9} {'refresh ms':>10} {'goal':>5}"
+    )
     for name, settings, build, t, rec, nbytes, ref in rows:
         goal = "yes" if (1e3 * t <= 100 and rec >= 0.95) else "no"
-        print(f"{name:<12} {settings:<40} {build:8.1f} {1e3 * t:9.1f} {t_exact / t:9.1f}x {rec:7.4f} "
-              f"{nbytes / 2**30:9.3f} {ref:10.1f} {goal:>5}")
-    print("(goal: <= 100 ms a batch at recall >= 0.95; refresh: write one batch's 64 slots back after a bank "
-          "update, HNSW cannot, nan; index GiB excludes the banks)")
+        print(
+            f"{name:<12} {settings:<40} {build:8.1f} {1e3 * t:9.1f} {t_exact / t:9.1f}x {rec:7.4f} "
+            f"{nbytes / 2**30:9.3f} {ref:10.1f} {goal:>5}"
+        )
+    print(
+        "(goal: <= 100 ms a batch at recall >= 0.95; refresh: write one batch's 64 slots back after a bank "
+        "update, HNSW cannot, nan; index GiB excludes the banks)"
+    )
     good = [r for r in rows[1:] if r[4] >= 0.95]
     if good:
         name, settings, _, t, rec, _, _ = min(good, key=lambda r: r[3])
-        print(f"fastest at recall >= 0.95: {name} {settings}: {1e3 * t:.0f} ms a batch, recall {rec:.4f}, "
-              f"{t_exact / t:.1f}x faster than exact torch ({1e3 * t_exact:.0f} ms)")
+        print(
+            f"fastest at recall >= 0.95: {name} {settings}: {1e3 * t:.0f} ms a batch, recall {rec:.4f}, "
+            f"{t_exact / t:.1f}x faster than exact torch ({1e3 * t_exact:.0f} ms)"
+        )
 
 
 def main() -> None:
@@ -297,9 +346,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
-    print(f"bench_selection {time.strftime('%Y-%m-%d %H:%M %Z')}: torch {torch.__version__}, faiss "
-          f"{faiss.__version__}, {args.threads} thread(s); data model: see the script's docstring "
-          f"(identities of 8-12 images over 2-4 of {C} cameras, latent r = {args.latent}, noise {args.noise})")
+    print(
+        f"bench_selection {time.strftime('%Y-%m-%d %H:%M %Z')}: torch {torch.__version__}, faiss "
+        f"{faiss.__version__}, {args.threads} thread(s); data model: see the script's docstring "
+        f"(identities of 8-12 images over 2-4 of {C} cameras, latent r = {args.latent}, noise {args.noise})"
+    )
     for n in args.sizes:
         run_size(n, args)
 

@@ -13,16 +13,18 @@ the end, and ``--threads 1`` gives steadier figures then.
 
 Shape letters: B batch, N memory slots, D feature dim, P stripes, d = D/P, K positives, M negatives.
 
-What one step of the training loop (``reidlib.engine.loop.train_step``) adds to the backbone, timed stage by stage with
+What one step of the training loop (``reidlib.engine.trainer.train_step``) adds to the backbone, timed stage
+by stage with
 the paper's settings (k 7, m 500, lambda_g 0.5, lambda_c 0.05, lambda_t 0.5, alpha 1.75,
 lambda_p 0.5, tau 0.1) and B = 64:
 
-- **vectorised**: the library's own step, ``reidlib.methods.scl.scl.SCL``'s hooks called in the training
+- **vectorised**: the library's own step, ``reidlib.methods.scl.learner.SCL``'s hooks called in the training
   loop's order: ``select`` (the paper's rule through the exact ``reidlib.neighbours.searchers.TorchSearcher``:
   the combined squared distance with the camera penalty, as two matrix products on unit
   features), ``loss`` forward and backward into the features (leaves with ``requires_grad``,
   standing in for the model's output), and ``update`` (the global and part bank updates and the
-  two mixture-bank writes, g then the concatenated stripes, at the own slot and the positives). Banks are random unit features with random cameras; every repeat starts from
+  two mixture-bank writes, g then the concatenated stripes, at the own slot and the positives).
+  Banks are random unit features with random cameras; every repeat starts from
   the same banks.
 - **per-sample reference**: the same numbers the way the public research code
   (github.com/pangbo1997/Unsup_ReID, ``engine/memory_bank.py``, ``engine/loss.py``) got them: a
@@ -49,14 +51,21 @@ import argparse
 import os
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 import reidlib
 from benchmarks.step_reference import (
-    StepOutput, batched_public_distances, check_passes, compare, equality_check, library_step,
-    paper_settings, per_sample_step, random_inputs,
+    StepOutput,
+    batched_public_distances,
+    check_passes,
+    compare,
+    equality_check,
+    library_step,
+    paper_settings,
+    per_sample_step,
+    random_inputs,
 )
 from reidlib.model import build_model
 
@@ -129,33 +138,45 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7, help="repeats of the vectorised step")
     parser.add_argument("--backbone-repeats", type=int, default=3, help="after one warm-up")
-    parser.add_argument("--ref-anchors", type=int, default=64,
-                        help="anchors the per-sample loop runs (fewer: scaled linearly to B, and said)")
+    parser.add_argument(
+        "--ref-anchors",
+        type=int,
+        default=64,
+        help="anchors the per-sample loop runs (fewer: scaled linearly to B, and said)",
+    )
     parser.add_argument("--ref-repeats", type=int, default=1)
     parser.add_argument("--archs", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     s = paper_settings()
     load = os.getloadavg()
-    print(f"reidlib from {os.path.dirname(reidlib.__file__)}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads (--threads {args.threads}), {os.cpu_count()} CPUs; "
-          f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"B = {args.batch}, P = {args.parts}, k = {s.k}, m = {s.m}, lambda_g = {s.lambda_g}, "
-          f"lambda_c = {s.lambda_c}, lambda_t = {s.lambda_t}, alpha = {s.alpha}, "
-          f"lambda_p = {s.lambda_p}, tau = {s.temperature}; float32")
+    print(
+        f"reidlib from {os.path.dirname(reidlib.__file__)}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads (--threads {args.threads}), {os.cpu_count()} CPUs; "
+        f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        f"B = {args.batch}, P = {args.parts}, k = {s.k}, m = {s.m}, lambda_g = {s.lambda_g}, "
+        f"lambda_c = {s.lambda_c}, lambda_t = {s.lambda_t}, alpha = {s.alpha}, "
+        f"lambda_p = {s.lambda_p}, tau = {s.temperature}; float32"
+    )
 
     c = equality_check(s)
-    print(f"\nequality check (clustered bank, N 300, D 64, B 8, m 50, float64, no slot written twice): "
-          f"{'PASS' if check_passes(c) else 'FAIL'}: selection identical {c['same_selection']}, "
-          f"loss diff {c['loss_diff']:.1e}, gradient diff {c['grad_diff']:.1e}, bank diffs "
-          f"G {c['G_diff']:.1e} L {c['L_diff']:.1e} X {c['X_diff_not_repeated']:.1e}")
+    print(
+        f"\nequality check (clustered bank, N 300, D 64, B 8, m 50, float64, no slot written twice): "
+        f"{'PASS' if check_passes(c) else 'FAIL'}: selection identical {c['same_selection']}, "
+        f"loss diff {c['loss_diff']:.1e}, gradient diff {c['grad_diff']:.1e}, bank diffs "
+        f"G {c['G_diff']:.1e} L {c['L_diff']:.1e} X {c['X_diff_not_repeated']:.1e}"
+    )
 
     backbone = {}
     for arch in args.archs:
         height, width, dim = BACKBONES[arch]
         backbone[arch] = backbone_seconds(arch, args.batch, args.parts, args.backbone_repeats)
-        print(f"backbone {arch} {height}x{width} D {dim}: forward + backward of {args.batch} images, "
-              f"median of {args.backbone_repeats} after a warm-up: {backbone[arch]:.2f} s")
+        print(
+            f"backbone {arch} {height}x{width} D {dim}: forward + backward of {args.batch} images, "
+            f"median of {args.backbone_repeats} after a warm-up: {backbone[arch]:.2f} s"
+        )
 
     goals = []
     for n in args.sizes:
@@ -175,12 +196,20 @@ def main() -> None:
             agree = compare(lib_out, ref_out) if anchors == args.batch else None
             share = vec["total"] / (backbone[arch] + vec["total"])
             cols[arch] = dict(
-                vec=vec, ref=ref_total, ref_batched=ref_batched, share=share, agree=agree, anchors=anchors,
-                ref_sel=ref["selection"] * scale, ref_dist=ref["distances"] * scale,
+                vec=vec,
+                ref=ref_total,
+                ref_batched=ref_batched,
+                share=share,
+                agree=agree,
+                anchors=anchors,
+                ref_sel=ref["selection"] * scale,
+                ref_dist=ref["distances"] * scale,
             )
 
-        print(f"\n{name}: N = {n:,}, {cameras} cameras, B = {args.batch}; seconds per step "
-              f"(vectorised: median of {args.repeats}; reference: {args.ref_repeats} run(s))")
+        print(
+            f"\n{name}: N = {n:,}, {cameras} cameras, B = {args.batch}; seconds per step "
+            f"(vectorised: median of {args.repeats}; reference: {args.ref_repeats} run(s))"
+        )
         heads = [f"{a} {BACKBONES[a][0]}x{BACKBONES[a][1]} D {BACKBONES[a][2]}" for a in args.archs]
         rows = [
             ("backbone forward + backward", lambda a: fmt_seconds(backbone[a])),
@@ -203,21 +232,27 @@ def main() -> None:
         for arch in args.archs:
             col = cols[arch]
             if col["anchors"] < args.batch:
-                print(f"{arch}: the reference ran {col['anchors']} of {args.batch} anchors; its times "
-                      f"are scaled linearly by {args.batch / col['anchors']:.1f}")
+                print(
+                    f"{arch}: the reference ran {col['anchors']} of {args.batch} anchors; its times "
+                    f"are scaled linearly by {args.batch / col['anchors']:.1f}"
+                )
             if col["agree"] is not None:
                 a = col["agree"]
-                print(f"{arch}, full size, float32: same positives for {a['anchors_same_positives']}/"
-                      f"{args.batch} anchors, same negative sets for {a['anchors_same_negative_set']}/"
-                      f"{args.batch}; loss diff {a['loss_diff']:.1e}; banks diff G {a['G_diff']:.1e} "
-                      f"L {a['L_diff']:.1e}, X {a['X_diff_not_repeated']:.1e} on slots written once "
-                      f"({a['X_slots_written_repeatedly']} mixture slots written more than once: the "
-                      f"library averages them, the loop writes them in turn)")
+                print(
+                    f"{arch}, full size, float32: same positives for {a['anchors_same_positives']}/"
+                    f"{args.batch} anchors, same negative sets for {a['anchors_same_negative_set']}/"
+                    f"{args.batch}; loss diff {a['loss_diff']:.1e}; banks diff G {a['G_diff']:.1e} "
+                    f"L {a['L_diff']:.1e}, X {a['X_diff_not_repeated']:.1e} on slots written once "
+                    f"({a['X_slots_written_repeatedly']} mixture slots written more than once: the "
+                    f"library averages them, the loop writes them in turn)"
+                )
         goals.append((name, cols))
 
     load = os.getloadavg()
-    print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
-          f"(above {args.threads} means other jobs shared the CPUs)")
+    print(
+        f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
+        f"(above {args.threads} means other jobs shared the CPUs)"
+    )
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     for name, cols in goals:
         for arch, col in cols.items():
@@ -225,15 +260,19 @@ def main() -> None:
             speedup = col["ref"] / col["vec"]["total"]
             batched = col["ref_batched"] / col["vec"]["total"]
             if arch == "resnet50":
-                print(f"goal, {name}: SCL overhead {100 * share:.1f}% of the ResNet-50 step "
-                      f"(<= {100 * GOAL_SHARE:.0f}%): {met(share <= GOAL_SHARE)}; vectorised "
-                      f"{fmt_ratio(speedup)} faster than the per-sample loop (>= {GOAL_SPEEDUP:.0f}x): "
-                      f"{met(speedup >= GOAL_SPEEDUP)} ({fmt_ratio(batched)} with the distances batched as "
-                      f"the public code did: {met(batched >= GOAL_SPEEDUP)})")
+                print(
+                    f"goal, {name}: SCL overhead {100 * share:.1f}% of the ResNet-50 step "
+                    f"(<= {100 * GOAL_SHARE:.0f}%): {met(share <= GOAL_SHARE)}; vectorised "
+                    f"{fmt_ratio(speedup)} faster than the per-sample loop (>= {GOAL_SPEEDUP:.0f}x): "
+                    f"{met(speedup >= GOAL_SPEEDUP)} ({fmt_ratio(batched)} with the distances batched as "
+                    f"the public code did: {met(batched >= GOAL_SPEEDUP)})"
+                )
             else:
-                print(f"context, {name}: with {arch} at D {BACKBONES[arch][2]} the SCL overhead is "
-                      f"{100 * share:.1f}% of the step; vectorised {fmt_ratio(speedup)} faster than the "
-                      f"per-sample loop ({fmt_ratio(batched)} with batched distances)")
+                print(
+                    f"context, {name}: with {arch} at D {BACKBONES[arch][2]} the SCL overhead is "
+                    f"{100 * share:.1f}% of the step; vectorised {fmt_ratio(speedup)} faster than the "
+                    f"per-sample loop ({fmt_ratio(batched)} with batched distances)"
+                )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Synthetic generation speed on one core, against the 300 images/s goal.
 
-    .venv/bin/python -m benchmarks.bench_synthetic [--preset demo]
+.venv/bin/python -m benchmarks.bench_synthetic [--preset demo]
 """
 
 import argparse
@@ -27,8 +27,10 @@ def main() -> None:
     counts = manifest["counts"]
     n = counts["train_images"] + counts["query_images"] + counts["gallery_images"]
     rate = n / seconds
-    print(f"preset {args.preset}: {n} images in {seconds:.2f} s = {rate:.0f} images/s "
-          f"(goal {GOAL:.0f}/s: {rate / GOAL:.1f}x the goal), one process")
+    print(
+        f"preset {args.preset}: {n} images in {seconds:.2f} s = {rate:.0f} images/s "
+        f"(goal {GOAL:.0f}/s: {rate / GOAL:.1f}x the goal), one process"
+    )
 
 
 if __name__ == "__main__":

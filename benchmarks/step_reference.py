@@ -19,7 +19,6 @@ loop's (one write after another). At full size, where random positives of differ
 overlap, the banks are compared only on slots written once, and the output counts the others.
 """
 
-
 from __future__ import annotations
 
 import time
@@ -74,9 +73,7 @@ def unit(x: Tensor) -> Tensor:
 # Inputs
 
 
-def random_inputs(
-    num_slots: int, dim: int, parts: int, batch: int, cameras: int, seed: int = 0
-) -> StepInputs:
+def random_inputs(num_slots: int, dim: int, parts: int, batch: int, cameras: int, seed: int = 0) -> StepInputs:
     """Random unit features for the batch and the three banks, random cameras, distinct own slots."""
     gen = torch.Generator().manual_seed(seed)
     randn = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
@@ -92,8 +89,15 @@ def random_inputs(
 
 
 def clustered_inputs(
-    num_slots: int = 300, dim: int = 64, parts: int = 8, batch: int = 8, k: int = 7, cameras: int = 3,
-    spread: float = 0.2, seed: int = 0, dtype: torch.dtype = torch.float64,
+    num_slots: int = 300,
+    dim: int = 64,
+    parts: int = 8,
+    batch: int = 8,
+    k: int = 7,
+    cameras: int = 3,
+    spread: float = 0.2,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
 ) -> StepInputs:
     """A small input on which the two sides must agree exactly, with no slot written twice.
 
@@ -138,7 +142,7 @@ def library_banks(inp: StepInputs, momentum: float) -> tuple[MemoryBank, MemoryB
 
 
 def library_step(inp: StepInputs, s: SCLConfig) -> tuple[StepOutput, dict[str, float]]:
-    """One SCL step after the backbone, through the library's own hooks (reidlib.methods.scl.scl.SCL), in the
+    """One SCL step after the backbone, through the library's own hooks (reidlib.methods.scl.learner.SCL), in the
     order the training loop calls them; returns its results and stage times."""
     banks = library_banks(inp, s.bank_momentum)  # untimed copies
     pids = torch.arange(len(inp.G))  # the diagnostics' identities; not timed, not read by the step
@@ -157,7 +161,11 @@ def library_step(inp: StepInputs, s: SCLConfig) -> tuple[StepOutput, dict[str, f
     t3 = time.perf_counter()
 
     out = StepOutput(
-        sel.pos_idx, sel.neg_idx, loss.item(), out.global_.grad, out.parts.grad,
+        sel.pos_idx,
+        sel.neg_idx,
+        loss.item(),
+        out.global_.grad,
+        out.parts.grad,
         *(bank.features for bank in banks),
     )
     return out, {"selection": t1 - t0, "loss": t2 - t1, "memory": t3 - t2}
@@ -173,9 +181,7 @@ def sq_dist_to_all(q: Tensor, bank: Tensor) -> Tensor:
     return q.pow(2).sum() + bank.pow(2).sum(1) - 2.0 * bank @ q
 
 
-def per_sample_step(
-    inp: StepInputs, s: SCLConfig, anchors: int | None = None
-) -> tuple[StepOutput, dict[str, float]]:
+def per_sample_step(inp: StepInputs, s: SCLConfig, anchors: int | None = None) -> tuple[StepOutput, dict[str, float]]:
     """The step as a loop over anchors; ``anchors`` < B runs only the first ones (for timing)."""
     G, L, X = inp.G.clone(), inp.L.clone(), inp.X.clone()  # untimed copies
     b = len(inp.idx) if anchors is None else anchors
@@ -228,7 +234,14 @@ def per_sample_step(
     t3 = time.perf_counter()
 
     out = StepOutput(
-        torch.tensor(pos_rows), torch.tensor(neg_rows), loss.item(), g.grad, p.grad, G, L, X,
+        torch.tensor(pos_rows),
+        torch.tensor(neg_rows),
+        loss.item(),
+        g.grad,
+        p.grad,
+        G,
+        L,
+        X,
     )
     times.update(selection=t1 - t0, loss=t2 - t1, memory=t3 - t2)
     return out, times
@@ -267,13 +280,9 @@ def compare(lib: StepOutput, ref: StepOutput) -> dict[str, float | int | bool]:
     return {
         "same_selection": torch.equal(lib.pos_idx, ref.pos_idx) and torch.equal(lib.neg_idx, ref.neg_idx),
         "anchors_same_positives": int((lib.pos_idx == ref.pos_idx).all(1).sum()),
-        "anchors_same_negative_set": int(
-            (lib.neg_idx.sort(1).values == ref.neg_idx.sort(1).values).all(1).sum()
-        ),
+        "anchors_same_negative_set": int((lib.neg_idx.sort(1).values == ref.neg_idx.sort(1).values).all(1).sum()),
         "loss_diff": abs(lib.loss - ref.loss),
-        "grad_diff": max(
-            (lib.g_grad - ref.g_grad).abs().max().item(), (lib.p_grad - ref.p_grad).abs().max().item()
-        ),
+        "grad_diff": max((lib.g_grad - ref.g_grad).abs().max().item(), (lib.p_grad - ref.p_grad).abs().max().item()),
         "G_diff": (lib.G - ref.G).abs().max().item(),
         "L_diff": (lib.L - ref.L).abs().max().item(),
         "X_diff_not_repeated": (lib.X - ref.X)[~repeated].abs().max().item(),

@@ -53,8 +53,8 @@ def _cmd_sheet(args: argparse.Namespace) -> None:
 
 
 def _cmd_baseline(args: argparse.Namespace) -> None:
-    from reidlib.evaluation.baselines import format_baselines, run_baselines
     from reidlib.data import read_dataset
+    from reidlib.evaluation.baselines import format_baselines, run_baselines
 
     data = read_dataset(args.data, layout=args.layout)
     print(format_baselines(run_baselines(data, seed=args.seed), protocol="market1501"))
@@ -62,7 +62,7 @@ def _cmd_baseline(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from reidlib.config import load_config, parse_set
-    from reidlib.engine.loop import train
+    from reidlib.engine.trainer import train
     from reidlib.evaluation.evaluator import format_metrics
 
     overrides = {"data_dir": args.data, **parse_set(args.set or [])}
@@ -147,8 +147,10 @@ def _cmd_query(args: argparse.Namespace) -> None:
 
     ranking = query(args.run_dir, args.gallery, args.query, args.out, top=args.top)
     num_q, k = ranking.order.shape
-    print(f"wrote {args.out}/index.html and {args.out}/ranks.csv: top {k} of the gallery for {num_q} "
-          f"{'query' if num_q == 1 else 'queries'}")
+    print(
+        f"wrote {args.out}/index.html and {args.out}/ranks.csv: top {k} of the gallery for {num_q} "
+        f"{'query' if num_q == 1 else 'queries'}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,13 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="output folder (Market-1501 layout; tracklets: DukeMTMC-VideoReID layout)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument(
-        "--preset", default="demo", choices=["tiny", "demo", "hard", "tracklets"],
+        "--preset",
+        default="demo",
+        choices=["tiny", "demo", "hard", "tracklets"],
         help="size and difficulty; tracklets: a small video (tracklet) dataset",
     )
     p.set_defaults(func=_cmd_synth)
 
     layouts = list(LAYOUTS)
-    p = sub.add_parser("describe", help="print ids / images / cameras per split of a dataset (camera folders: images per camera)")
+    p = sub.add_parser(
+        "describe", help="print ids / images / cameras per split of a dataset (camera folders: images per camera)"
+    )
     p.add_argument("data_dir", help="dataset root")
     p.add_argument("--layout", default="auto", choices=layouts)
     p.set_defaults(func=_cmd_describe)
@@ -180,9 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data_dir", help="dataset root")
     p.add_argument("out", help="PNG file to write")
     p.add_argument("--split", default="train", choices=["train", "query", "gallery"])
-    p.add_argument("--ids", type=int, default=8, help="identities to draw; camera folders: crops per camera (default 8)")
     p.add_argument(
-        "--frames", type=int, default=0,
+        "--ids", type=int, default=8, help="identities to draw; camera folders: crops per camera (default 8)"
+    )
+    p.add_argument(
+        "--frames",
+        type=int,
+        default=0,
         help="video sets: draw each tracklet of the identities as a row of this many frames (default 0: "
         "identities across cameras, each tracklet by its middle frame)",
     )
@@ -198,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train SCL (resumes a run dir that holds a checkpoint)")
     p.add_argument(
-        "--data", required=True, help="dataset root, or camera folders ROOT/<camera>/... (its train split; labels unused)"
+        "--data",
+        required=True,
+        help="dataset root, or camera folders ROOT/<camera>/... (its train split; labels unused)",
     )
     p.add_argument(
         "--eval-data",

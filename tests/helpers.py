@@ -18,14 +18,24 @@ from reidlib.config import load_config
 from reidlib.errors import RunDirError
 from reidlib.utils import runs
 
-
 ROOT = Path(__file__).resolve().parents[1]  # the checkout
 
 
 TINY = {
-    "arch": "resnet_mini", "feat_dim": 32, "num_parts": 4, "height": 64, "width": 32,
-    "epochs": 3, "warmup_epochs": 1, "k": 2, "m": 12, "batch_size": 8, "threads": 1,
-    "optimizer": "adam", "lr": 1e-3, "random_erasing": 0.0,
+    "arch": "resnet_mini",
+    "feat_dim": 32,
+    "num_parts": 4,
+    "height": 64,
+    "width": 32,
+    "epochs": 3,
+    "warmup_epochs": 1,
+    "k": 2,
+    "m": 12,
+    "batch_size": 8,
+    "threads": 1,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "random_erasing": 0.0,
 }
 
 
@@ -33,15 +43,30 @@ def tiny_cfg(data_dir, **overrides):
     return load_config(overrides={**TINY, "data_dir": str(data_dir), **overrides})
 
 
-CC = {"method": "cluster_contrast", "num_instances": 4, "cluster_eps": 0.5, "cluster_k1": 8, "cluster_k2": 3, "min_samples": 3}
+CC = {
+    "method": "cluster_contrast",
+    "num_instances": 4,
+    "cluster_eps": 0.5,
+    "cluster_k1": 8,
+    "cluster_k2": 3,
+    "min_samples": 3,
+}
 
 
 MARKET = {
-    "bounding_box_train": ["0002_c1s1_000451_03.jpg", "0002_c2s1_000551_01.jpg", "0007_c3s3_065819_03.jpg",
-                           "-1_c1s1_000001_00.jpg"],
+    "bounding_box_train": [
+        "0002_c1s1_000451_03.jpg",
+        "0002_c2s1_000551_01.jpg",
+        "0007_c3s3_065819_03.jpg",
+        "-1_c1s1_000001_00.jpg",
+    ],
     "query": ["0010_c1s1_001000_00.jpg", "0011_c6s1_002000_00.jpg"],
-    "bounding_box_test": ["0010_c2s1_001100_01.jpg", "0011_c1s1_002100_01.jpg", "0000_c3s1_000100_01.jpg",
-                          "-1_c4s1_000200_01.jpg"],
+    "bounding_box_test": [
+        "0010_c2s1_001100_01.jpg",
+        "0011_c1s1_002100_01.jpg",
+        "0000_c3s1_000100_01.jpg",
+        "-1_c4s1_000200_01.jpg",
+    ],
 }
 
 

@@ -82,7 +82,11 @@ def test_missing_empty_and_wrongly_laid_out_data(tiny_synthetic, tmp_path, capsy
 CONFIG_CASES = {  # --set overrides: what stderr must say
     "unknown key": (["kk=3"], "unknown config key 'kk'"),
     "wrong type": (["k=seven"], "'scl.k' expects int, got str 'seven'"),
-    "k >= N": (["k=59", "m=0"], "scl.k + scl.m = 59 must be at most 58, the slots besides an anchor's own in a bank of 59 training images; e.g. --set k=29 m=29"),
+    "k >= N": (
+        ["k=59", "m=0"],
+        "scl.k + scl.m = 59 must be at most 58, the slots besides an anchor's own in a bank of 59 training images; "
+        "e.g. --set k=29 m=29",
+    ),
     "m < 0": (["m=-1"], "'scl.m' must be >= 0"),
     "lambda above 1": (["lambda_t=1.5"], "'scl.lambda_t' must lie in [0, 1], got 1.5"),
     "lambda below 0": (["lambda_g=-0.1"], "'scl.lambda_g' must lie in [0, 1], got -0.1"),
@@ -102,8 +106,9 @@ def test_bad_config(case, tiny_synthetic, tmp_path, capsys):
 
 
 def test_missing_config_file_and_unknown_notebook_parameter(tiny_synthetic, tmp_path, capsys):
-    code, err = run_cli(["train", "--data", tiny_synthetic, "--run-dir", tmp_path / "run",
-                         "--config", tmp_path / "nope.yaml"], capsys)
+    code, err = run_cli(
+        ["train", "--data", tiny_synthetic, "--run-dir", tmp_path / "run", "--config", tmp_path / "nope.yaml"], capsys
+    )
     assert_one_line_error(code, err, "config file not found", "nope.yaml")
     assert not (tmp_path / "run").exists()
     out = tmp_path / "report.html"
@@ -151,15 +156,20 @@ CAMERA_CASES = {  # name: (damage, what stderr must say, the path it must name)
     "empty camera folder": (lambda root: (root / "cam-9").mkdir(), "empty camera folder", "cam-9"),
     "one camera only": (
         lambda root: [shutil.rmtree(root / c) for c in ("cam-2", "cam-3")],
-        "only one camera folder (cam-1); camera folders need at least 2 cameras", "",
+        "only one camera folder (cam-1); camera folders need at least 2 cameras",
+        "",
     ),
     "image directly in the root": (
-        lambda root: shutil.copy(first_crop(root), root / "loose.jpg"), "loose.jpg: a file directly in", "",
+        lambda root: shutil.copy(first_crop(root), root / "loose.jpg"),
+        "loose.jpg: a file directly in",
+        "",
     ),
     "not an image": (lambda root: (root / "cam-1" / "notes.csv").write_text("x"), "notes.csv: not an image", ""),
     "corrupt image": (lambda root: first_crop(root).write_bytes(b"\xff\xd8 no JPEG " * 20), "unreadable image", ""),
     "truncated image": (
-        lambda root: first_crop(root).write_bytes(first_crop(root).read_bytes()[:300]), "unreadable image", "",
+        lambda root: first_crop(root).write_bytes(first_crop(root).read_bytes()[:300]),
+        "unreadable image",
+        "",
     ),
     "zero-byte image": (lambda root: first_crop(root).write_bytes(b""), "empty image file (0 bytes)", ""),
     "crop wider than tall": (wide_crop, "frame.jpg: 200x100 pixels, wider than tall", ""),
@@ -191,6 +201,8 @@ def test_eval_data_must_be_labelled(tiny_synthetic, tmp_path, capsys):
 def test_a_labelled_root_is_never_camera_folders(tiny_synthetic, tmp_path, capsys):
     code, err = run_cli(["describe", tiny_synthetic, "--layout", "cameras"], capsys)
     assert_one_line_error(code, err, f"{tiny_synthetic}/bounding_box_train: {tiny_synthetic} is a labelled layout")
-    partial = damaged_copy(tiny_synthetic, tmp_path / "partial", lambda root: shutil.rmtree(root / "bounding_box_train"))
+    partial = damaged_copy(
+        tiny_synthetic, tmp_path / "partial", lambda root: shutil.rmtree(root / "bounding_box_train")
+    )
     code, err = run_cli(["describe", partial], capsys)  # auto: still Market-1501, missing a folder
     assert_one_line_error(code, err, "missing folder", "bounding_box_train")

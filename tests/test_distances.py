@@ -18,7 +18,9 @@ from reidlib.evaluation.evaluator import query_gallery_distance
 
 def feats(n, p=4, d=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, p * d, generator=g, dtype=torch.float64), torch.randn(n, p, d, generator=g, dtype=torch.float64)
+    return torch.randn(n, p * d, generator=g, dtype=torch.float64), torch.randn(
+        n, p, d, generator=g, dtype=torch.float64
+    )
 
 
 def test_pairwise_matches_broadcast():
@@ -82,8 +84,9 @@ def test_selection_weights_and_their_users():
     qc, gc = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 1, 2, 2, 1])
     full = combined_distance(qg, qp, gg, gp, lambda_g=0.3, lambda_c=0.2, q_camids=qc, g_camids=gc)
     cand = torch.tensor([[0, 2], [5, 3], [3, 1], [1, 4]])
-    got = candidate_distance(qg, qp, gg[cand], gp[cand].flatten(2), lambda_g=0.3, lambda_c=0.2, q_camids=qc,
-                             c_camids=gc[cand])
+    got = candidate_distance(
+        qg, qp, gg[cand], gp[cand].flatten(2), lambda_g=0.3, lambda_c=0.2, q_camids=qc, c_camids=gc[cand]
+    )
     assert torch.allclose(got, full.gather(1, cand), atol=1e-4)
 
 

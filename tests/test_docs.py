@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from tests.helpers import ROOT
 
 README = ROOT / "README.md"

@@ -13,7 +13,6 @@ from typing import Any
 
 from reidlib.errors import ConfigError
 
-
 # -- checks: each section checks its own fields (Config.check adds the checks across sections) ---
 
 
@@ -63,13 +62,13 @@ class DataConfig:
     # evenly spaced; 0: every frame
     max_frames: int = 0
 
-
     def check(self) -> None:
         _one_of("data.layout", self.layout, LAYOUTS)
         _at_least("data", 0, pad=self.pad, num_workers=self.num_workers, max_frames=self.max_frames)
         _above_zero("data", height=self.height, width=self.width, sample_frames=self.sample_frames)
         _in_unit("data.random_erasing", self.random_erasing)
         _in_unit("data.color_jitter", self.color_jitter)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -81,13 +80,13 @@ class ModelConfig:
     pretrained: str | None = None  # None | "imagenet" | a local file
     last_stride: int = 1
 
-
     def check(self) -> None:
         _above_zero("model", feat_dim=self.feat_dim, num_parts=self.num_parts)
         if self.feat_dim % self.num_parts:
             raise ConfigError(
                 f"model.feat_dim ({self.feat_dim}) must be divisible by model.num_parts ({self.num_parts})"
             )
+
 
 @dataclass(frozen=True)
 class SCLConfig:
@@ -141,7 +140,6 @@ class SCLConfig:
     # the last epoch; None keeps lambda_c throughout
     lambda_c_start: float | None = None
 
-
     def check(self) -> None:
         for name in ("lambda_t", "lambda_p", "lambda_g", "bank_momentum"):
             _in_unit(f"scl.{name}", getattr(self, name))
@@ -155,13 +153,20 @@ class SCLConfig:
         _one_of("scl.part_scale", self.part_scale, PART_SCALES)
         _one_of("scl.positive_rule", self.positive_rule, POSITIVE_RULES)
         _one_of("scl.camera_debias", self.camera_debias, CAMERA_DEBIAS)
-        _at_least("scl", 1, **{name: getattr(self, name) for name in (
-            "reciprocal_k", "jaccard_k1", "jaccard_k2", "ca_k_intra", "ca_k_inter", "part_agreement_k")})
+        _at_least(
+            "scl",
+            1,
+            **{
+                name: getattr(self, name)
+                for name in ("reciprocal_k", "jaccard_k1", "jaccard_k2", "ca_k_intra", "ca_k_inter", "part_agreement_k")
+            },
+        )
         if not 0 < self.jaccard_eps <= 1:
             raise ConfigError(f"config key 'scl.jaccard_eps' must lie in (0, 1], got {self.jaccard_eps}")
         if self.lambda_c_start is not None and self.lambda_c_start < 0:
             raise ConfigError(f"config key 'scl.lambda_c_start' must be >= 0 or null, got {self.lambda_c_start}")
         _one_of("scl.bank_dtype", self.bank_dtype, ("float32", "float16"))
+
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -179,7 +184,6 @@ class SearchConfig:
     nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)
     rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
 
-
     def check(self) -> None:
         _one_of("search.backend", self.backend, SEARCH_BACKENDS)
         _one_of("search.faiss_index", self.faiss_index, FAISS_INDEXES)
@@ -188,9 +192,10 @@ class SearchConfig:
         if self.nlist and self.nprobe > self.nlist:
             raise ConfigError(f"config key 'search.nprobe' ({self.nprobe}) must be <= search.nlist ({self.nlist})")
 
+
 @dataclass(frozen=True)
 class ClusterConfig:
-    """Cluster Contrast (Dai et al., ACCV 2022; :mod:`reidlib.methods.cluster_contrast.cluster_contrast`): pseudo-labels by
+    """Cluster Contrast (Dai et al., ACCV 2022; :mod:`reidlib.methods.cluster_contrast`): pseudo-labels by
     DBSCAN on the k-reciprocal Jaccard distance of the training features, re-clustered at every
     epoch's start; one memory slot per cluster. Read only when ``train.method: cluster_contrast``.
     """
@@ -206,12 +211,17 @@ class ClusterConfig:
     # budget); the public code runs 200 (--iters) whatever the data's size
     cluster_iters: int = 0
 
-
     def check(self) -> None:
         if not 0 < self.cluster_eps < 1:  # pairs left out of the sparse distance lie at 1: never neighbours
             raise ConfigError(f"config key 'cluster.cluster_eps' must lie in (0, 1), got {self.cluster_eps}")
-        _at_least("cluster", 1, min_samples=self.min_samples, cluster_k1=self.cluster_k1, cluster_k2=self.cluster_k2,
-                  num_instances=self.num_instances)
+        _at_least(
+            "cluster",
+            1,
+            min_samples=self.min_samples,
+            cluster_k1=self.cluster_k1,
+            cluster_k2=self.cluster_k2,
+            num_instances=self.num_instances,
+        )
         if self.cluster_k2 > self.cluster_k1:
             raise ConfigError(
                 f"config key 'cluster.cluster_k2' ({self.cluster_k2}) must be <= cluster.cluster_k1 ({self.cluster_k1})"
@@ -219,6 +229,7 @@ class ClusterConfig:
         _in_unit("cluster.cluster_momentum", self.cluster_momentum)
         _above_zero("cluster", cluster_temperature=self.cluster_temperature)
         _at_least("cluster", 0, cluster_iters=self.cluster_iters)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -243,7 +254,6 @@ class TrainConfig:
     channels_last: bool = False
     checkpoint_every: int = 0  # also checkpoint every N steps within an epoch (0: at epoch ends only)
 
-
     def check(self) -> None:
         _one_of("train.method", self.method, METHODS)
         _one_of("train.optimizer", self.optimizer, OPTIMIZERS)
@@ -252,6 +262,7 @@ class TrainConfig:
         _in_unit("train.lr_gamma", self.lr_gamma)
         _at_least("train", 0, epochs=self.epochs, threads=self.threads, checkpoint_every=self.checkpoint_every)
         _above_zero("train", batch_size=self.batch_size, lr=self.lr)
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -267,12 +278,12 @@ class EvalConfig:
     # "combined" figure); null: scl.lambda_g, the selection's share, as the public code
     test_lambda_g: float | None = None
 
-
     def check(self) -> None:
         if self.test_lambda_g is not None:
             _in_unit("eval.test_lambda_g", self.test_lambda_g)
         _at_least("eval", 0, eval_every=self.eval_every)
         _above_zero("eval", eval_batch_size=self.eval_batch_size)
+
 
 @dataclass(frozen=True)
 class Config:
@@ -297,7 +308,8 @@ class Config:
         s, m = self.scl, self.model
         if not 0 <= s.part_agreement <= m.num_parts:
             raise ConfigError(
-                f"config key 'scl.part_agreement' must lie in [0, model.num_parts = {m.num_parts}], got {s.part_agreement}"
+                f"config key 'scl.part_agreement' must lie in [0, model.num_parts = {m.num_parts}], "
+                f"got {s.part_agreement}"
             )
         if self.train.method == "cluster_contrast" and self.train.batch_size % self.cluster.num_instances:
             raise ConfigError(
@@ -313,7 +325,16 @@ POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
 CAMERA_DEBIAS = ("none", "mean", "mean_std")
 SEARCH_BACKENDS = ("auto", "torch", "faiss")
 FAISS_INDEXES = ("flat", "ivf")
-LAYOUTS = ("auto", "market1501", "dukemtmc", "msmt17", "cuhk03", "mars", "duke_video", "cameras")  # data.layout; reidlib.data.layouts reads each
+LAYOUTS = (
+    "auto",
+    "market1501",
+    "dukemtmc",
+    "msmt17",
+    "cuhk03",
+    "mars",
+    "duke_video",
+    "cameras",
+)  # data.layout; reidlib.data.layouts reads each
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("constant", "cosine", "step")
 METHODS = ("scl", "cluster_contrast")  # train.method; reidlib.engine.state maps each to its class

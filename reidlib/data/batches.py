@@ -6,9 +6,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
-from reidlib.utils import distributed as dist
 from reidlib.config import DataConfig
 from reidlib.data import ImageRecord, ReidDataset, build_transforms
+from reidlib.utils import distributed as dist
 
 
 def epoch_batches(num_train: int, batch_size: int, seed: int, epoch: int, ctx: dist.Context) -> list[list[int]]:
@@ -23,7 +23,10 @@ def epoch_batches(num_train: int, batch_size: int, seed: int, epoch: int, ctx: d
 
 
 def train_loader(
-    data_cfg: DataConfig, records: list[ImageRecord], batches: list[list[int]], seed: int,
+    data_cfg: DataConfig,
+    records: list[ImageRecord],
+    batches: list[list[int]],
+    seed: int,
     images: dict[str, Tensor] | None,
 ) -> DataLoader:
     """Augmented training crops of ``records`` in ``batches`` (slot indices), each batch a dict

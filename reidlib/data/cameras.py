@@ -24,9 +24,24 @@ log = logging.getLogger(__name__)
 # MSMT17's list files and image folders, MARS's frame folders and DukeMTMC-VideoReID's split folders
 # (train/, query/, gallery/).
 LAYOUT_MARKERS = (
-    "bounding_box_train", "bounding_box_test", "query", "gt_bbox", "gt_query", "detected", "labeled",
-    "list_train.txt", "list_val.txt", "list_query.txt", "list_gallery.txt", "train", "test",
-    "mask_train_v2", "mask_test_v2", "bbox_train", "bbox_test", "gallery",
+    "bounding_box_train",
+    "bounding_box_test",
+    "query",
+    "gt_bbox",
+    "gt_query",
+    "detected",
+    "labeled",
+    "list_train.txt",
+    "list_val.txt",
+    "list_query.txt",
+    "list_gallery.txt",
+    "train",
+    "test",
+    "mask_train_v2",
+    "mask_test_v2",
+    "bbox_train",
+    "bbox_test",
+    "gallery",
 )
 MIN_CAMERAS = 2
 
@@ -78,7 +93,13 @@ def read_camera_folders(root: str | Path) -> ReidData:
     widths, heights = zip(*(crop_size(path) for path in paths))
     log.info(
         "%s: %d cameras, %d images, identities unknown; crops from %dx%d to %dx%d pixels (each is resized to "
-        "data.height x data.width)", root, len(cameras), len(paths), min(widths), min(heights), max(widths),
+        "data.height x data.width)",
+        root,
+        len(cameras),
+        len(paths),
+        min(widths),
+        min(heights),
+        max(widths),
         max(heights),
     )
     records = [ImageRecord(str(path), UNKNOWN_PID, int(camid)) for path, camid in zip(paths, camids)]

@@ -15,7 +15,7 @@ At 128x64 a crop takes 24 KiB: 7,000 training images plus a 20,000-image test sp
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -150,7 +150,10 @@ def build_transforms(data_cfg: DataConfig, *, train: bool, from_cache: bool = Fa
         if d.color_jitter > 0:
             jitter = d.color_jitter
             steps.append(T.ColorJitter(jitter, jitter, jitter, min(0.5, jitter / 10)))
-    steps += [T.ConvertImageDtype(torch.float32) if from_cache else T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    steps += [
+        T.ConvertImageDtype(torch.float32) if from_cache else T.ToTensor(),
+        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
     if train and d.random_erasing > 0:
         steps.append(T.RandomErasing(p=d.random_erasing, value=0))
     return T.Compose(steps)

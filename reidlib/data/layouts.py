@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from reidlib.data.cameras import format_cameras, layout_marker, read_camera_folders
 from reidlib.data.folders import IGNORED_FILES
@@ -51,9 +51,7 @@ def _image_files(folder: Path) -> list[Path]:
         if path.is_dir() or path.name in IGNORED_FILES:
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise DataError(
-                f"{path}: not an image ({', '.join(IMAGE_EXTENSIONS)} expected); move it out of {folder}"
-            )
+            raise DataError(f"{path}: not an image ({', '.join(IMAGE_EXTENSIONS)} expected); move it out of {folder}")
         files.append(path)
     return files
 
@@ -147,7 +145,9 @@ MSMT_CAMERA = re.compile(r"\d+_\d+_(\d+)_")
 
 def _read_msmt_list(root: Path, list_file: Path, image_dir: Path) -> list[ImageRecord]:
     if not list_file.is_file():
-        raise DataError(f"missing list file {list_file} (MSMT17 layout: list_train.txt, list_query.txt, list_gallery.txt)")
+        raise DataError(
+            f"missing list file {list_file} (MSMT17 layout: list_train.txt, list_query.txt, list_gallery.txt)"
+        )
     records = []
     for number, line in enumerate(list_file.read_text().splitlines(), start=1):
         if not line.strip():
@@ -158,7 +158,9 @@ def _read_msmt_list(root: Path, list_file: Path, image_dir: Path) -> list[ImageR
         rel, pid = parts[0], int(parts[1])
         cam = MSMT_CAMERA.match(Path(rel).name)
         if cam is None:
-            raise DataError(f"{list_file}:{number}: image name {Path(rel).name!r} does not parse; expected PPPP_NNN_CC_...jpg")
+            raise DataError(
+                f"{list_file}:{number}: image name {Path(rel).name!r} does not parse; expected PPPP_NNN_CC_...jpg"
+            )
         records.append(ImageRecord(str(image_dir / rel), pid, int(cam.group(1)) - 1))
     if not records:
         raise DataError(f"{list_file}: empty split")

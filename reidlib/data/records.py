@@ -13,8 +13,9 @@ have no query or gallery.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 UNKNOWN_PID = -1  # every image of camera folders: identities unknown
 

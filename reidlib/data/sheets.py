@@ -102,7 +102,9 @@ def camera_sheet(
         x = GAP + col * (CELL_W + GAP)
         draw.text((x + 2, 3), names[cam][:10], fill="black")
         for row, shot in enumerate(shots):
-            sheet.paste(read_image(shot.path).resize((CELL_W, CELL_H), Image.BILINEAR), (x, HEADER_H + row * (CELL_H + GAP)))
+            sheet.paste(
+                read_image(shot.path).resize((CELL_W, CELL_H), Image.BILINEAR), (x, HEADER_H + row * (CELL_H + GAP))
+            )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
@@ -138,7 +140,10 @@ def tracklet_sheet(
         draw.text((4, y + CELL_H // 2 - 12), f"id {r.pid}", fill="black")
         draw.text((4, y + CELL_H // 2 + 2), f"cam {r.camid + 1}", fill="black")
         for col, frame in enumerate(evenly_spaced(len(r.frames), frames)):
-            sheet.paste(read_image(r.frames[frame]).resize((CELL_W, CELL_H), Image.BILINEAR), (LABEL_W + GAP + col * (CELL_W + GAP), y))
+            sheet.paste(
+                read_image(r.frames[frame]).resize((CELL_W, CELL_H), Image.BILINEAR),
+                (LABEL_W + GAP + col * (CELL_W + GAP), y),
+            )
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)

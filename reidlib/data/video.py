@@ -75,8 +75,11 @@ def read_mars(root: str | Path) -> ReidData:
     train = [r for r in train if r.pid > 0]  # neither junk (-1) nor distractors (0)
     query = [r for r, q in zip(test, is_query) if q and r.pid > 0]
     gallery = [r for r, q in zip(test, is_query) if not q and r.pid != -1]  # distractors stay
-    for split, records, source in (("training", train, train_dir), ("query", query, info / "query_IDX.mat"),
-                                   ("gallery", gallery, test_file)):
+    for split, records, source in (
+        ("training", train, train_dir),
+        ("query", query, info / "query_IDX.mat"),
+        ("gallery", gallery, test_file),
+    ):
         if not records:
             raise DataError(f"{source}: no {split} tracklets (after dropping junk, pid -1, and distractors, pid 0)")
     return ReidData("mars", str(root), train, query, gallery)

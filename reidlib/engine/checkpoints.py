@@ -13,18 +13,22 @@ from typing import Any
 
 import torch
 
+from reidlib.config import Config
+from reidlib.engine.state import EpochProgress, TrainState, rng_state
+from reidlib.errors import RunDirError
 from reidlib.utils import distributed as dist
 from reidlib.utils import runs
-from reidlib.config import Config
-from reidlib.errors import RunDirError
-from reidlib.engine.state import EpochProgress, TrainState, rng_state
 
 log = logging.getLogger(__name__)
 
 
 def save_checkpoint(
-    state: TrainState, cfg: Config, ctx: dist.Context, run_dir: Path,
-    progress: EpochProgress | None = None, generator: torch.Generator | None = None,
+    state: TrainState,
+    cfg: Config,
+    ctx: dist.Context,
+    run_dir: Path,
+    progress: EpochProgress | None = None,
+    generator: torch.Generator | None = None,
 ) -> None:
     """Rank 0 writes ``last.pt``; inside an epoch every process first hands it its progress."""
     state.step = progress.step if progress is not None else 0

@@ -30,6 +30,7 @@ def git_commit(short: bool = False) -> dict[str, Any] | None:
     """The checkout's commit and whether the code that makes results (the package, notebooks,
     configs, pyproject.toml) has uncommitted changes, or None outside a git checkout. Reports and
     README edits do not count: a report regenerated beside a new one is not a code change."""
+
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", *args], cwd=REPO_DIR, capture_output=True, text=True, check=True, timeout=10

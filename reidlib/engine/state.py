@@ -1,4 +1,10 @@
-"""What a run carries from step to step: the training state, its random generators and schedules.
+"""What a run carries from step to step, and how it is built.
+
+- :class:`TrainState`: the model, the optimiser, the method (with its memory), where the run
+  stands; what a checkpoint saves; :func:`build_state` makes a new one for a config and a dataset;
+- :class:`EpochProgress`: an epoch's running loss and diagnostic sums;
+- the schedules and seeds: :func:`learning_rate`, :func:`epoch_seed`, :func:`rng_state`;
+- :func:`train_features`: every training image's features, gathered over the processes.
 
 Every schedule and every random seed is a function of the epoch (and the process's rank), so a run
 resumed from a checkpoint draws what an uninterrupted one would.
@@ -118,7 +124,7 @@ class EpochProgress:
         return {"totals": dict(self.totals), "stats": self.stats.tolist()}
 
     @classmethod
-    def restore(cls, loss_keys: list[str], step: int, saved: dict[str, Any]) -> "EpochProgress":
+    def restore(cls, loss_keys: list[str], step: int, saved: dict[str, Any]) -> EpochProgress:
         stats = saved["stats"]
         if isinstance(stats, dict):  # written before 2026-12 as a dict of the sums, in order
             stats = list(stats.values())
@@ -131,7 +137,10 @@ def build_state(cfg: Config, data: ReidData, device: torch.device) -> TrainState
     pids = torch.tensor([r.pid for r in data.train], device=device)
     camids = torch.tensor([r.camid for r in data.train], device=device)
     return TrainState(
-        model, build_optimizer(model, cfg.train), make_method(cfg, pids, camids, device), memory_format=memory_format(cfg)
+        model,
+        build_optimizer(model, cfg.train),
+        make_method(cfg, pids, camids, device),
+        memory_format=memory_format(cfg),
     )
 
 

@@ -15,6 +15,14 @@ from reidlib.evaluation.protocol import RankResult, evaluate, evaluate_rank, for
 from reidlib.evaluation.topk import evaluate_topk
 
 __all__ = [
-    "RankResult", "evaluate", "evaluate_features", "evaluate_model", "evaluate_rank", "evaluate_run",
-    "evaluate_topk", "extract_features", "format_metrics", "format_table",
+    "RankResult",
+    "evaluate",
+    "evaluate_features",
+    "evaluate_model",
+    "evaluate_rank",
+    "evaluate_run",
+    "evaluate_topk",
+    "extract_features",
+    "format_metrics",
+    "format_table",
 ]

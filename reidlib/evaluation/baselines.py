@@ -13,7 +13,7 @@ of L2-normalised features, and is scored under the standard Market-1501 protocol
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from reidlib.config import DataConfig
 from reidlib.data import ImageRecord, ReidData, ReidDataset, build_transforms, read_image
 from reidlib.distances import pairwise_sq_euclidean
-from reidlib.evaluation.protocol import format_results, evaluate
+from reidlib.evaluation.protocol import evaluate, format_results
 from reidlib.model import deep_sort_mobilenet_path
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,9 @@ def colour_histogram(img: Image.Image) -> np.ndarray:
 
 @torch.no_grad()
 def _cnn(records: list[ImageRecord], trunk: torch.nn.Module, height: int, width: int, desc: str) -> np.ndarray:
-    loader = DataLoader(ReidDataset(records, build_transforms(DataConfig(height=height, width=width), train=False)), batch_size=64)
+    loader = DataLoader(
+        ReidDataset(records, build_transforms(DataConfig(height=height, width=width), train=False)), batch_size=64
+    )
     trunk.eval()
     out = [trunk(b["img"]).mean(dim=(2, 3)) for b in tqdm(loader, desc=desc, leave=False, unit="batch")]
     return torch.cat(out).numpy()

@@ -25,9 +25,10 @@ evaluate on records why in ``metrics.json`` (:func:`unevaluated_metrics`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -74,8 +75,17 @@ def query_gallery_distance(
     q_cams = torch.from_numpy(np.asarray(query["camids"]))
 
     def block(rows: slice, items: slice) -> torch.Tensor:
-        return combined_distance(q_global[rows], q_parts[rows], g_global[items], g_parts[items], lambda_g=lambda_g,
-                                 squared=False, lambda_c=lambda_c, q_camids=q_cams[rows], g_camids=g_cams[items])
+        return combined_distance(
+            q_global[rows],
+            q_parts[rows],
+            g_global[items],
+            g_parts[items],
+            lambda_g=lambda_g,
+            squared=False,
+            lambda_c=lambda_c,
+            q_camids=q_cams[rows],
+            g_camids=g_cams[items],
+        )
 
     return distance_matrix(block, len(q_global), len(g_global), query_block=chunk).numpy()
 
@@ -120,7 +130,10 @@ def evaluate_features(
 
 
 def evaluate_model(
-    model: ReidModel, cfg: Config, data: ReidData, device: torch.device,
+    model: ReidModel,
+    cfg: Config,
+    data: ReidData,
+    device: torch.device,
     images: Mapping[str, torch.Tensor] | None = None,
 ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The test split's figures (:func:`evaluate_features`) and its query / gallery features."""

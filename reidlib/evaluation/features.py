@@ -9,7 +9,7 @@ batch; ``eval.flip_test`` also embeds each crop mirrored (:func:`view_features`)
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import torch

@@ -195,8 +195,10 @@ def format_table(rows: dict[str, dict[str, float]], header: str, label: str = ""
     valid = sorted({r.get("valid_queries", 0) for r in rows.values()})
     if len(skipped) == 1 and skipped[0] and len(valid) == 1:  # the same queries in every row
         one = skipped[0] == 1
-        lines.append(f"({skipped[0]} {'query' if one else 'queries'} had no valid gallery match and "
-                     f"{'was' if one else 'were'} skipped; {valid[0]} were scored)")
+        lines.append(
+            f"({skipped[0]} {'query' if one else 'queries'} had no valid gallery match and "
+            f"{'was' if one else 'were'} skipped; {valid[0]} were scored)"
+        )
     elif skipped != [0]:
         lines.append(f"(queries skipped for lack of a valid gallery match: {', '.join(map(str, skipped))})")
     return "\n".join(lines)
@@ -205,7 +207,9 @@ def format_table(rows: dict[str, dict[str, float]], header: str, label: str = ""
 def format_results(rows: dict[str, RankResult], protocol: str = "market1501", title: str = "") -> str:
     """:func:`format_table` of RankResults, headed by ``title`` and the protocol."""
     head = f"{title} " if title else ""
-    return format_table({name: figures(r) for name, r in rows.items()}, f"{head}(protocol: {describe_protocol(protocol)})")
+    return format_table(
+        {name: figures(r) for name, r in rows.items()}, f"{head}(protocol: {describe_protocol(protocol)})"
+    )
 
 
 def protocol_ranking(

@@ -11,7 +11,7 @@ import torch
 
 from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError
-from reidlib.evaluation.protocol import block_sums, result_from_sums, RankResult
+from reidlib.evaluation.protocol import RankResult, block_sums, result_from_sums
 from reidlib.neighbours import exact
 from reidlib.neighbours.faiss_index import embed, faiss_gpu_available
 
@@ -95,13 +95,28 @@ def evaluate_topk(
     width = min(num_g, top_r + int(junk.max(initial=0)))
 
     nearest = _faiss_nearest if backend == "faiss" else _torch_nearest
-    blocks = nearest(query, gallery, lambda_g=lambda_g, squared=distance == "squared", width=width, chunk=chunk,
-                     device=torch.device(device))
+    blocks = nearest(
+        query,
+        gallery,
+        lambda_g=lambda_g,
+        squared=distance == "squared",
+        width=width,
+        chunk=chunk,
+        device=torch.device(device),
+    )
     sums = np.zeros(max_rank + 3)
     for start, order in blocks:  # (c, width) gallery indices per block of queries
         stop = start + len(order)
-        sums += block_sums(order, q_pids[start:stop], q_camids[start:stop], g_pids, g_camids, max_rank,
-                            num_rel=num_rel[start:stop], top_r=None if exact else top_r)
+        sums += block_sums(
+            order,
+            q_pids[start:stop],
+            q_camids[start:stop],
+            g_pids,
+            g_camids,
+            max_rank,
+            num_rel=num_rel[start:stop],
+            top_r=None if exact else top_r,
+        )
     return result_from_sums(sums, num_q, max_rank)
 
 
@@ -116,8 +131,9 @@ def _torch_nearest(query, gallery, *, lambda_g, squared, width, chunk, device):
     q_global, q_parts = tensor(query["global"]), tensor(query["parts"])
 
     def distance(rows, items):
-        return combined_distance(q_global[rows], q_parts[rows], g_global[items], g_parts[items], lambda_g=lambda_g,
-                                 squared=squared)  # (c, num_g)
+        return combined_distance(
+            q_global[rows], q_parts[rows], g_global[items], g_parts[items], lambda_g=lambda_g, squared=squared
+        )  # (c, num_g)
 
     for found in exact.nearest(distance, len(q_global), len(g_global), width, query_block=chunk):
         yield found.rows.start, found.idx.cpu().numpy()
@@ -128,8 +144,12 @@ def _faiss_nearest(query, gallery, *, lambda_g, squared, width, chunk, device):
     import faiss
 
     def vectors(feats):
-        x = embed(torch.as_tensor(np.asarray(feats["global"])), torch.as_tensor(np.asarray(feats["parts"])), None,
-                  lambda_g=lambda_g)
+        x = embed(
+            torch.as_tensor(np.asarray(feats["global"])),
+            torch.as_tensor(np.asarray(feats["parts"])),
+            None,
+            lambda_g=lambda_g,
+        )
         return np.ascontiguousarray(x.numpy(), dtype=np.float32)  # (n, 2D)
 
     x = vectors(gallery)
@@ -142,5 +162,3 @@ def _faiss_nearest(query, gallery, *, lambda_g, squared, width, chunk, device):
     for start in range(0, len(q), chunk):
         _, order = index.search(q[start : start + chunk], width)
         yield start, order
-
-

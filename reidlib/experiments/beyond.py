@@ -7,10 +7,11 @@ threshold, the debiasing, λc, the cross-camera k), back to the paper's k neares
 from there one change at a time (a cycle check, k-reciprocal, plain Jaccard, camera debiasing,
 agreement of the stripes, a ramp of λc, where the stripes' sqrt(P) norm meets the mixture bank,
 the public code's mixture bank), and the previous real-image config. Every arm runs on every
-dataset with every seed, by :func:`reidlib.experiments.grid.run_grid`. ``04_beyond_the_paper.ipynb``
-runs the grid and tabulates it; ``make beyond`` runs that notebook with papermill. All figures are each run's headline (combined)
-figures under the standard Market-1501 protocol, with the base config's test-time choices (for
-``configs/real-cpu.yaml``: mirrored crops too, the stripes alone ranking the gallery).
+dataset with every seed, by :func:`reidlib.experiments.grid.run_grid`.
+``04_beyond_the_paper.ipynb`` runs the grid and tabulates it; ``make beyond`` runs that notebook
+with papermill. All figures are each run's headline (combined) figures under the standard
+Market-1501 protocol, with the base config's test-time choices (for ``configs/real-cpu.yaml``:
+mirrored crops too, the stripes alone ranking the gallery).
 """
 
 from __future__ import annotations
@@ -22,9 +23,22 @@ RECIPE = "recipe (CA-Jaccard + camera debias)"  # the base config as it is: ever
 KNN = {"positive_rule": "knn", "camera_debias": "none", "lambda_c": 0.05, "part_agreement": 0}
 # configs/real-cpu.yaml before the recipe (tuned on the synthetic set and pku_reid), for comparison
 PREVIOUS_REAL_CPU = {
-    **KNN, "height": 192, "width": 96, "pad": 8, "cache_images": False, "channels_last": False, "num_parts": 8,
-    "k": 5, "lambda_c": 0.3, "warmup_epochs": 2, "epochs": 10, "batch_size": 32, "lr_schedule": "cosine",
-    "mixture_writers": "both", "part_scale": "sqrt_p", "eval_every": 5,
+    **KNN,
+    "height": 192,
+    "width": 96,
+    "pad": 8,
+    "cache_images": False,
+    "channels_last": False,
+    "num_parts": 8,
+    "k": 5,
+    "lambda_c": 0.3,
+    "warmup_epochs": 2,
+    "epochs": 10,
+    "batch_size": 32,
+    "lr_schedule": "cosine",
+    "mixture_writers": "both",
+    "part_scale": "sqrt_p",
+    "eval_every": 5,
 }
 BEYOND_ARMS: tuple[Arm, ...] = (
     Arm(RECIPE, {}),

@@ -21,15 +21,16 @@ import logging
 import math
 import re
 import statistics
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from reidlib.config import Config, apply_overrides, load_config
 from reidlib.data import ReidData, read_dataset
-from reidlib.engine.loop import train
+from reidlib.engine.trainer import train
 from reidlib.errors import ConfigError
 from reidlib.utils import runs
 
@@ -182,7 +183,9 @@ def run_grid(
                 "run_dir": str(run_dir),
             }
         )
-        log.info("run %d/%d: %s, %s, seed %d: mAP %.1f%%", number, len(jobs), arm.name, name, seed, 100 * figures["mAP"])
+        log.info(
+            "run %d/%d: %s, %s, seed %d: mAP %.1f%%", number, len(jobs), arm.name, name, seed, 100 * figures["mAP"]
+        )
     return rows
 
 

@@ -20,19 +20,19 @@ Shape letters: Q chosen queries, G gallery images, T top ranks shown.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from reidlib.utils import runs
-from reidlib.reports.analysis import load_test_features
-from reidlib.experiments.grid import Arm, run_grid
 from reidlib.config import Config
-from reidlib.evaluation.evaluator import query_gallery_distance
 from reidlib.errors import ConfigError, RunDirError
+from reidlib.evaluation.evaluator import eval_lambda_g, query_gallery_distance
 from reidlib.evaluation.protocol import protocol_ranking
-from reidlib.evaluation.evaluator import eval_lambda_g
+from reidlib.experiments.grid import Arm, run_grid
+from reidlib.reports.analysis import load_test_features
+from reidlib.utils import runs
 
 UNTRAINED = "untrained (ImageNet start)"
 SCL = "SCL: the CPU recipe"  # the base config as it is: the reference of every comparison
@@ -56,8 +56,12 @@ def _method(run_dir: str | Path) -> str:
 
 
 def run_methods(
-    base: Config, out_dir: str | Path, datasets: dict[str, str], seeds: Iterable[int],
-    arms: tuple[Arm, ...] = METHOD_ARMS, train_missing: bool = True,
+    base: Config,
+    out_dir: str | Path,
+    datasets: dict[str, str],
+    seeds: Iterable[int],
+    arms: tuple[Arm, ...] = METHOD_ARMS,
+    train_missing: bool = True,
 ) -> list[dict[str, Any]]:
     """:func:`reidlib.experiments.grid.run_grid` over ``arms``, each row told its method.
 
@@ -107,8 +111,11 @@ def label_curves(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             curves.append(
                 {
                     **{key: row[key] for key in ("arm", "dataset", "seed")},
-                    "method": method, "epoch": epoch["epoch"], "minutes": seconds / 60,
-                    "precision": epoch.get(precision), "recall": epoch.get(recall),
+                    "method": method,
+                    "epoch": epoch["epoch"],
+                    "minutes": seconds / 60,
+                    "precision": epoch.get(precision),
+                    "recall": epoch.get(recall),
                     **{key: epoch.get(key) for key in CLUSTER_KEYS},
                     "largest_share": largest / train_images if largest is not None and train_images else None,
                 }
@@ -135,8 +142,13 @@ class SameQueries(NamedTuple):
 
 
 def same_queries(
-    rows: Iterable[dict[str, Any]], dataset: str, seed: int, arms: tuple[Arm, ...] = METHOD_ARMS,
-    num_queries: int = 4, top: int = 8, draw_seed: int = 0,
+    rows: Iterable[dict[str, Any]],
+    dataset: str,
+    seed: int,
+    arms: tuple[Arm, ...] = METHOD_ARMS,
+    num_queries: int = 4,
+    top: int = 8,
+    draw_seed: int = 0,
 ) -> SameQueries:
     """Rank the same ``num_queries`` queries of ``dataset`` under each arm's run with ``seed``.
 
@@ -145,8 +157,11 @@ def same_queries(
     queries are a seeded draw (``draw_seed``) among those with a true match in another camera, so
     every row has something to find.
     """
-    run_dirs = {r["arm"]: r["run_dir"] for r in rows
-                if (r["dataset"], r["seed"]) == (dataset, seed) and r.get("status", "done") == "done"}
+    run_dirs = {
+        r["arm"]: r["run_dir"]
+        for r in rows
+        if (r["dataset"], r["seed"]) == (dataset, seed) and r.get("status", "done") == "done"
+    }
     missing = [arm.name for arm in arms if arm.name not in run_dirs]
     if missing:
         raise RunDirError(f"no finished run of {missing} on {dataset!r} with seed {seed}")
@@ -169,7 +184,8 @@ def same_queries(
         lambda_g = eval_lambda_g(runs.read_run_config(Path(run_dirs[arm.name])))
         distmat = query_gallery_distance(  # (Q, G)
             {key: f[key][chosen] for key in ("global", "parts", "camids")},
-            {key: f[key][g] for key in ("global", "parts", "camids")}, lambda_g=lambda_g,
+            {key: f[key][g] for key in ("global", "parts", "camids")},
+            lambda_g=lambda_g,
         )
         ranked[arm.name], first_match[arm.name] = protocol_ranking(
             distmat, query["pids"], query["camids"], gallery["pids"], gallery["camids"], top

@@ -13,6 +13,13 @@ from reidlib.methods.memory import MemoryBank, build_banks
 from reidlib.methods.registry import METHOD_CLASSES, make_method, method_class
 
 __all__ = [
-    "Gather", "Method", "TrainFeatures", "loss_keys", "MemoryBank", "build_banks", "METHOD_CLASSES",
-    "make_method", "method_class",
+    "Gather",
+    "Method",
+    "TrainFeatures",
+    "loss_keys",
+    "MemoryBank",
+    "build_banks",
+    "METHOD_CLASSES",
+    "make_method",
+    "method_class",
 ]

@@ -1,6 +1,6 @@
 """What a training method is to the loop: a small object with named hooks.
 
-The loop (:mod:`reidlib.engine.loop`) owns epochs, batches, the optimiser, checkpoints, resuming,
+The loop (:mod:`reidlib.engine.trainer`) owns epochs, batches, the optimiser, checkpoints, resuming,
 signals, evaluation and the metrics log, and knows nothing about any one method. A method owns
 its memory (buffers a checkpoint saves), picks each step's targets, computes the loss and updates
 its memory after the optimiser step. One step, as the loop runs it::
@@ -14,8 +14,8 @@ its memory after the optimiser step. One step, as the loop runs it::
         method.update(out, idx, targets, gather)       # memory changes only after the step
 
 At each epoch's start the loop calls ``method.start_epoch`` and then draws the epoch's batches
-from ``method.batches``. Selective contrastive learning (:class:`reidlib.methods.scl.scl.SCL`) and Cluster
-Contrast (:class:`reidlib.methods.cluster_contrast.cluster_contrast.ClusterContrast`) are the methods;
+from ``method.batches``. Selective contrastive learning (:class:`reidlib.methods.scl.learner.SCL`) and Cluster
+Contrast (:class:`reidlib.methods.cluster_contrast.learner.ClusterContrast`) are the methods;
 :func:`reidlib.methods.make_method` builds the one a config asks for (``train.method``).
 
 Shape letters: B batch, N training images, D feature dim, P stripes, d = D / P.
@@ -23,13 +23,14 @@ Shape letters: B batch, N training images, D feature dim, P stripes, d = D / P.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
-from reidlib.utils.distributed import Context
 from reidlib.model import Features
+from reidlib.utils.distributed import Context
 
 # Every training image's features in slot order, gathered over the processes (global (N, D),
 # parts (N, P, d)); a method calls it when it needs them (it costs a pass over the training set).

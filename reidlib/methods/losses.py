@@ -85,7 +85,14 @@ def masked_positive_weights(pos_mask: Tensor, *, lambda_t: float, alpha: float) 
 
 
 def _losses(
-    feats: Tensor, bank: Tensor, pos_idx: Tensor, neg_idx: Tensor, *, temperature: float, lambda_t: float, alpha: float,
+    feats: Tensor,
+    bank: Tensor,
+    pos_idx: Tensor,
+    neg_idx: Tensor,
+    *,
+    temperature: float,
+    lambda_t: float,
+    alpha: float,
     pos_mask: Tensor | None = None,
 ) -> Tensor:
     """The loss of S feature spaces (S, B, D) against one gather of the bank -> (S,).
@@ -129,7 +136,13 @@ def scl_total_loss(global_: Tensor, parts_cat: Tensor, bank: Tensor, sel: Select
     s = scl_cfg
     feats = torch.stack([parts_cat, global_])  # (2, B, D)
     part_loss, global_loss = _losses(
-        feats, bank, sel.pos_idx, sel.neg_idx, temperature=s.temperature, lambda_t=s.lambda_t, alpha=s.alpha,
+        feats,
+        bank,
+        sel.pos_idx,
+        sel.neg_idx,
+        temperature=s.temperature,
+        lambda_t=s.lambda_t,
+        alpha=s.alpha,
         pos_mask=sel.pos_mask,
     )
     return SCLLosses(s.lambda_p * part_loss + (1.0 - s.lambda_p) * global_loss, part_loss, global_loss)

@@ -14,6 +14,13 @@ from reidlib.neighbours.searchers import FaissSearcher, Searcher, TorchSearcher,
 from reidlib.neighbours.selection_distance import CameraDebias, SelectionDistance
 
 __all__ = [
-    "CameraDebias", "FaissSearcher", "Searcher", "SelectionDistance", "TorchSearcher", "distance_matrix",
-    "make_searcher", "nearest", "nearest_slots",
+    "CameraDebias",
+    "FaissSearcher",
+    "Searcher",
+    "SelectionDistance",
+    "TorchSearcher",
+    "distance_matrix",
+    "make_searcher",
+    "nearest",
+    "nearest_slots",
 ]

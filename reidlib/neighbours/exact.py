@@ -19,7 +19,8 @@ A :data:`BlockDistance` is the caller's distance restricted to a block: ``(query
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -41,8 +42,13 @@ def _blocks(total: int, size: int | None) -> Iterator[slice]:
 
 
 def distance_matrix(
-    distance: BlockDistance, num_queries: int, num_items: int, *, query_block: int | None = None,
-    item_block: int | None = None, out: Tensor | None = None,
+    distance: BlockDistance,
+    num_queries: int,
+    num_items: int,
+    *,
+    query_block: int | None = None,
+    item_block: int | None = None,
+    out: Tensor | None = None,
 ) -> Tensor:
     """The (Q, N) distances, computed ``query_block`` x ``item_block`` at a time (None: all at once).
 
@@ -59,8 +65,14 @@ def distance_matrix(
 
 
 def nearest(
-    distance: BlockDistance, num_queries: int, num_items: int, k: int, *, query_block: int | None = None,
-    item_block: int | None = None, exclude: Tensor | None = None,
+    distance: BlockDistance,
+    num_queries: int,
+    num_items: int,
+    k: int,
+    *,
+    query_block: int | None = None,
+    item_block: int | None = None,
+    exclude: Tensor | None = None,
 ) -> Iterator[Nearest]:
     """For each block of queries, its ``k`` nearest items (k is cut to N).
 

@@ -17,7 +17,7 @@ is split evenly (the product only needs ``-lc/2``): with ``-lc/2`` on one side a
 the one-hot dims would carry as much norm as the features and k-means (IVF) would cut the bank by
 camera first. Every q and x then has the same squared norm ``s = 1 + lc/2``, so
 ``|q_i - x_j|^2 = 2s - 2 q_i . x_j = dist(i, j) + lc``: nearest by inner product, by L2 and by
-SCL's distance are one order. ``tests/test_search.py`` checks both identities numerically.
+SCL's distance are one order. ``tests/neighbours/test_searchers.py`` checks both identities numerically.
 
 **The indexes** (config ``search.faiss_index``; :func:`build_index` picks one). Each is built
 over x of every slot, rewrites a slot with ``update(rows, x)`` after a bank update, and returns
@@ -70,11 +70,9 @@ class SlotIndex(Protocol):
 
     approximate: bool  # True: candidates may miss true neighbours (ask for more, re-rank)
 
-    def search(self, q: Tensor, num: int) -> Tensor:
-        ...
+    def search(self, q: Tensor, num: int) -> Tensor: ...
 
-    def update(self, rows: Tensor, x: Tensor) -> None:
-        ...
+    def update(self, rows: Tensor, x: Tensor) -> None: ...
 
 
 def embed(
@@ -192,8 +190,14 @@ class GpuFlatIndex:
         import faiss
 
         device = self.slots.device
-        _, cand = faiss.knn_gpu(self._res, q.float().to(device).contiguous(), self.slots, num,
-                                metric=faiss.METRIC_INNER_PRODUCT, device=device.index or 0)
+        _, cand = faiss.knn_gpu(
+            self._res,
+            q.float().to(device).contiguous(),
+            self.slots,
+            num,
+            metric=faiss.METRIC_INNER_PRODUCT,
+            device=device.index or 0,
+        )
         return cand.cpu()
 
     def update(self, rows: Tensor, x: Tensor) -> None:
@@ -215,8 +219,17 @@ class IVFIndex:
 
     approximate = True
 
-    def __init__(self, embed_slots: SlotEmbedding, num_slots: int, dim: int, *, faiss_dim: int = 0, nlist: int = 0,
-                 nprobe: int = 256, seed: int = 0):
+    def __init__(
+        self,
+        embed_slots: SlotEmbedding,
+        num_slots: int,
+        dim: int,
+        *,
+        faiss_dim: int = 0,
+        nlist: int = 0,
+        nprobe: int = 256,
+        seed: int = 0,
+    ):
         import faiss
 
         if not nlist:  # 4 sqrt(N) cells, and at most all of them visited
@@ -260,8 +273,14 @@ class IVFIndex:
 
 
 def build_index(
-    search_cfg: SearchConfig, embed_slots: SlotEmbedding, num_slots: int, dim: int, *, device: torch.device,
-    seed: int = 0, gpu: bool | None = None,
+    search_cfg: SearchConfig,
+    embed_slots: SlotEmbedding,
+    num_slots: int,
+    dim: int,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    gpu: bool | None = None,
 ) -> SlotIndex:
     """The index config section ``search`` asks for (``faiss_index``) over slots 0..N-1.
 

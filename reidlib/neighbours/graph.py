@@ -24,12 +24,12 @@ distances: 512 x 100,000 float32 = 205 MB); the Jaccard step holds the sets (N x
 after query expansion (N x R entries, R up to k2 W) and the overlapping pairs it returns, and joins
 ``JACCARD_BLOCK`` rows at a time (block x R^2 index pairs: about 6 M for 256 rows of R = 150),
 never an N x N matrix.
-A naive loop over slots, written in ``tests/test_graph.py``, is the oracle for every function.
+A naive loop over slots, written in ``tests/neighbours/test_graph.py``, is the oracle for every function.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -147,7 +147,9 @@ def reciprocal_sets(ranking: Tensor, k1: int) -> tuple[Tensor, Tensor]:
 
 
 @torch.no_grad()
-def camera_aware_sets(ranking_intra: Tensor, ranking_inter: Tensor, k_intra: int, k_inter: int) -> tuple[Tensor, Tensor]:
+def camera_aware_sets(
+    ranking_intra: Tensor, ranking_inter: Tensor, k_intra: int, k_inter: int
+) -> tuple[Tensor, Tensor]:
     """CA-Jaccard's camera-aware k-reciprocal neighbours: the k_intra-reciprocal neighbours on
     the within-camera rankings united with the k_inter-reciprocal ones on the cross-camera
     rankings, so that a set always holds the other cameras' reciprocal matches.
@@ -217,7 +219,10 @@ def jaccard_distance(
     r, c, w = r[order], c[order], w[order]
     counts = torch.bincount(c, minlength=num_slots)  # entries per column
     starts = torch.cumsum(counts, 0) - counts
-    blocks = [_join_rows((r, c, w), starts, counts, start, min(start + block, num_slots)) for start in range(0, num_slots, block)]
+    blocks = [
+        _join_rows((r, c, w), starts, counts, start, min(start + block, num_slots))
+        for start in range(0, num_slots, block)
+    ]
     pair_rows, pair_cols, dist = (torch.cat(parts) for parts in zip(*blocks))
     return pair_rows, pair_cols, dist
 
@@ -237,14 +242,18 @@ def _join_rows(
     pair_key = r[left] * num_slots + r[right]
     keys, inverse = torch.unique(pair_key, return_inverse=True)
     # each pair's terms are added in column order, whatever the block
-    shared = torch.zeros(len(keys), dtype=w.dtype, device=w.device).index_add_(0, inverse, torch.minimum(w[left], w[right]))
+    shared = torch.zeros(len(keys), dtype=w.dtype, device=w.device).index_add_(
+        0, inverse, torch.minimum(w[left], w[right])
+    )
     dist = 1.0 - shared / (2.0 - shared)
     pair_rows, pair_cols = keys // num_slots, keys % num_slots
     order = torch.argsort(pair_rows.double() * 4.0 + dist.double().clamp(0, 1), stable=True)  # row, then distance
     return pair_rows[order], pair_cols[order], dist[order].clamp_min(0.0)
 
 
-def _expand_rows(entries: tuple[Tensor, Tensor, Tensor], neighbours: Tensor, num_slots: int) -> tuple[Tensor, Tensor, Tensor]:
+def _expand_rows(
+    entries: tuple[Tensor, Tensor, Tensor], neighbours: Tensor, num_slots: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """Sparse rows (row, column, value) -> row i becomes the mean of the rows ``neighbours[i]``
     (-1 entries ignored): local query expansion, without a dense N x N matrix."""
     r, c, w = entries
@@ -252,7 +261,9 @@ def _expand_rows(entries: tuple[Tensor, Tensor, Tensor], neighbours: Tensor, num
     starts = torch.cumsum(counts, 0) - counts
     valid = neighbours >= 0
     share = 1.0 / valid.sum(1).clamp_min(1).to(w.dtype)  # (N,)
-    anchor = torch.arange(num_slots, device=r.device)[:, None].expand_as(neighbours)[valid]  # one (i, j) pair per neighbour
+    anchor = torch.arange(num_slots, device=r.device)[:, None].expand_as(neighbours)[
+        valid
+    ]  # one (i, j) pair per neighbour
     source = neighbours[valid]
     size = counts[source]
     entry = torch.repeat_interleave(starts[source], size) + (
@@ -285,7 +296,9 @@ def nearest_by_jaccard(
     keep = (rows != cols) & (dist < eps)
     rows, cols = rows[keep], cols[keep]
     counts = torch.bincount(rows, minlength=num_slots)
-    position = torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]  # rank within the row
+    position = (
+        torch.arange(len(rows), device=rows.device) - (torch.cumsum(counts, 0) - counts)[rows]
+    )  # rank within the row
     take = position < k
     idx = torch.arange(num_slots, device=rows.device)[:, None].repeat(1, k)
     idx[rows[take], position[take]] = cols[take]

@@ -55,11 +55,9 @@ AUTO_FAISS_MIN_SLOTS = 100_000
 class Searcher(Protocol):
     """What a miner calls; :func:`make_searcher` returns one."""
 
-    def neighbours(self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int) -> Tensor:
-        ...
+    def neighbours(self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int) -> Tensor: ...
 
-    def refresh(self, idx: Tensor) -> None:
-        ...
+    def refresh(self, idx: Tensor) -> None: ...
 
 
 class TorchSearcher:
@@ -91,15 +89,18 @@ class FaissSearcher:
         gpu: flat only: search with faiss's GPU build (None: when the banks are on CUDA and it has GPUs).
     """
 
-    def __init__(self, distance: SelectionDistance, search_cfg: SearchConfig, *, seed: int = 0,
-                 gpu: bool | None = None) -> None:
+    def __init__(
+        self, distance: SelectionDistance, search_cfg: SearchConfig, *, seed: int = 0, gpu: bool | None = None
+    ) -> None:
         self.distance, self.rerank = distance, search_cfg.rerank
         self.exact = TorchSearcher(distance)
         num_slots = len(distance)
         dim = 2 * distance.feat_dim + distance.num_cams
         self.sq_norms = torch.empty(num_slots, 2, device=distance.device)  # (N, 2) global, parts, for re-ranking
         self.fallbacks = 0  # anchors that fell back to the exact search (a diagnostic)
-        self.index = build_index(search_cfg, self._embed_slots, num_slots, dim, device=distance.device, seed=seed, gpu=gpu)
+        self.index = build_index(
+            search_cfg, self._embed_slots, num_slots, dim, device=distance.device, seed=seed, gpu=gpu
+        )
 
     def _embed_slots(self, rows: Tensor) -> Tensor:
         """Embed slots ``rows`` (n,) from the banks as they are now (and cache their squared norms)."""

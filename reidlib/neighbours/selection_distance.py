@@ -75,7 +75,7 @@ class CameraDebias:
 
     @classmethod
     @torch.no_grad()
-    def fit(cls, feats: Tensor, cams: Tensor, num_cams: int, scale: bool = False) -> "CameraDebias":
+    def fit(cls, feats: Tensor, cams: Tensor, num_cams: int, scale: bool = False) -> CameraDebias:
         feats = feats.float()
         counts = torch.bincount(cams, minlength=num_cams).clamp_min(1).to(feats.dtype)
         shape = (num_cams, *feats.shape[1:])
@@ -83,7 +83,9 @@ class CameraDebias:
         mean = torch.zeros(shape, device=feats.device).index_add_(0, cams, feats) / counts.view(view)
         std = None
         if scale:
-            var = torch.zeros(shape, device=feats.device).index_add_(0, cams, (feats - mean[cams]) ** 2) / counts.view(view)
+            var = torch.zeros(shape, device=feats.device).index_add_(0, cams, (feats - mean[cams]) ** 2) / counts.view(
+                view
+            )
             std = var.sqrt().clamp_min(1e-6)
         return cls(mean, std)
 
@@ -109,8 +111,17 @@ class SelectionDistance:
             so a 1M-slot float16 bank never needs a full float32 copy).
     """
 
-    def __init__(self, global_bank, part_bank, camids: Tensor, *, lambda_g: float, lambda_c: float,
-                 debias: str = "none", chunk: int = SLOT_CHUNK) -> None:
+    def __init__(
+        self,
+        global_bank,
+        part_bank,
+        camids: Tensor,
+        *,
+        lambda_g: float,
+        lambda_c: float,
+        debias: str = "none",
+        chunk: int = SLOT_CHUNK,
+    ) -> None:
         self.global_bank, self.part_bank, self.camids = global_bank, part_bank, camids
         self.lambda_g, self.lambda_c, self.chunk = lambda_g, lambda_c, chunk
         self.num_cams = int(camids.max()) + 1 if len(camids) else 0
@@ -165,16 +176,25 @@ class SelectionDistance:
         """(B, D), (B, P, d) as the distance sees them, (B,) -> (B, i) distances to slots ``items``."""
         bank_g, bank_p, unit = self.slots(items)
         return combined_distance(
-            g, p, bank_g, bank_p, lambda_g=self.lambda_g, squared=True, unit_norm=unit,
-            lambda_c=self.lambda_c, q_camids=cams, g_camids=self.camids[items],
+            g,
+            p,
+            bank_g,
+            bank_p,
+            lambda_g=self.lambda_g,
+            squared=True,
+            unit_norm=unit,
+            lambda_c=self.lambda_c,
+            q_camids=cams,
+            g_camids=self.camids[items],
         )
 
     @torch.no_grad()
     def to_slots(self, g: Tensor, p: Tensor, cams: Tensor) -> Tensor:
         """(B, D), (B, P, d), (B,) -> (B, N) distances to every slot (float32)."""
         g, p = self.anchors(g, p, cams)
-        return exact.distance_matrix(lambda rows, items: self.block(g, p, cams, items), len(g), len(self),
-                                     item_block=self.chunk)
+        return exact.distance_matrix(
+            lambda rows, items: self.block(g, p, cams, items), len(g), len(self), item_block=self.chunk
+        )
 
     @torch.no_grad()
     def nearest(self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int) -> Tensor:
@@ -184,8 +204,14 @@ class SelectionDistance:
             g: (B, D), p: (B, P, d), cams: (B,), self_idx: (B,) -> (B, count) int64
         """
         g, p = self.anchors(g, p, cams)
-        (found,) = exact.nearest(lambda rows, items: self.block(g, p, cams, items), len(g), len(self), count,
-                                 item_block=self.chunk, exclude=self_idx)
+        (found,) = exact.nearest(
+            lambda rows, items: self.block(g, p, cams, items),
+            len(g),
+            len(self),
+            count,
+            item_block=self.chunk,
+            exclude=self_idx,
+        )
         return found.idx
 
     @torch.no_grad()
@@ -204,8 +230,15 @@ class SelectionDistance:
             c_global = self.debias_g(c_global, c_cams)
             c_parts = self.debias_p(c_parts.unflatten(-1, (num_parts, -1)), c_cams).flatten(-2)
         return candidate_distance(
-            g, p, c_global, c_parts, lambda_g=self.lambda_g, lambda_c=self.lambda_c, q_camids=cams.to(cand.device),
-            c_camids=c_cams, c_global_sq=None if sq_norms is None else sq_norms[:, 0][cand],
+            g,
+            p,
+            c_global,
+            c_parts,
+            lambda_g=self.lambda_g,
+            lambda_c=self.lambda_c,
+            q_camids=cams.to(cand.device),
+            c_camids=c_cams,
+            c_global_sq=None if sq_norms is None else sq_norms[:, 0][cand],
             c_parts_sq=None if sq_norms is None else sq_norms[:, 1][cand],
         )
 
@@ -216,7 +249,9 @@ class SelectionDistance:
         if bank.dtype == torch.float32:
             out = torch.index_select(bank, 0, flat, out=scratch(self._buffers, name, shape, torch.float32, bank.device))
         else:
-            staged = torch.index_select(bank, 0, flat, out=scratch(self._buffers, "staging", shape, bank.dtype, bank.device))
+            staged = torch.index_select(
+                bank, 0, flat, out=scratch(self._buffers, "staging", shape, bank.dtype, bank.device)
+            )
             out = scratch(self._buffers, name, shape, torch.float32, bank.device).copy_(staged)
         return out.view(*cand.shape, -1)
 
@@ -249,8 +284,9 @@ class SelectionDistance:
             bank_g, bank_p = bank_g.float(), bank_p.float()
         else:
             bank_g, bank_p = self.debias_g(bank_g, self.camids), self.debias_p(bank_p, self.camids)
-        frozen = SelectionDistance(bank_g, bank_p, self.camids, lambda_g=self.lambda_g, lambda_c=self.lambda_c,
-                                   chunk=self.chunk)
+        frozen = SelectionDistance(
+            bank_g, bank_p, self.camids, lambda_g=self.lambda_g, lambda_c=self.lambda_c, chunk=self.chunk
+        )
         return lambda rows: frozen.to_slots(bank_g[rows], bank_p[rows], self.camids[rows])
 
     @torch.no_grad()

@@ -14,18 +14,16 @@ import torch
 from sklearn.cluster import AgglomerativeClustering
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from reidlib.utils import runs
 from reidlib.config import Config
 from reidlib.data import ReidData
 from reidlib.distances import combined_distance
-from reidlib.evaluation.evaluator import query_gallery_distance
 from reidlib.errors import RunDirError
-from reidlib.evaluation.evaluator import evaluate_model
-from reidlib.model import make_model
-from reidlib.utils.torch_env import setup_torch
+from reidlib.evaluation.evaluator import evaluate_model, query_gallery_distance
 from reidlib.methods.scl.diagnostics import SelectionStats
 from reidlib.methods.scl.selection import select_neighbours
-from reidlib.utils.torch_env import seed_everything
+from reidlib.model import make_model
+from reidlib.utils import runs
+from reidlib.utils.torch_env import seed_everything, setup_torch
 
 FEATURES_KEYS = ("global", "parts", "pids", "camids", "paths")
 
@@ -156,16 +154,30 @@ def trained_banks(run_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor, int]
 
 
 def selection_quality(
-    global_: torch.Tensor, parts: torch.Tensor, camids: torch.Tensor, pids: torch.Tensor, anchors: torch.Tensor,
-    *, k: int, m: int, lambda_g: float, lambda_c: float,
+    global_: torch.Tensor,
+    parts: torch.Tensor,
+    camids: torch.Tensor,
+    pids: torch.Tensor,
+    anchors: torch.Tensor,
+    *,
+    k: int,
+    m: int,
+    lambda_g: float,
+    lambda_c: float,
 ) -> dict[str, float | None]:
     """How good the paper's selection (k nearest, next m negatives) is for ``anchors`` over banks
     ``global_`` (N, D) and ``parts`` (N, P, d): the training diagnostics' summary
     (:class:`reidlib.methods.scl.selection.SelectionStats`: positive precision, recall, same-camera share...)."""
     rows = anchors.long()
     dist = combined_distance(
-        global_[rows], parts[rows], global_, parts, lambda_g=lambda_g, lambda_c=lambda_c,
-        q_camids=camids[rows], g_camids=camids,
+        global_[rows],
+        parts[rows],
+        global_,
+        parts,
+        lambda_g=lambda_g,
+        lambda_c=lambda_c,
+        q_camids=camids[rows],
+        g_camids=camids,
     )
     stats = SelectionStats()
     stats.add(select_neighbours(dist, rows, k, m), rows, pids, camids)

@@ -24,9 +24,7 @@ def _framed(ax, path: str, title: str, colour: str) -> None:
         spine.set_linewidth(1 if colour == "black" else 4)
 
 
-def retrieval_grid(
-    query: dict, gallery: dict, distmat, query_rows: list[int], top: int = 10
-):
+def retrieval_grid(query: dict, gallery: dict, distmat, query_rows: list[int], top: int = 10):
     """A matplotlib figure: each chosen query, then its ``top`` nearest gallery images under the
     standard protocol (same identity and camera removed), true matches framed green, false red.
 
@@ -45,7 +43,12 @@ def retrieval_grid(
     axes = np.atleast_2d(axes)
     for row, q in enumerate(query_rows):
         (order,), _ = protocol_ranking(
-            distmat[q : q + 1], query["pids"][q : q + 1], query["camids"][q : q + 1], gallery["pids"], gallery["camids"], top
+            distmat[q : q + 1],
+            query["pids"][q : q + 1],
+            query["camids"][q : q + 1],
+            gallery["pids"],
+            gallery["camids"],
+            top,
         )
         cells = [(query["paths"][q], None, f"query\nid {query['pids'][q]} c{query['camids'][q] + 1}")]
         cells += [
@@ -54,7 +57,7 @@ def retrieval_grid(
         ]
         for ax, (path, correct, label) in zip(axes[row], cells):
             _framed(ax, str(path), label, "black" if correct is None else ("limegreen" if correct else "red"))
-        for ax in axes[row][len(cells):]:
+        for ax in axes[row][len(cells) :]:
             ax.axis("off")
     fig.tight_layout()
     return fig
@@ -85,11 +88,15 @@ def selection_figure(records: list[ImageRecord], anchor: int, picks: dict[str, t
     me = records[anchor]
     for row, (title, (pos, neg)) in enumerate(picks.items()):
         cells = [(int(pos[0]), "anchor", "black")]
-        cells += [(int(j), f"pos {i + 1}", "limegreen" if records[j].pid == me.pid else "red") for i, j in enumerate(pos[1:])]
-        cells += [(int(j), f"neg {i + 1}", "red" if records[j].pid == me.pid else "0.6") for i, j in enumerate(neg[:num_neg])]
+        cells += [
+            (int(j), f"pos {i + 1}", "limegreen" if records[j].pid == me.pid else "red") for i, j in enumerate(pos[1:])
+        ]
+        cells += [
+            (int(j), f"neg {i + 1}", "red" if records[j].pid == me.pid else "0.6") for i, j in enumerate(neg[:num_neg])
+        ]
         for ax, (slot, label, colour) in zip(axes[row], cells):
             _framed(ax, records[slot].path, f"{label}\nc{records[slot].camid + 1}", colour)
-        for ax in axes[row][len(cells):]:
+        for ax in axes[row][len(cells) :]:
             ax.axis("off")
         axes[row][0].set_ylabel(title, fontsize=9)
     fig.tight_layout()
@@ -132,7 +139,7 @@ def methods_retrieval_grid(query: dict, gallery: dict, ranked: dict, first_match
             for col, g in enumerate(ranked[method][q], start=1):
                 colour = "limegreen" if gallery["pids"][g] == query["pids"][q] else "red"
                 _framed(row[col], str(gallery["paths"][g]), f"{col}\nc{gallery['camids'][g] + 1}", colour)
-            for ax in row[len(ranked[method][q]) + 1:]:
+            for ax in row[len(ranked[method][q]) + 1 :]:
                 ax.axis("off")
     fig.tight_layout()
     return fig

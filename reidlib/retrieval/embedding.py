@@ -31,15 +31,15 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from reidlib.utils import runs
 from reidlib.config import Config
 from reidlib.data import ImageRecord
-from reidlib.data.records import UNKNOWN_PID
 from reidlib.data.folders import find_images, folder_cameras
+from reidlib.data.records import UNKNOWN_PID
 from reidlib.errors import ConfigError, DataError
 from reidlib.evaluation.evaluator import load_trained_model
 from reidlib.evaluation.features import extract_features
 from reidlib.model import ReidModel
+from reidlib.utils import runs
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +111,21 @@ def embed_images(run: SearchRun, path: str | Path, *, progress: bool = True) -> 
     # image in a traceback, and the command line's one-line message would be lost.
     cfg = replace(run.cfg, data=replace(run.cfg.data, num_workers=0))
     feats = extract_features(
-        run.model, records, cfg, run.device, desc=f"embedding {Path(path).name}", progress=progress,
+        run.model,
+        records,
+        cfg,
+        run.device,
+        desc=f"embedding {Path(path).name}",
+        progress=progress,
         flip=cfg.eval.flip_test,
     )
-    return {"global": feats["global"], "parts": feats["parts"], "paths": feats["paths"], "camids": camids,
-            "cameras": cameras}
+    return {
+        "global": feats["global"],
+        "parts": feats["parts"],
+        "paths": feats["paths"],
+        "camids": camids,
+        "cameras": cameras,
+    }
 
 
 def check_features_path(path: str | Path) -> Path:
@@ -129,9 +139,13 @@ def check_features_path(path: str | Path) -> Path:
 def save_features(path: str | Path, feats: dict[str, np.ndarray], run: SearchRun) -> Path:
     """Write ``feats`` (:func:`embed_images`) and the model's fingerprint to ``path`` (.npz), atomically."""
     path = check_features_path(path)
-    runs.save_features(path, **{key: feats[key] for key in ("global", "parts", "paths", "camids", "cameras")},
-                       model_sha256=np.array(run.sha256), model_epoch=np.array(run.epoch),
-                       run_dir=np.array(str(run.run_dir.absolute())))
+    runs.save_features(
+        path,
+        **{key: feats[key] for key in ("global", "parts", "paths", "camids", "cameras")},
+        model_sha256=np.array(run.sha256),
+        model_epoch=np.array(run.epoch),
+        run_dir=np.array(str(run.run_dir.absolute())),
+    )
     return path
 
 

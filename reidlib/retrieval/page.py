@@ -20,9 +20,9 @@ from string import Template
 import numpy as np
 from tqdm.auto import tqdm
 
-from reidlib.utils import runs
 from reidlib.data import read_image
 from reidlib.errors import ConfigError
+from reidlib.utils import runs
 
 THUMB_HEIGHT = 128
 CSV_COLUMNS = ("query_path", "rank", "gallery_path", "distance")
@@ -49,7 +49,9 @@ def check_out_dir(out_dir: str | Path) -> Path:
     """``out_dir`` unless it names an existing file (it is created when the results are written)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(f"{out_dir}: exists and is not a folder (--out names the folder for index.html and ranks.csv)")
+        raise ConfigError(
+            f"{out_dir}: exists and is not a folder (--out names the folder for index.html and ranks.csv)"
+        )
     return out_dir
 
 
@@ -66,12 +68,15 @@ def _figure(uri: str, path: str, caption: str, query: bool = False) -> str:
     """One picture: the thumbnail, the caption and the file's folder and name (its full path on hover)."""
     name = html.escape("/".join(Path(path).parts[-2:]))
     css = ' class="query"' if query else ""
-    return (f'<figure{css} title="{html.escape(path)}"><img src="{uri}" alt="{name}">'
-            f"<figcaption>{caption}<br>{name}</figcaption></figure>")
+    return (
+        f'<figure{css} title="{html.escape(path)}"><img src="{uri}" alt="{name}">'
+        f"<figcaption>{caption}<br>{name}</figcaption></figure>"
+    )
 
 
-def page_html(query: dict, gallery: dict, order: np.ndarray, dist: np.ndarray, about: dict[str, str],
-              *, progress: bool = True) -> str:
+def page_html(
+    query: dict, gallery: dict, order: np.ndarray, dist: np.ndarray, about: dict[str, str], *, progress: bool = True
+) -> str:
     """The page: a row per query, its picture, then its k matches with rank, distance and camera.
 
     Args:
@@ -97,7 +102,8 @@ def page_html(query: dict, gallery: dict, order: np.ndarray, dist: np.ndarray, a
             g_path = str(gallery["paths"][g])
             cells.append(_figure(uri(g_path), g_path, f"{rank} &middot; {d:.3f}" + camera(str(gallery["cameras"][g]))))
         rows.append('<div class="row">' + "".join(cells) + "</div>")
-    title = f"{len(order)} {'query' if len(order) == 1 else 'queries'}, top {order.shape[1]} of {len(gallery['paths'])} gallery images"
+    queries = f"{len(order)} {'query' if len(order) == 1 else 'queries'}"
+    title = f"{queries}, top {order.shape[1]} of {len(gallery['paths'])} gallery images"
     about_rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in about.items())
     return PAGE.substitute(title=html.escape(title), height=THUMB_HEIGHT, about=about_rows, rows="\n".join(rows))
 
@@ -108,17 +114,20 @@ def ranks_csv(query_paths: np.ndarray, gallery_paths: np.ndarray, order: np.ndar
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    writer.writerows(zip(
-        np.repeat(np.asarray(query_paths), k),
-        np.tile(np.arange(1, k + 1), num_q),
-        np.asarray(gallery_paths)[order.reshape(-1)],
-        (f"{d:.4f}" for d in dist.reshape(-1)),
-    ))
+    writer.writerows(
+        zip(
+            np.repeat(np.asarray(query_paths), k),
+            np.tile(np.arange(1, k + 1), num_q),
+            np.asarray(gallery_paths)[order.reshape(-1)],
+            (f"{d:.4f}" for d in dist.reshape(-1)),
+        )
+    )
     return buf.getvalue()
 
 
-def write_results(out_dir: str | Path, query: dict, gallery: dict, order: np.ndarray, dist: np.ndarray,
-                  about: dict[str, str]) -> tuple[Path, Path]:
+def write_results(
+    out_dir: str | Path, query: dict, gallery: dict, order: np.ndarray, dist: np.ndarray, about: dict[str, str]
+) -> tuple[Path, Path]:
     """Write ``out_dir/index.html`` and ``out_dir/ranks.csv`` (see :func:`page_html` for the arguments).
 
     The page, which reads every picture, is built before either file is written, so an image that

@@ -77,19 +77,25 @@ def rank_gallery(
     q_parts = torch.as_tensor(np.asarray(query["parts"], dtype=np.float32))  # (Q, P, d)
 
     def distance(rows: slice, items: slice) -> torch.Tensor:
-        return combined_distance(q_global[rows], q_parts[rows], g_global[items], g_parts[items], lambda_g=lambda_g,
-                                 squared=False)
+        return combined_distance(
+            q_global[rows], q_parts[rows], g_global[items], g_parts[items], lambda_g=lambda_g, squared=False
+        )
 
-    blocks = exact.nearest(distance, len(q_global), len(g_global), top, query_block=query_chunk, item_block=gallery_chunk)
+    blocks = exact.nearest(
+        distance, len(q_global), len(g_global), top, query_block=query_chunk, item_block=gallery_chunk
+    )
     orders, dists = [], []
-    for found in tqdm(blocks, total=-(-len(q_global) // query_chunk), desc="ranking", unit="block", leave=False,
-                      disable=not progress):
+    for found in tqdm(
+        blocks, total=-(-len(q_global) // query_chunk), desc="ranking", unit="block", leave=False, disable=not progress
+    ):
         orders.append(found.idx.numpy())
         dists.append(found.dist.numpy())
     return Ranking(np.concatenate(orders), np.concatenate(dists))
 
 
-def query(run_dir: str | Path, gallery: str | Path, queries: str | Path, out_dir: str | Path, *, top: int = 10) -> Ranking:
+def query(
+    run_dir: str | Path, gallery: str | Path, queries: str | Path, out_dir: str | Path, *, top: int = 10
+) -> Ranking:
     """``python -m reidlib query``: rank the gallery for each of ``queries`` (an image or a folder);
     write ``index.html`` and ``ranks.csv`` (:mod:`reidlib.retrieval.page`). Every input is checked,
     and the page built, before anything is written."""

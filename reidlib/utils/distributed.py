@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -161,6 +162,5 @@ def check_world(ctx: Context, batch_size: int, num_train: int) -> None:
     """Every process takes ``batch_size`` images a step from its 1/world share of the data."""
     if ctx.distributed and batch_size * ctx.world > num_train:
         raise ConfigError(
-            f"train.batch_size ({batch_size}) x {ctx.world} processes exceeds the training split "
-            f"({num_train} images)"
+            f"train.batch_size ({batch_size}) x {ctx.world} processes exceeds the training split ({num_train} images)"
         )

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import NoReturn
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class StopSignals:
         """The signal received here, or "a stop request" when another process received it."""
         return signal.Signals(self.signum).name if self.signum else "a stop request"
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             self._previous = {sig: signal.signal(sig, self._handle) for sig in SIGNALS}
         return self
@@ -97,6 +98,5 @@ class StopSignals:
     def _raise(signum: int) -> None:
         raise Interrupted(
             signum,
-            f"{signal.Signals(signum).name} received: stopped at once; the last checkpoint holds "
-            "all finished work",
+            f"{signal.Signals(signum).name} received: stopped at once; the last checkpoint holds all finished work",
         )

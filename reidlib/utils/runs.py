@@ -23,8 +23,9 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,9 +152,7 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
             return path
         problems.append((path, problem))
     if problems:
-        raise RunDirError(
-            "no readable checkpoint: " + "; ".join(f"{path}: {why}" for path, why in problems)
-        )
+        raise RunDirError("no readable checkpoint: " + "; ".join(f"{path}: {why}" for path, why in problems))
     return None
 
 
@@ -207,8 +206,7 @@ def prepare_run_dir(run_dir: Path, cfg: Config) -> bool:
         if saved != cfg:
             diff = _diff(saved.to_dict(), cfg.to_dict())
             raise RunDirError(
-                f"{run_dir} belongs to another config ({diff}); choose a new --run-dir "
-                "or train with the saved config"
+                f"{run_dir} belongs to another config ({diff}); choose a new --run-dir or train with the saved config"
             )
         for stale in run_dir.glob(".*.tmp"):  # a write that a kill -9 cut short
             log.info("removing %s, an unfinished write of an earlier run", stale)

@@ -18,7 +18,6 @@ from reidlib.errors import ConfigError
 from tests.helpers import ROOT
 
 
-
 def test_short_and_dotted_keys():
     cfg = load_config(overrides={"epochs": 3, "scl.k": 0, "m": None, "lr": 1})
     assert (cfg.train.epochs, cfg.scl.k, cfg.scl.m, cfg.train.lr) == (3, 0, None, 1.0)
@@ -55,7 +54,10 @@ def test_parse_set_reads_yaml_scalars():
         ({"part_scale": "half"}, "'scl.part_scale' must be one of"),
         ({"camera_debias": "yes"}, "'scl.camera_debias' must be one of"),
         ({"mixture_writers": "all"}, "'scl.mixture_writers' must be one of"),
-        ({"part_agreement": 5, "num_parts": 4, "feat_dim": 32}, "'scl.part_agreement' must lie in [0, model.num_parts = 4]"),
+        (
+            {"part_agreement": 5, "num_parts": 4, "feat_dim": 32},
+            "'scl.part_agreement' must lie in [0, model.num_parts = 4]",
+        ),
         ({"reciprocal_k": 0}, "'scl.reciprocal_k' must be >= 1"),
         ({"jaccard_eps": 0.0}, "'scl.jaccard_eps' must lie in (0, 1]"),
         ({"lambda_c_start": -1.0}, "'scl.lambda_c_start' must be >= 0"),
@@ -71,7 +73,10 @@ def test_parse_set_reads_yaml_scalars():
         ({"cluster_temperature": 0}, "'cluster.cluster_temperature' must be > 0"),
         ({"num_instances": 0}, "'cluster.num_instances' must be >= 1"),
         ({"cluster_iters": -1}, "'cluster.cluster_iters' must be >= 0"),
-        ({"method": "cluster_contrast", "batch_size": 8, "num_instances": 3}, "'cluster.num_instances' (3) must divide train.batch_size (8)"),
+        (
+            {"method": "cluster_contrast", "batch_size": 8, "num_instances": 3},
+            "'cluster.num_instances' (3) must divide train.batch_size (8)",
+        ),
     ],
 )
 def test_errors_name_the_key(overrides, message):
@@ -100,7 +105,11 @@ def test_round_trip(tmp_path):
 
 
 OLD_SEARCH_KEYS = {  # the search settings as scl held them, and their values here
-    "scl.search": "faiss", "scl.faiss_index": "flat", "scl.faiss_dim": 0, "scl.nlist": 16, "scl.nprobe": 8,
+    "scl.search": "faiss",
+    "scl.faiss_index": "flat",
+    "scl.faiss_dim": 0,
+    "scl.nlist": 16,
+    "scl.nprobe": 8,
     "scl.rerank": 1.5,
 }
 NEW_SEARCH = SearchConfig(backend="faiss", faiss_index="flat", faiss_dim=0, nlist=16, nprobe=8, rerank=1.5)
@@ -152,7 +161,14 @@ def test_paper_config_is_the_papers():
     cfg = load_config(ROOT / "configs" / "paper.yaml")
     s, t = cfg.scl, cfg.train
     assert (s.k, s.m, s.temperature, s.lambda_t, s.alpha, s.lambda_p, s.lambda_g, s.lambda_c) == (
-        7, 500, 0.1, 0.5, 1.75, 0.5, 0.5, 0.05
+        7,
+        500,
+        0.1,
+        0.5,
+        1.75,
+        0.5,
+        0.5,
+        0.05,
     )
     assert (t.lr, t.momentum, t.weight_decay, t.batch_size, s.warmup_epochs) == (1e-3, 0.9, 5e-4, 8, 3)
     assert (cfg.model.arch, cfg.model.num_parts, cfg.data.height, cfg.data.width) == ("resnet50", 8, 256, 128)
@@ -168,13 +184,37 @@ def test_cluster_contrast_configs_are_the_published_ones():
     c, t = cfg.cluster, cfg.train
     assert (t.method, cfg.model.arch, cfg.data.height, cfg.data.width) == ("cluster_contrast", "resnet50", 256, 128)
     assert (c.cluster_eps, c.min_samples, c.cluster_k1, c.cluster_k2, c.cluster_momentum, c.cluster_temperature) == (
-        0.6, 4, 30, 6, 0.1, 0.05
+        0.6,
+        4,
+        30,
+        6,
+        0.1,
+        0.05,
     )
-    assert (t.batch_size // c.num_instances, c.num_instances, t.optimizer, t.lr, c.cluster_iters) == (16, 16, "adam", 3.5e-4, 200)
+    assert (t.batch_size // c.num_instances, c.num_instances, t.optimizer, t.lr, c.cluster_iters) == (
+        16,
+        16,
+        "adam",
+        3.5e-4,
+        200,
+    )
     assert cfg.eval.test_lambda_g == 1.0  # the headline distance is the trained global feature's
-    cpu, real = load_config(ROOT / "configs" / "cluster-contrast-cpu.yaml"), load_config(ROOT / "configs" / "real-cpu.yaml")
+    cpu, real = (
+        load_config(ROOT / "configs" / "cluster-contrast-cpu.yaml"),
+        load_config(ROOT / "configs" / "real-cpu.yaml"),
+    )
     assert cpu.data == real.data and cpu.model == real.model
-    same = ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "lr_schedule", "lr_step", "lr_gamma", "channels_last")
+    same = (
+        "epochs",
+        "batch_size",
+        "optimizer",
+        "lr",
+        "weight_decay",
+        "lr_schedule",
+        "lr_step",
+        "lr_gamma",
+        "channels_last",
+    )
     assert all(getattr(cpu.train, k) == getattr(real.train, k) for k in same)
     assert cpu.cluster == replace(c, num_instances=4, cluster_iters=0)
     assert cpu.train.method == "cluster_contrast" and cpu.eval.test_lambda_g == 1.0

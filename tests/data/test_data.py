@@ -4,8 +4,7 @@ import pytest
 import torch
 from torchvision import transforms as T
 
-from tests.helpers import MARKET, write_jpeg
-from tests.helpers import write_tree
+from reidlib.config import DataConfig
 from reidlib.data import (
     ReidDataset,
     build_transforms,
@@ -17,10 +16,11 @@ from reidlib.data import (
     read_msmt17,
     summarize,
 )
-from reidlib.config import DataConfig
 from reidlib.errors import DataError
+from tests.helpers import MARKET, write_jpeg, write_tree
 
 SIZE = DataConfig(height=64, width=32)  # the test transforms' input size
+
 
 def test_market_layout(tmp_path):
     data = read_market_layout(write_tree(tmp_path, MARKET))
@@ -71,8 +71,10 @@ def test_cuhk03(tmp_path):
 
 
 def test_msmt17(tmp_path):
-    names = {"train": ["0000/0000_000_01_0303morning_0015_0.jpg", "0000/0000_001_05_0303morning_0016_0.jpg"],
-             "test": ["0001/0001_000_03_0303noon_0001_0.jpg", "0001/0001_001_07_0303noon_0002_0.jpg"]}
+    names = {
+        "train": ["0000/0000_000_01_0303morning_0015_0.jpg", "0000/0000_001_05_0303morning_0016_0.jpg"],
+        "test": ["0001/0001_000_03_0303noon_0001_0.jpg", "0001/0001_001_07_0303noon_0002_0.jpg"],
+    }
     for folder, files in names.items():
         for name in files:
             write_jpeg(tmp_path / folder / name)
@@ -95,7 +97,10 @@ def test_msmt17(tmp_path):
         (lambda root: None, "dataset root not found"),
         (lambda root: write_tree(root, {"bounding_box_train": ["0001_c1s1_000001_00.jpg"]}), "missing folder"),
         (lambda root: write_tree(root, {k: ["bad-name.jpg"] for k in MARKET}), "bad-name.jpg: name does not parse"),
-        (lambda root: (write_tree(root, MARKET), (root / "query" / "notes.csv").write_text("x")), "notes.csv: not an image"),
+        (
+            lambda root: (write_tree(root, MARKET), (root / "query" / "notes.csv").write_text("x")),
+            "notes.csv: not an image",
+        ),
         (lambda root: (write_tree(root, MARKET), [p.unlink() for p in (root / "query").iterdir()]), "no usable images"),
     ],
 )

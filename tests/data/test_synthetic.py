@@ -227,8 +227,14 @@ def test_frames_of_a_tracklet_alike_cameras_apart(small_tracklets):
     for pid in {t.pid for t in train}:
         mine = [t for t in train if t.pid == pid]
         within = np.mean([diff(a, b) for t in mine for a, b in zip(t.frames, t.frames[1:])])
-        across = np.mean([diff(s.frames[len(s.frames) // 2], t.frames[len(t.frames) // 2])
-                          for s in mine for t in mine if s.cam < t.cam])
+        across = np.mean(
+            [
+                diff(s.frames[len(s.frames) // 2], t.frames[len(t.frames) // 2])
+                for s in mine
+                for t in mine
+                if s.cam < t.cam
+            ]
+        )
         assert 0 < within < 0.5 * across, (pid, within, across)
 
 

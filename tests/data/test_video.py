@@ -9,19 +9,25 @@ import numpy as np
 import pytest
 import scipy.io
 
-from tests.helpers import write_jpeg
-from tests.helpers import write_tree
 from reidlib.cli import main
 from reidlib.data import format_summary, read_camera_folders, read_dataset, read_duke_video, read_mars, summarize
 from reidlib.data.layouts import detect_layout
 from reidlib.errors import DataError
+from tests.helpers import write_jpeg, write_tree
 
 # --- MARS ------------------------------------------------------------------------------------------
 
 # (person as in the name, camera from 1, tracklet number, frames), one track row each, in row order
 MARS_TRAIN = [("0001", 1, 1, 3), ("0001", 2, 2, 2), ("0002", 3, 1, 2), ("00-1", 1, 1, 2), ("0000", 4, 1, 1)]
-MARS_TEST = [("0005", 1, 1, 2), ("0005", 2, 2, 3), ("0006", 6, 1, 2), ("0000", 3, 1, 2), ("00-1", 5, 1, 1),
-             ("0006", 1, 2, 2), ("0000", 2, 2, 1)]
+MARS_TEST = [
+    ("0005", 1, 1, 2),
+    ("0005", 2, 2, 3),
+    ("0006", 6, 1, 2),
+    ("0000", 3, 1, 2),
+    ("00-1", 5, 1, 1),
+    ("0006", 1, 2, 2),
+    ("0000", 2, 2, 1),
+]
 MARS_QUERY = [1, 3, 4]  # 1-based test rows: 0005 in c1, 0006 in c6, and a distractor (dropped: no query, no gallery)
 MARS_VARIABLES = {"train": "track_train_info", "test": "track_test_info"}
 
@@ -118,6 +124,7 @@ def renamed_variable(root):
 def set_row(split, row, column, value):
     def damage(root):
         edit_rows(root, split, lambda rows: rows[row - 1].__setitem__(column, value))
+
     return damage
 
 
@@ -126,7 +133,8 @@ MARS_CASES = {  # name: (damage, the message, with {root} for the root)
     "missing train_name.txt": (missing("info", "train_name.txt"), "missing file {root}/info/train_name.txt"),
     "missing test_name.txt": (missing("info", "test_name.txt"), "missing file {root}/info/test_name.txt"),
     "missing train tracks": (
-        missing("info", "tracks_train_info.mat"), "missing file {root}/info/tracks_train_info.mat",
+        missing("info", "tracks_train_info.mat"),
+        "missing file {root}/info/tracks_train_info.mat",
     ),
     "missing test tracks": (missing("info", "tracks_test_info.mat"), "missing file {root}/info/tracks_test_info.mat"),
     "missing query_IDX.mat": (missing("info", "query_IDX.mat"), "missing file {root}/info/query_IDX.mat"),
@@ -138,7 +146,8 @@ MARS_CASES = {  # name: (damage, the message, with {root} for the root)
     ),
     "unreadable .mat": (garbage("info/tracks_test_info.mat"), "{root}/info/tracks_test_info.mat: unreadable .mat file"),
     "missing variable": (
-        renamed_variable, "{root}/info/tracks_train_info.mat: no MATLAB variable 'track_train_info' (found: trackinfo)",
+        renamed_variable,
+        "{root}/info/tracks_train_info.mat: no MATLAB variable 'track_train_info' (found: trackinfo)",
     ),
     "missing query variable": (
         lambda root: scipy.io.savemat(root / "info" / "query_IDX.mat", {"query": np.array([[1.0]])}),
@@ -159,10 +168,12 @@ MARS_CASES = {  # name: (damage, the message, with {root} for the root)
     ),
     "first frame 0": (set_row("test", 1, 0, 0), "{root}/info/tracks_test_info.mat: row 1 .* frames 0 to 2 are not"),
     "first after last": (
-        set_row("train", 2, 0, 6), "{root}/info/tracks_train_info.mat: row 2 .* frames 6 to 5 are not a range",
+        set_row("train", 2, 0, 6),
+        "{root}/info/tracks_train_info.mat: row 2 .* frames 6 to 5 are not a range",
     ),
     "camera 0 in a row": (
-        set_row("train", 1, 3, 0), "{root}/info/tracks_train_info.mat: row 1 .* camera 0; cameras are counted from 1",
+        set_row("train", 1, 3, 0),
+        "{root}/info/tracks_train_info.mat: row 1 .* camera 0; cameras are counted from 1",
     ),
     "name does not parse": (
         lambda root: edit_line(root, "train", 2, "0001_c1_f002.jpg"),
@@ -254,6 +265,7 @@ def test_duke_video_records(tmp_path):
 
 def add(rel, content=None):
     """Damage: a JPEG (or a file with ``content``) at ``rel`` below the root."""
+
     def damage(root):
         path = root / rel
         if content is None:
@@ -261,6 +273,7 @@ def add(rel, content=None):
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
+
     return damage
 
 
@@ -272,7 +285,8 @@ DUKE_VIDEO_CASES = {  # name: (damage, the message, with {root} for the root)
     "missing gallery": (lambda root: shutil.rmtree(root / "gallery"), "missing folder {root}/gallery"),
     "empty tracklet folder": (folder("train/0003/0002"), "{root}/train/0003/0002: empty tracklet folder"),
     "name does not parse": (
-        add("train/0001/0001/frame_4.jpg"), "{root}/train/0001/0001/frame_4.jpg: name does not parse",
+        add("train/0001/0001/frame_4.jpg"),
+        "{root}/train/0001/0001/frame_4.jpg: name does not parse",
     ),
     "pid disagrees with its folder": (
         add("train/0001/0002/0002C2F0003X10025.jpg"),
@@ -296,14 +310,17 @@ DUKE_VIDEO_CASES = {  # name: (damage, the message, with {root} for the root)
         "{root}/train/0001/0001C6F0004X30859.jpg: a file where tracklet folders belong",
     ),
     "file where a person folder belongs": (
-        add("gallery/readme.md", content="x"), "{root}/gallery/readme.md: a file where person folders belong",
+        add("gallery/readme.md", content="x"),
+        "{root}/gallery/readme.md: a file where person folders belong",
     ),
     "person folder not a number": (
-        add("train/bob/0001/0001C1F0001X1.jpg"), "{root}/train/bob: person folder name is not a number",
+        add("train/bob/0001/0001C1F0001X1.jpg"),
+        "{root}/train/bob: person folder name is not a number",
     ),
     "person folder with no tracklet": (folder("query/0007"), "{root}/query/0007: no tracklet folders"),
     "folder inside a tracklet": (
-        folder("train/0001/0002/crops"), "{root}/train/0001/0002/crops: a folder inside tracklet folder",
+        folder("train/0001/0002/crops"),
+        "{root}/train/0001/0002/crops: a folder inside tracklet folder",
     ),
     "empty split": (lambda root: shutil.rmtree(root / "query" / "0005"), "{root}/query: no tracklets"),
 }

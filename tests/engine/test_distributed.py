@@ -9,21 +9,33 @@ from pathlib import Path
 import pytest
 import torch
 
-from reidlib.utils import distributed as dist
-from reidlib.utils import runs
+from reidlib.engine.trainer import train
 from reidlib.errors import RunDirError
 from reidlib.model import make_model
-from reidlib.engine.loop import train
-from tests.helpers import ROOT, wait_for_checkpoint
-from tests.helpers import TINY
-from tests.helpers import tiny_cfg
+from reidlib.utils import distributed as dist
+from reidlib.utils import runs
+from tests.helpers import ROOT, TINY, tiny_cfg, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow
 
 
 def torchrun(data_dir: Path, run_dir: Path, *sets: str, wait: bool = True):
-    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "reidlib", "train", "--data", str(data_dir), "--run-dir", str(run_dir), "--set"]
+    argv = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "reidlib",
+        "train",
+        "--data",
+        str(data_dir),
+        "--run-dir",
+        str(run_dir),
+        "--set",
+    ]
     argv += [f"{k}={v}" for k, v in {**TINY, "deterministic": True}.items()] + list(sets)
     if not wait:
         return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

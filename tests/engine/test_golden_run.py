@@ -1,6 +1,6 @@
 """Tiny deterministic runs whose results are pinned: a refactor of the trainer must not move them.
 
-``tests/data/golden_runs.json`` holds, for each run below, every row of ``metrics.jsonl`` (less the
+``tests/fixtures/golden_runs.json`` holds, for each run below, every row of ``metrics.jsonl`` (less the
 wall-clock seconds), the final metrics and a sha256 of the final checkpoint's weights and banks, as
 the trainer before the split into a loop and method objects (commit db5f623) produced them. Write
 it again, only on purpose, with::
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reidlib.engine.loop import train
+from reidlib.engine.trainer import train
 from reidlib.utils import runs
 from tests.helpers import ROOT, tiny_cfg
 
@@ -35,13 +35,26 @@ GOLDEN = ROOT / "tests" / "fixtures" / "golden_runs.json"
 RUNS = {
     "paper": {},
     "recipe": {
-        "positive_rule": "ca_jaccard", "camera_debias": "mean", "mixture_writers": "combined",
-        "part_scale": "unit_writes", "lr_schedule": "step", "cache_images": True, "channels_last": True,
-        "ca_k_intra": 2, "ca_k_inter": 4, "jaccard_k2": 2,
+        "positive_rule": "ca_jaccard",
+        "camera_debias": "mean",
+        "mixture_writers": "combined",
+        "part_scale": "unit_writes",
+        "lr_schedule": "step",
+        "cache_images": True,
+        "channels_last": True,
+        "ca_k_intra": 2,
+        "ca_k_inter": 4,
+        "jaccard_k2": 2,
     },
     "candidates": {
-        "positive_rule": "cycle", "reciprocal_k": 4, "part_agreement": 2, "part_agreement_k": 6,
-        "lambda_c_start": 0.0, "mixture_init": "features", "mixture_update": "own", "part_scale": "unit",
+        "positive_rule": "cycle",
+        "reciprocal_k": 4,
+        "part_agreement": 2,
+        "part_agreement_k": 6,
+        "lambda_c_start": 0.0,
+        "mixture_init": "features",
+        "mixture_update": "own",
+        "part_scale": "unit",
         "lr_schedule": "cosine",
     },
 }

@@ -14,16 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import reidlib.methods.scl.scl as scl_method
-import reidlib.engine.loop as engine
-from reidlib.utils import runs
+import reidlib.engine.trainer as engine
+import reidlib.methods.scl.learner as scl_method
 from reidlib.cli import main
+from reidlib.engine.trainer import train
+from reidlib.utils import runs
 from reidlib.utils.interrupts import Interrupted
-from reidlib.engine.loop import train
-from tests.helpers import ROOT, assert_one_line_error, sigterm_at_call, wait_for_checkpoint
-from tests.helpers import TINY
-from tests.helpers import tiny_cfg
-
+from tests.helpers import ROOT, TINY, assert_one_line_error, sigterm_at_call, tiny_cfg, wait_for_checkpoint
 
 
 def same_checkpoints(a: Path, b: Path) -> bool:
@@ -68,6 +65,7 @@ def test_provenance_is_recorded(whole):
     assert data["manifest"]["preset"] == "tiny"  # the synthetic generator's manifest
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_and_resume_is_exact(tiny_synthetic, whole, tmp_path, monkeypatch):
     real = scl_method.scl_total_loss
     monkeypatch.setattr(scl_method, "scl_total_loss", sigterm_at_call(real, 10))  # epoch 2, step 3 (7 steps an epoch)
@@ -86,8 +84,19 @@ def test_sigterm_mid_epoch_saves_and_resume_is_exact(tiny_synthetic, whole, tmp_
 
 def _start_cli(data_dir: Path, run_dir: Path, *sets: str) -> subprocess.Popen:
     overrides = [f"{k}={v}" for k, v in {**TINY, "epochs": 12, "deterministic": True}.items()]
-    argv = [sys.executable, "-m", "reidlib", "train", "--data", str(data_dir), "--run-dir", str(run_dir),
-            "--set", *overrides, *sets]
+    argv = [
+        sys.executable,
+        "-m",
+        "reidlib",
+        "train",
+        "--data",
+        str(data_dir),
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        *overrides,
+        *sets,
+    ]
     return subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -97,6 +106,7 @@ def whole_12(tiny_synthetic, tmp_path_factory):
     return train(tiny_cfg(tiny_synthetic, epochs=12, deterministic=True), run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_sigterm_to_a_cli_run(tiny_synthetic, whole_12, tmp_path):
     proc = _start_cli(tiny_synthetic, tmp_path / "run", "checkpoint_every=2")
@@ -110,6 +120,7 @@ def test_sigterm_to_a_cli_run(tiny_synthetic, whole_12, tmp_path):
     assert resumed == whole_12
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_kill_9_loses_at_most_the_steps_since_the_last_checkpoint(tiny_synthetic, whole_12, tmp_path):
     proc = _start_cli(tiny_synthetic, tmp_path / "run", "checkpoint_every=3")

@@ -13,18 +13,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import reidlib.methods.scl.scl as scl_method
-from reidlib.utils import runs
+import reidlib.methods.scl.learner as scl_method
 from reidlib.data import ImageRecord, ReidData, ReidDataset, read_dataset, tracklet
 from reidlib.data.dataset import sample_frame_indices
+from reidlib.engine.trainer import train
 from reidlib.evaluation.evaluator import evaluate_features
 from reidlib.evaluation.features import extract_features, tracklet_frames
-from reidlib.utils.interrupts import Interrupted
 from reidlib.model import Features, average_frames, build_model
-from reidlib.engine.loop import train
-from tests.helpers import CC
-from tests.helpers import sigterm_at_call
-from tests.helpers import tiny_cfg
+from reidlib.utils import runs
+from reidlib.utils.interrupts import Interrupted
+from tests.helpers import CC, sigterm_at_call, tiny_cfg
 
 VIDEO = {"k": 1, "m": 6, "batch_size": 4, "sample_frames": 2}  # 32 tracklets: 8 steps an epoch
 
@@ -61,7 +59,9 @@ def test_sample_frame_indices_one_per_segment(length, count):
 
 def test_average_frames_matches_loop():
     g = torch.Generator().manual_seed(0)
-    feats = Features(F.normalize(torch.randn(11, 8, generator=g), dim=1), F.normalize(torch.randn(11, 2, 4, generator=g), dim=2))
+    feats = Features(
+        F.normalize(torch.randn(11, 8, generator=g), dim=1), F.normalize(torch.randn(11, 2, 4, generator=g), dim=2)
+    )
     owner = torch.tensor([0, 2, 2, 1, 0, 3, 3, 3, 1, 2, 0])
     out = average_frames(feats, owner, 4)
     for j in range(4):
@@ -103,6 +103,7 @@ def test_tracklet_frames_caps_evenly():
 def naive_tracklet_map(query, gallery, q_frames, g_frames) -> float:
     """mAP from frame features: each tracklet the normalised mean of its frames, Euclidean
     distance, junk = same identity seen by the query's camera (the MARS rule), one query at a time."""
+
     def tracklet_feature(frames):
         mean = np.mean(frames, axis=0)
         return mean / np.linalg.norm(mean)
@@ -112,7 +113,11 @@ def naive_tracklet_map(query, gallery, q_frames, g_frames) -> float:
     aps = []
     for i, q in enumerate(qf):
         dist = [np.linalg.norm(q - g) for g in gf]
-        keep = [j for j in range(len(gf)) if not (gallery["pids"][j] == query["pids"][i] and gallery["camids"][j] == query["camids"][i])]
+        keep = [
+            j
+            for j in range(len(gf))
+            if not (gallery["pids"][j] == query["pids"][i] and gallery["camids"][j] == query["camids"][i])
+        ]
         keep.sort(key=lambda j: dist[j])
         hits, precisions = 0, []
         for rank, j in enumerate(keep, start=1):
@@ -129,7 +134,11 @@ def test_tracklet_evaluation_matches_a_naive_loop(tiny_video):
     model = build_model("resnet_mini", feat_dim=16, num_parts=2)
     query = extract_features(model, tiny_video.query, cfg, torch.device("cpu"), "query", progress=False)
     gallery = extract_features(model, tiny_video.gallery, cfg, torch.device("cpu"), "gallery", progress=False)
-    assert query["global"].shape == (len(tiny_video.query), 16) and gallery["parts"].shape == (len(tiny_video.gallery), 2, 8)
+    assert query["global"].shape == (len(tiny_video.query), 16) and gallery["parts"].shape == (
+        len(tiny_video.gallery),
+        2,
+        8,
+    )
     results = evaluate_features(query, gallery, tiny_cfg(tiny_video.root, lambda_g=1.0), tracklets=True)
     assert results["combined"]["protocol"] == "mars"
 
@@ -150,8 +159,14 @@ def test_tracklet_evaluation_matches_a_naive_loop(tiny_video):
 
 @pytest.mark.parametrize("method", ["scl", "cluster_contrast"])
 def test_tiny_run_on_tracklets(tiny_video, tmp_path, method):
-    extra = {**CC, "num_instances": 2, "cluster_k1": 4, "cluster_k2": 2, "min_samples": 2} if method == "cluster_contrast" else {}
-    metrics = train(tiny_cfg(tiny_video.root, epochs=2, cache_images=True, **VIDEO, **extra), tmp_path / "run", data=tiny_video)
+    extra = (
+        {**CC, "num_instances": 2, "cluster_k1": 4, "cluster_k2": 2, "min_samples": 2}
+        if method == "cluster_contrast"
+        else {}
+    )
+    metrics = train(
+        tiny_cfg(tiny_video.root, epochs=2, cache_images=True, **VIDEO, **extra), tmp_path / "run", data=tiny_video
+    )
     assert metrics["protocol"] == "mars" and 0.0 < metrics["mAP"] <= 1.0
     features = np.load(tmp_path / "run" / "features.npz")
     assert len(features["query_global"]) == len(tiny_video.query)  # one row per tracklet
@@ -159,6 +174,7 @@ def test_tiny_run_on_tracklets(tiny_video, tmp_path, method):
     assert len(rows) == 2 and all(np.isfinite(r["loss"]) for r in rows)
 
 
+@pytest.mark.slow
 def test_resume_on_tracklets_is_exact(tiny_video, tmp_path, monkeypatch):
     cfg = tiny_cfg(tiny_video.root, epochs=2, deterministic=True, **VIDEO)
     whole = train(cfg, tmp_path / "whole", data=tiny_video)
@@ -170,6 +186,7 @@ def test_resume_on_tracklets_is_exact(tiny_video, tmp_path, monkeypatch):
     assert train(cfg, tmp_path / "cut", data=tiny_video) == whole
 
 
+@pytest.mark.slow
 def test_real_mars_sample_trains_and_scores(shared_data, tmp_path):
     """The real MARS sample (../shared/data/mini_mars) end to end: read by ``auto``, one epoch on
     its 32 training tracklets, scored tracklet against tracklet (skipped when absent)."""

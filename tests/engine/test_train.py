@@ -5,13 +5,14 @@ import json
 import pytest
 import torch
 
-from reidlib.utils import runs
 from reidlib.cli import main
 from reidlib.config import load_config
+from reidlib.engine.trainer import train
 from reidlib.errors import RunDirError
 from reidlib.evaluation.evaluator import evaluate_run
-from reidlib.engine.loop import train
+from reidlib.utils import runs
 from tests.helpers import TINY, tiny_cfg
+
 
 def test_run_dir_files_and_diagnostics(tiny_synthetic, tmp_path):
     metrics = train(tiny_cfg(tiny_synthetic), tmp_path / "run")
@@ -35,6 +36,7 @@ def test_run_dir_files_and_diagnostics(tiny_synthetic, tmp_path):
     assert again["mAP"] == pytest.approx(metrics["mAP"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_loss_falls(tiny_synthetic, tmp_path):
     # The target moves (the banks are written every step), so compare the first selective epoch,
     # picked from a randomly initialised model, with the last two.
@@ -90,8 +92,15 @@ def test_cli_train_and_errors(tiny_synthetic, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "writers,scale",
-    [("both", "sqrt_p"), ("global", "sqrt_p"), ("parts", "sqrt_p"), ("both", "unit"), ("combined", "unit_writes"),
-     ("combined", "sqrt_p"), ("both", "unit_loss")],
+    [
+        ("both", "sqrt_p"),
+        ("global", "sqrt_p"),
+        ("parts", "sqrt_p"),
+        ("both", "unit"),
+        ("combined", "unit_writes"),
+        ("combined", "sqrt_p"),
+        ("both", "unit_loss"),
+    ],
 )
 def test_mixture_writers(tiny_synthetic, tmp_path, writers, scale):
     # mixture_init=features writes each slot once, as a step does, so the bank shows who wrote it
@@ -104,15 +113,21 @@ def test_mixture_writers(tiny_synthetic, tmp_path, writers, scale):
         p_cat = p_cat / 2.0  # sqrt(P), P = 4
     unit = torch.nn.functional.normalize
     # "both": fill with g, then X <- normalise((X + p) / 2), i.e. normalise(g + p) for unit-norm g
-    want = {"global": g, "parts": unit(p_cat, dim=1), "both": unit(g + p_cat, dim=1),
-            "combined": unit(g + p_cat, dim=1)}[writers]
+    want = {
+        "global": g,
+        "parts": unit(p_cat, dim=1),
+        "both": unit(g + p_cat, dim=1),
+        "combined": unit(g + p_cat, dim=1),
+    }[writers]
     assert torch.allclose(state["mixture_bank"]["features"], want, atol=1e-5)
 
 
 def test_learning_rate_schedules():
     from reidlib.engine.state import learning_rate
 
-    step = load_config(overrides={"lr": 1.0, "epochs": 10, "lr_schedule": "step", "lr_step": 0.7, "lr_gamma": 0.1}).train
+    step = load_config(
+        overrides={"lr": 1.0, "epochs": 10, "lr_schedule": "step", "lr_step": 0.7, "lr_gamma": 0.1}
+    ).train
     assert [learning_rate(step, e) for e in range(10)] == [1.0] * 7 + [pytest.approx(0.1)] * 3
     cosine = load_config(overrides={"lr": 1.0, "epochs": 4, "lr_schedule": "cosine"}).train
     assert [learning_rate(cosine, e) for e in range(4)] == pytest.approx([1.0, 0.8535534, 0.5, 0.1464466])
@@ -123,7 +138,12 @@ def test_part_loss_scale(tiny_synthetic):
     from reidlib.methods.memory import part_features
 
     p = torch.nn.functional.normalize(torch.randn(3, 4, 8), dim=-1)  # P = 4 unit stripes
-    for scale, write_norm, loss_norm in [("sqrt_p", 2.0, 2.0), ("unit", 1.0, 1.0), ("unit_writes", 1.0, 2.0), ("unit_loss", 2.0, 1.0)]:
+    for scale, write_norm, loss_norm in [
+        ("sqrt_p", 2.0, 2.0),
+        ("unit", 1.0, 1.0),
+        ("unit_writes", 1.0, 2.0),
+        ("unit_loss", 2.0, 1.0),
+    ]:
         s = load_config(overrides={"part_scale": scale}).scl
         assert part_features(s, p, "write").norm(dim=1) == pytest.approx(torch.full((3,), write_norm))
         assert part_features(s, p, "loss").norm(dim=1) == pytest.approx(torch.full((3,), loss_norm))
@@ -131,8 +151,12 @@ def test_part_loss_scale(tiny_synthetic):
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"positive_rule": "cycle"}, {"positive_rule": "ca_jaccard", "k": 3}, {"camera_debias": "mean_std", "part_agreement": 2},
-     {"lambda_c_start": 0.0, "positive_rule": "reciprocal"}],
+    [
+        {"positive_rule": "cycle"},
+        {"positive_rule": "ca_jaccard", "k": 3},
+        {"camera_debias": "mean_std", "part_agreement": 2},
+        {"lambda_c_start": 0.0, "positive_rule": "reciprocal"},
+    ],
 )
 def test_selection_rules_train_and_report(tiny_synthetic, tmp_path, overrides):
     """Every rule trains end to end with cached images, and the diagnostics are in range."""
@@ -152,16 +176,20 @@ def test_cached_images_train_like_files(tiny_synthetic, tmp_path):
     assert cached["mAP"] == pytest.approx(from_files["mAP"], abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", ["flat", "ivf"])
 def test_faiss_selection_trains_like_the_exact_path(tiny_synthetic, tmp_path, index):
     # nprobe = nlist: IVF visits every cell and re-ranks exactly, so it is exact too
     exact = train(tiny_cfg(tiny_synthetic, search="torch", deterministic=True), tmp_path / "torch")
-    faiss_cfg = tiny_cfg(tiny_synthetic, search="faiss", faiss_index=index, nlist=4, nprobe=4, faiss_dim=0, deterministic=True)
+    faiss_cfg = tiny_cfg(
+        tiny_synthetic, search="faiss", faiss_index=index, nlist=4, nprobe=4, faiss_dim=0, deterministic=True
+    )
     assert train(faiss_cfg, tmp_path / index) == exact
     rows = [runs.read_jsonl(tmp_path / name / "metrics.jsonl") for name in ("torch", index)]
     assert [r["pos_precision"] for r in rows[0]] == [r["pos_precision"] for r in rows[1]]
 
 
+@pytest.mark.slow
 def test_channels_last_scores_like_contiguous(tiny_synthetic, tmp_path):
     """The NHWC layout changes speed, not the model: the untrained figures agree."""
     plain = train(tiny_cfg(tiny_synthetic, epochs=0), tmp_path / "plain")
@@ -174,9 +202,8 @@ def test_channels_last_scores_like_contiguous(tiny_synthetic, tmp_path):
 def test_flip_test(tiny_synthetic, tmp_path, capsys):
     """eval.flip_test sums each crop's features with its mirror image's: the features no longer
     change when the crops are mirrored, each stripe stays a stripe, and the run's figures say so."""
-    from reidlib.model import make_model
     from reidlib.evaluation.features import view_features
-    from reidlib.model import Features
+    from reidlib.model import Features, make_model
 
     cfg = tiny_cfg(tiny_synthetic)
     torch.manual_seed(0)
@@ -213,8 +240,12 @@ def test_test_lambda_g(tiny_synthetic, tmp_path):
     for split in ("query", "gallery"):
         g = torch.nn.functional.normalize(torch.randn(12, 8, generator=gen), dim=1)
         p = torch.nn.functional.normalize(torch.randn(12, 2, 4, generator=gen), dim=2)
-        feats[split] = {"global": g.numpy(), "parts": p.numpy(), "pids": torch.arange(12).numpy() % 4,
-                        "camids": torch.full((12,), 0 if split == "query" else 1).numpy()}
+        feats[split] = {
+            "global": g.numpy(),
+            "parts": p.numpy(),
+            "pids": torch.arange(12).numpy() % 4,
+            "camids": torch.full((12,), 0 if split == "query" else 1).numpy(),
+        }
     default = tiny_cfg(tiny_synthetic, lambda_g=0.3)
     assert eval_lambda_g(default) == 0.3
     for share, same_as in ((0.0, "parts"), (1.0, "global")):

@@ -96,8 +96,12 @@ def feature_split(rng, n, num_ids=12, num_cams=4, d=16, parts=4):
     stripes = centres[pids].reshape(n, parts, d // parts) + rng.normal(size=(n, parts, d // parts))
     glob /= np.linalg.norm(glob, axis=1, keepdims=True)
     stripes /= np.linalg.norm(stripes, axis=2, keepdims=True)
-    return {"global": glob.astype(np.float32), "parts": stripes.astype(np.float32), "pids": pids,
-            "camids": rng.integers(0, num_cams, n)}
+    return {
+        "global": glob.astype(np.float32),
+        "parts": stripes.astype(np.float32),
+        "pids": pids,
+        "camids": rng.integers(0, num_cams, n),
+    }
 
 
 def dense(query, gallery, lambda_g, squared):
@@ -110,8 +114,14 @@ def dense(query, gallery, lambda_g, squared):
     if not squared:
         return query_gallery_distance(query, gallery, lambda_g=lambda_g)
     t = lambda a: torch.from_numpy(a)  # noqa: E731
-    return combined_distance(t(query["global"]), t(query["parts"]), t(gallery["global"]), t(gallery["parts"]),
-                             lambda_g=lambda_g, squared=True).numpy()
+    return combined_distance(
+        t(query["global"]),
+        t(query["parts"]),
+        t(gallery["global"]),
+        t(gallery["parts"]),
+        lambda_g=lambda_g,
+        squared=True,
+    ).numpy()
 
 
 def truncated_ap_loop(distmat, q_pids, g_pids, q_camids, g_camids, top_r):
@@ -131,10 +141,16 @@ def truncated_ap_loop(distmat, q_pids, g_pids, q_camids, g_camids, top_r):
     return float(np.mean(aps)), np.array(firsts)
 
 
-@pytest.mark.parametrize("backend, distance, lambda_g", [
-    ("torch", "euclidean", 0.5), ("torch", "squared", 0.5), ("faiss", "squared", 0.5), ("faiss", "euclidean", 1.0),
-    ("faiss", "euclidean", 0.0),
-])
+@pytest.mark.parametrize(
+    "backend, distance, lambda_g",
+    [
+        ("torch", "euclidean", 0.5),
+        ("torch", "squared", 0.5),
+        ("faiss", "squared", 0.5),
+        ("faiss", "euclidean", 1.0),
+        ("faiss", "euclidean", 0.0),
+    ],
+)
 def test_topk_whole_gallery_equals_evaluate(backend, distance, lambda_g):
     from reidlib.evaluation.topk import evaluate_topk
 

@@ -6,18 +6,25 @@ from pathlib import Path
 
 import pytest
 
+from reidlib.config import apply_overrides, field_index, load_config
+from reidlib.errors import ConfigError
 from reidlib.experiments import grid
 from reidlib.experiments.ablations import ARMS, CLAIMS, claim_verdict
 from reidlib.experiments.beyond import BEYOND_ARMS, RECIPE
 from reidlib.experiments.grid import (
-    compare, epoch_curves, parse_datasets, parse_seeds, plus_minus, run_grid, select_arms, slug, summarize, verdict,
+    compare,
+    epoch_curves,
+    parse_datasets,
+    parse_seeds,
+    plus_minus,
+    run_grid,
+    select_arms,
+    slug,
+    summarize,
+    verdict,
 )
 from reidlib.utils import runs
-from reidlib.config import apply_overrides, field_index, load_config
-from reidlib.errors import ConfigError
 from tests.helpers import ROOT
-
-
 
 # --- arms ---------------------------------------------------------------------------------------
 
@@ -74,20 +81,39 @@ def test_verdict_against_the_larger_std():
     for unknown in (None, math.nan):  # one seed: the spread is unknown
         assert verdict(0.9, unknown, 0.1, 0.01) == "within noise"
         assert verdict(0.9, 0.01, 0.1, unknown) == "within noise"
-    assert [claim_verdict(0.5, 0.0, 0.4, 0.0), claim_verdict(0.4, 0.0, 0.5, 0.0), claim_verdict(0.4, 0.0, 0.4, 0.0)] == [
-        "held", "reversed", "within noise",
+    assert [
+        claim_verdict(0.5, 0.0, 0.4, 0.0),
+        claim_verdict(0.4, 0.0, 0.5, 0.0),
+        claim_verdict(0.4, 0.0, 0.4, 0.0),
+    ] == [
+        "held",
+        "reversed",
+        "within noise",
     ]
 
 
 def _row(arm, dataset, seed, mAP, precision=0.5, minutes=2.0):
-    return {"arm": arm, "dataset": dataset, "seed": seed, "mAP": mAP, "rank1": mAP + 0.1,
-            "final_precision": precision, "minutes": minutes}
+    return {
+        "arm": arm,
+        "dataset": dataset,
+        "seed": seed,
+        "mAP": mAP,
+        "rank1": mAP + 0.1,
+        "final_precision": precision,
+        "minutes": minutes,
+    }
 
 
 ROWS = [
-    _row("A", "x", 0, 0.1, minutes=1.0), _row("A", "x", 1, 0.2, minutes=2.0), _row("A", "x", 2, 0.3, minutes=6.0),
-    _row("B", "x", 0, 0.5, precision=None), _row("B", "x", 1, 0.6, precision=0.8), _row("B", "x", 2, 0.7, precision=0.6),
-    _row("A", "y", 0, 0.4), _row("C", "x", 0, 0.9), _row("C", "x", 1, 0.3),
+    _row("A", "x", 0, 0.1, minutes=1.0),
+    _row("A", "x", 1, 0.2, minutes=2.0),
+    _row("A", "x", 2, 0.3, minutes=6.0),
+    _row("B", "x", 0, 0.5, precision=None),
+    _row("B", "x", 1, 0.6, precision=0.8),
+    _row("B", "x", 2, 0.7, precision=0.6),
+    _row("A", "y", 0, 0.4),
+    _row("C", "x", 0, 0.9),
+    _row("C", "x", 1, 0.3),
 ]
 
 
@@ -101,12 +127,17 @@ def test_summarize_closed_form():
     a, b, a_y, c = (_by_key(summary)[key] for key in (("A", "x"), ("B", "x"), ("A", "y"), ("C", "x")))
     assert a["runs"] == 3 and a["mAP_mean"] == pytest.approx(0.2) and a["mAP_std"] == pytest.approx(0.1)
     assert a["rank1_mean"] == pytest.approx(0.3) and a["rank1_std"] == pytest.approx(0.1)
-    assert a["minutes_mean"] == pytest.approx(3.0) and a["minutes_std"] == pytest.approx(math.sqrt(7.0))  # (4 + 1 + 9) / 2
+    assert a["minutes_mean"] == pytest.approx(3.0) and a["minutes_std"] == pytest.approx(
+        math.sqrt(7.0)
+    )  # (4 + 1 + 9) / 2
     assert a["final_precision_mean"] == pytest.approx(0.5) and a["final_precision_std"] == pytest.approx(0.0)
     # a run without a precision (it never left warm-up) is left out of that figure only
     assert b["runs"] == 3 and b["final_precision_mean"] == pytest.approx(0.7)
     assert b["final_precision_std"] == pytest.approx(math.sqrt(0.02))
-    nan_rows = [{**row, "final_precision": math.nan if row["final_precision"] is None else row["final_precision"]} for row in ROWS]
+    nan_rows = [
+        {**row, "final_precision": math.nan if row["final_precision"] is None else row["final_precision"]}
+        for row in ROWS
+    ]
     assert _by_key(summarize(nan_rows))[("B", "x")] == b  # NaN, as a None comes back from pandas, is missing too
     assert a_y["runs"] == 1 and a_y["mAP_mean"] == pytest.approx(0.4) and a_y["mAP_std"] is None
     assert c["mAP_std"] == pytest.approx(math.sqrt(0.18))  # (0.3^2 + 0.3^2) / 1
@@ -121,7 +152,9 @@ def test_compare_to_the_baseline_by_name():
     assert set(rows) == {("B", "x"), ("C", "x")}  # no row for the baseline itself
     assert rows[("B", "x")]["mAP_gap"] == pytest.approx(0.4) and rows[("B", "x")]["largest_std"] == pytest.approx(0.1)
     assert rows[("B", "x")]["verdict"] == "better"  # 0.4 > 0.1
-    assert rows[("C", "x")]["mAP_gap"] == pytest.approx(0.4) and rows[("C", "x")]["verdict"] == "within noise"  # std 0.42
+    assert (
+        rows[("C", "x")]["mAP_gap"] == pytest.approx(0.4) and rows[("C", "x")]["verdict"] == "within noise"
+    )  # std 0.42
     assert _by_key(compare(summarize(ROWS)[::-1], baseline_arm="A")) == rows  # order does not matter
     on_x = [row for row in ROWS if row["dataset"] == "x"]
     assert _by_key(compare(summarize(on_x), baseline_arm="B"))[("A", "x")]["verdict"] == "worse"
@@ -143,8 +176,14 @@ DATASETS = {"a": "data/a", "b": "data/b"}
 
 
 def _epoch(epoch, precision, seconds):
-    return {"epoch": epoch, "warmup": precision is None, "pos_precision": precision, "pos_recall": precision,
-            "pos_per_anchor": None if precision is None else 2.0, "seconds": seconds}
+    return {
+        "epoch": epoch,
+        "warmup": precision is None,
+        "pos_precision": precision,
+        "pos_recall": precision,
+        "pos_per_anchor": None if precision is None else 2.0,
+        "seconds": seconds,
+    }
 
 
 def _fake_finished_run(run_dir, cfg, mAP):
@@ -166,7 +205,9 @@ def test_finished_runs_are_read_not_retrained(tmp_path, monkeypatch):
     for arm in ARMS_2:
         for name in DATASETS:
             for seed in (0, 1):
-                _fake_finished_run(tmp_path / slug(arm.name) / name / f"seed-{seed}", _cfg(arm, name, seed), 0.1 * seed + 0.3)
+                _fake_finished_run(
+                    tmp_path / slug(arm.name) / name / f"seed-{seed}", _cfg(arm, name, seed), 0.1 * seed + 0.3
+                )
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
@@ -209,7 +250,10 @@ def test_unfinished_or_changed_runs_are_trained(tmp_path, monkeypatch):
         (_cfg(reciprocal, "a", 1), tmp_path / "jaccard" / "a" / "seed-1", "data of data/a"),
     ]
     assert [(r["arm"], r["seed"], r["mAP"]) for r in rows] == [
-        (RECIPE, 0, 0.5), ("Jaccard", 0, 0.2), (RECIPE, 1, 0.2), ("Jaccard", 1, 0.2),
+        (RECIPE, 0, 0.5),
+        ("Jaccard", 0, 0.2),
+        (RECIPE, 1, 0.2),
+        ("Jaccard", 1, 0.2),
     ]  # seeds outermost: an interrupted grid holds every arm with the first seed
     assert runs.is_finished(finished, _cfg(recipe, "a", 0))
     assert not runs.is_finished(changed, _cfg(reciprocal, "a", 0))

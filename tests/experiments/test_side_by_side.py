@@ -7,23 +7,29 @@ import matplotlib
 import numpy as np
 import pytest
 
-from reidlib.reports import analysis
-
-from reidlib.utils import runs
-from reidlib.experiments.grid import slug, summarize
 from reidlib.config import apply_overrides, load_config
 from reidlib.errors import RunDirError
-from reidlib.evaluation.protocol import protocol_ranking
 from reidlib.evaluation.evaluator import eval_lambda_g
+from reidlib.evaluation.protocol import protocol_ranking
+from reidlib.experiments.grid import slug, summarize
 from reidlib.experiments.side_by_side import (
-    CLUSTER_CONTRAST, METHOD_ARMS, SCL, UNTRAINED, complete_datasets, label_curves,
-    run_methods, same_queries,
+    CLUSTER_CONTRAST,
+    METHOD_ARMS,
+    SCL,
+    UNTRAINED,
+    complete_datasets,
+    label_curves,
+    run_methods,
+    same_queries,
 )
+from reidlib.reports import analysis
 from reidlib.reports.figures import methods_retrieval_grid
+from reidlib.utils import runs
 from tests.helpers import ROOT, tiny_cfg
 
 matplotlib.use("Agg")
-# clustering settings that give the tiny set's 59 images several clusters (tests/test_cluster_contrast.py)
+# clustering settings that give the tiny set's 59 images several clusters
+# (tests/methods/cluster_contrast/test_cluster_contrast.py)
 TINY_CLUSTERS = {"cluster_eps": 0.5, "cluster_k1": 8, "cluster_k2": 3, "min_samples": 3}
 
 
@@ -46,8 +52,11 @@ def test_arms_share_backbone_input_and_budget():
 def _naive_ranking(distmat, q_pids, q_camids, g_pids, g_camids, top):
     ranked, first = [], []
     for i in range(len(distmat)):
-        kept = [g for g in np.argsort(distmat[i], kind="stable")
-                if not (g_pids[g] == q_pids[i] and g_camids[g] == q_camids[i])]
+        kept = [
+            g
+            for g in np.argsort(distmat[i], kind="stable")
+            if not (g_pids[g] == q_pids[i] and g_camids[g] == q_camids[i])
+        ]
         ranked.append(kept[:top])
         hits = [r for r, g in enumerate(kept, start=1) if g_pids[g] == q_pids[i]]
         first.append(hits[0] if hits else 0)
@@ -88,7 +97,9 @@ def test_tiny_grid_rows(tiny_grid):
         assert by_arm[name]["final_precision"] == last[key] and by_arm[name]["minutes"] > 0
     assert {s["arm"] for s in summarize(rows)} == {arm.name for arm in METHOD_ARMS}
     cc_cfg = runs.read_run_config(Path(by_arm[CLUSTER_CONTRAST]["run_dir"]))
-    assert cc_cfg.train.method == "cluster_contrast" and eval_lambda_g(cc_cfg) == 1.0 and cc_cfg.cluster.num_instances == 4
+    assert (
+        cc_cfg.train.method == "cluster_contrast" and eval_lambda_g(cc_cfg) == 1.0 and cc_cfg.cluster.num_instances == 4
+    )
 
 
 def test_label_curves_per_method(tiny_grid, tiny_synthetic):
@@ -126,7 +137,9 @@ def test_same_queries_under_each_arm(tiny_grid):
         q = feats["is_query"]
         rows_q = [int(np.flatnonzero(feats["paths"][q] == path)[0]) for path in grid.query["paths"]]
         lambda_g = 1.0 if arm.name == CLUSTER_CONTRAST else 0.5
-        distmat = analysis.test_set_distance(feats, lambda_g)[np.ix_(q, ~q)][rows_q]  # the analysis' distance, all pairs
+        distmat = analysis.test_set_distance(feats, lambda_g)[np.ix_(q, ~q)][
+            rows_q
+        ]  # the analysis' distance, all pairs
         q_pids, q_camids = feats["pids"][q][rows_q], feats["camids"][q][rows_q]
         want = _naive_ranking(distmat, q_pids, q_camids, feats["pids"][~q], feats["camids"][~q], 5)
         np.testing.assert_array_equal(grid.ranked[arm.name], want[0])

@@ -109,7 +109,9 @@ def naive_masked_loss(feats, bank, pos_idx, neg_idx, pos_mask, temperature, lamb
 def test_masked_loss_matches_naive_loop():
     """A positive mask drops columns from the softmax and renormalises the neighbours' weight."""
     feats, bank, pos, neg = random_case(b=6, k=4, m=9, seed=3)
-    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 1, 0], [1, 0, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 1]]).bool()
+    mask = torch.tensor(
+        [[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 1, 0], [1, 0, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 1]]
+    ).bool()
     kw = dict(temperature=0.1, lambda_t=0.5, alpha=1.75)
     got = selective_contrastive_loss(feats, bank, pos, neg, pos_mask=mask, **kw)
     want = naive_masked_loss(feats, bank, pos, neg, mask, **kw)

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from reidlib.distances import combined_distance
 from reidlib.neighbours import graph
 from reidlib.neighbours.selection_distance import CameraDebias
-from reidlib.distances import combined_distance
 
 torch.set_num_threads(1)
 N, D, P, LG, LC = 48, 16, 4, 0.5, 0.05
@@ -20,7 +20,9 @@ def clustered(seed=0, n=N, ids=12, noise=0.6):
     g = torch.Generator().manual_seed(seed)
     pid = torch.randint(0, ids, (n,), generator=g)
     glob = F.normalize(torch.randn(ids, D, generator=g)[pid] + noise * torch.randn(n, D, generator=g), dim=-1)
-    parts = F.normalize(torch.randn(ids, P, D // P, generator=g)[pid] + noise * torch.randn(n, P, D // P, generator=g), dim=-1)
+    parts = F.normalize(
+        torch.randn(ids, P, D // P, generator=g)[pid] + noise * torch.randn(n, P, D // P, generator=g), dim=-1
+    )
     cams = torch.cat([torch.full((c,), i) for i, c in enumerate(CAM_COUNTS)])
     cams = cams[torch.randperm(n, generator=g)]
     return glob, parts, cams
@@ -51,10 +53,7 @@ def naive_ranking(dist, k, cams, cameras):
     n = len(dist)
     idx, val = [], []
     for i in range(n):
-        allowed = [
-            j for j in range(n)
-            if j != i and (cameras == "all" or (cams[j] == cams[i]) == (cameras == "same"))
-        ]
+        allowed = [j for j in range(n) if j != i and (cameras == "all" or (cams[j] == cams[i]) == (cameras == "same"))]
         order = sorted(allowed, key=lambda j: dist[i, j].item())[:k]
         pad = k - len(order)
         idx.append([i] + order + [-1] * pad)
@@ -102,7 +101,9 @@ def naive_jaccard(sets, set_dist, rank, k2):
                 qe[i] += v[j] / len(near)
         v = qe
     rows = v.tolist()
-    s = torch.tensor([[sum(min(a, b) for a, b in zip(rows[i], rows[l])) for l in range(n)] for i in range(n)], dtype=torch.float64)
+    s = torch.tensor(
+        [[sum(min(a, b) for a, b in zip(rows[i], rows[j])) for j in range(n)] for i in range(n)], dtype=torch.float64
+    )
     return s, 1.0 - s / (2.0 - s)
 
 
@@ -137,7 +138,13 @@ def test_slot_ranking_block_size_irrelevant(cameras):
 
 @pytest.mark.parametrize(
     "cameras,k,use,small_first",
-    [("all", 10, None, False), ("all", 10, 4, False), ("same", 20, None, False), ("same", 20, None, True), ("other", 20, 9, False)],
+    [
+        ("all", 10, None, False),
+        ("all", 10, 4, False),
+        ("same", 20, None, False),
+        ("same", 20, None, True),
+        ("other", 20, 9, False),
+    ],
 )
 def test_reciprocal_mask_textbook(cameras, k, use, small_first):
     """mask[i, c] == (j = rank[i, c] is a slot and i is among j's first k + 1), column 0 True;

@@ -10,10 +10,10 @@ from reidlib.config import SearchConfig, load_config
 from reidlib.distances import candidate_distance, combined_distance
 from reidlib.errors import ConfigError
 from reidlib.methods.memory import MemoryBank
+from reidlib.methods.scl.selection import select_neighbours, selection_from_order
 from reidlib.neighbours.faiss_index import FlatIndex, GpuFlatIndex, IVFIndex, embed, faiss_gpu_available
 from reidlib.neighbours.searchers import FaissSearcher, TorchSearcher, choose_backend, make_searcher
 from reidlib.neighbours.selection_distance import SelectionDistance
-from reidlib.methods.scl.selection import select_neighbours, selection_from_order
 
 faiss.omp_set_num_threads(1)
 torch.set_num_threads(1)
@@ -156,8 +156,9 @@ def test_candidate_distance_matches_combined():
     glob, parts, cams = banks()
     qg, qp, qc, _ = anchors(glob, parts, cams)
     cand = torch.randint(0, N, (B, 7))
-    got = candidate_distance(qg, qp, glob[cand], parts[cand].flatten(2), lambda_g=LG, lambda_c=LC,
-                             q_camids=qc, c_camids=cams[cand])
+    got = candidate_distance(
+        qg, qp, glob[cand], parts[cand].flatten(2), lambda_g=LG, lambda_c=LC, q_camids=qc, c_camids=cams[cand]
+    )
     full = combined_distance(qg, qp, glob, parts, lambda_g=LG, lambda_c=LC, q_camids=qc, g_camids=cams)
     torch.testing.assert_close(got, full.gather(1, cand), atol=1e-5, rtol=0)
 

@@ -38,8 +38,8 @@ def test_pair_distances_split():
 def test_selection_quality_against_a_loop():
     import torch
 
-    from reidlib.reports.analysis import selection_quality
     from reidlib.distances import combined_distance
+    from reidlib.reports.analysis import selection_quality
 
     gen = torch.Generator().manual_seed(0)
     n, k, m = 40, 3, 10
@@ -50,8 +50,9 @@ def test_selection_quality_against_a_loop():
     got = selection_quality(g, p, cams, pids, anchors, k=k, m=m, lambda_g=0.5, lambda_c=0.1)
     true = same_cam = 0
     for a in anchors.tolist():
-        d = combined_distance(g[a : a + 1], p[a : a + 1], g, p, lambda_g=0.5, lambda_c=0.1,
-                              q_camids=cams[a : a + 1], g_camids=cams)[0]
+        d = combined_distance(
+            g[a : a + 1], p[a : a + 1], g, p, lambda_g=0.5, lambda_c=0.1, q_camids=cams[a : a + 1], g_camids=cams
+        )[0]
         d[a] = float("inf")
         nearest = d.argsort()[:k]
         true += int((pids[nearest] == pids[a]).sum())
@@ -61,8 +62,8 @@ def test_selection_quality_against_a_loop():
 
 
 def test_trained_banks_from_a_run(tiny_synthetic, tmp_path):
+    from reidlib.engine.trainer import train
     from reidlib.reports.analysis import trained_banks
-    from reidlib.engine.loop import train
     from tests.helpers import tiny_cfg
 
     assert trained_banks(tmp_path) is None  # no checkpoint

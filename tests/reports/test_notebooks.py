@@ -7,11 +7,13 @@ import nbformat
 import pytest
 
 from reidlib.cli import main
-from reidlib.errors import ConfigError
 from reidlib.config import parse_set, save_config
+from reidlib.engine.trainer import train
+from reidlib.errors import ConfigError
 from reidlib.reports.notebooks import NOTEBOOK_DIR, check_parameters, notebook_parameters, render, report, run_notebook
-from reidlib.engine.loop import train
 from tests.helpers import ROOT, tiny_cfg
+
+pytestmark = pytest.mark.slow  # each runs a notebook in a kernel of its own
 
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 
@@ -88,8 +90,17 @@ def test_report_cli_errors(tmp_path, capsys):
 
 def test_walkthrough_runs_on_tiny_data(tiny_synthetic, tmp_path, capsys):
     out = tmp_path / "walkthrough.html"
-    argv = ["notebook", "00_walkthrough", "--set", f"data_dir={tiny_synthetic}", "k=2", "m=10",
-            f"run_dir={tmp_path / 'no-run'}", "--out", str(out)]
+    argv = [
+        "notebook",
+        "00_walkthrough",
+        "--set",
+        f"data_dir={tiny_synthetic}",
+        "k=2",
+        "m=10",
+        f"run_dir={tmp_path / 'no-run'}",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     text = out.read_text()
     assert text.count("data:image/png;base64,") >= 4  # bank, selection, weights, first epochs
@@ -99,14 +110,23 @@ def test_walkthrough_runs_on_tiny_data(tiny_synthetic, tmp_path, capsys):
 
 
 def test_ablation_notebook_and_resumable_grid(tiny_synthetic, tmp_path):
+    from reidlib.config import load_config
     from reidlib.experiments.ablations import ARMS, ablation_base
     from reidlib.experiments.grid import run_grid
-    from reidlib.config import load_config
 
     grid = tmp_path / "grid"
     out = tmp_path / "ablations.html"
-    argv = ["notebook", "02_ablations", "--set", f"data_dir={tiny_synthetic}", "epochs=1", "m=10",
-            f"run_dir={grid}", "--out", str(out)]
+    argv = [
+        "notebook",
+        "02_ablations",
+        "--set",
+        f"data_dir={tiny_synthetic}",
+        "epochs=1",
+        "m=10",
+        f"run_dir={grid}",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     text = out.read_text()
     assert "data:image/png;base64," in text
@@ -130,8 +150,16 @@ def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
     config = tmp_path / "tiny.yaml"
     save_config(tiny_cfg(tiny_synthetic), config)
     grid, out = tmp_path / "grid", tmp_path / "beyond.html"
-    params = parse_set([f"run_dir={grid}", f"config={config}", f"datasets=tiny:{tiny_synthetic}", "seeds=0",
-                        f"arms={RECIPE},Jaccard", "epochs=2"])  # as `--set` gives them
+    params = parse_set(
+        [
+            f"run_dir={grid}",
+            f"config={config}",
+            f"datasets=tiny:{tiny_synthetic}",
+            "seeds=0",
+            f"arms={RECIPE},Jaccard",
+            "epochs=2",
+        ]
+    )  # as `--set` gives them
     render("04_beyond_the_paper", params, out, out_notebook=tmp_path / "executed.ipynb")
     text = out.read_text()
     assert text.count("data:image/png;base64,") >= 2  # precision per epoch, mAP per arm
@@ -143,7 +171,9 @@ def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
     assert set(summary) == {RECIPE, "Jaccard"}
     recipe = summary[RECIPE]
     assert recipe["runs"] == 1 and recipe["mAP_std"] is None and recipe["dataset"] == "tiny"
-    assert recipe["mAP_mean"] == pytest.approx(json.loads((grid / "recipe-ca-jaccard-camera-debias" / "tiny" / "seed-0" / "metrics.json").read_text())["mAP"])
+    assert recipe["mAP_mean"] == pytest.approx(
+        json.loads((grid / "recipe-ca-jaccard-camera-debias" / "tiny" / "seed-0" / "metrics.json").read_text())["mAP"]
+    )
     assert 0.0 <= recipe["final_precision_mean"] <= 1.0 and recipe["minutes_mean"] > 0
 
 
@@ -154,15 +184,18 @@ def test_methods_notebook_on_tiny_data(tiny_synthetic, tmp_path):
     config = tmp_path / "tiny.yaml"
     save_config(tiny_cfg(tiny_synthetic, **TINY_CLUSTERS), config)
     grid, out = tmp_path / "grid", tmp_path / "methods.html"
-    params = parse_set([f"run_dir={grid}", f"config={config}", f"datasets=tiny:{tiny_synthetic}", "seeds=0",
-                        "epochs=2", "queries=2"])  # as `--set` gives them
+    params = parse_set(
+        [f"run_dir={grid}", f"config={config}", f"datasets=tiny:{tiny_synthetic}", "seeds=0", "epochs=2", "queries=2"]
+    )  # as `--set` gives them
     render("05_methods_side_by_side", params, out, out_notebook=tmp_path / "executed.ipynb")
     text = out.read_text()
     assert text.count("data:image/png;base64,") >= 3  # mAP / Rank-1 against minutes, label quality, retrievals
     assert "within noise" in text  # one seed: no std, no verdict beyond noise
     runs_done = sorted(p.relative_to(grid).parts[:3] for p in grid.glob("*/*/seed-*/metrics.json"))
-    assert runs_done == [(slug, "tiny", "seed-0") for slug in
-                         ("cluster-contrast-published-settings", "scl-the-cpu-recipe", "untrained-imagenet-start")]
+    assert runs_done == [
+        (slug, "tiny", "seed-0")
+        for slug in ("cluster-contrast-published-settings", "scl-the-cpu-recipe", "untrained-imagenet-start")
+    ]
     executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
     retrievals = next(c for c in executed.cells if "methods_retrieval_grid(picks" in c.source)
     assert any("image/png" in o.get("data", {}) for o in retrievals.outputs)  # the one dataset has every arm

@@ -11,21 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.helpers import write_jpeg
-from tests.helpers import write_tree
-from reidlib.methods.cluster_contrast import clustering
-from reidlib.utils import runs
 from reidlib.cli import main
-from reidlib.methods.cluster_contrast.cluster_contrast import ClusterContrast
 from reidlib.data import UNKNOWN_PID, camera_names, format_summary, read_camera_folders, read_dataset, summarize
 from reidlib.data.layouts import detect_layout
-from reidlib.methods.scl.scl import SCL
+from reidlib.engine.trainer import train
+from reidlib.methods.cluster_contrast import clustering
+from reidlib.methods.cluster_contrast.learner import ClusterContrast
 from reidlib.methods.scl import Selection, SelectionStats
-from reidlib.engine.loop import train
-from tests.helpers import camera_folders
-from tests.helpers import MARKET
-from tests.helpers import TINY
-from tests.helpers import tiny_cfg
+from reidlib.methods.scl.learner import SCL
+from reidlib.utils import runs
+from tests.helpers import MARKET, TINY, camera_folders, tiny_cfg, write_jpeg, write_tree
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +40,10 @@ def test_camera_folders_layout(tmp_path):
     data = read_dataset(tmp_path)
     assert data.name == "cameras" and data.query == [] and data.gallery == []
     assert [(r.path[len(str(tmp_path)) + 1 :], r.pid, r.camid) for r in data.train] == [
-        ("gate/c.png", UNKNOWN_PID, 0), ("gate/d.bmp", UNKNOWN_PID, 0),
-        ("north/2026/05/b.jpg", UNKNOWN_PID, 1), ("north/a.jpg", UNKNOWN_PID, 1),
+        ("gate/c.png", UNKNOWN_PID, 0),
+        ("gate/d.bmp", UNKNOWN_PID, 0),
+        ("north/2026/05/b.jpg", UNKNOWN_PID, 1),
+        ("north/a.jpg", UNKNOWN_PID, 1),
     ]
     assert not data.identities_known and not data.has_test_split and data.num_cameras == 2
     assert camera_names(data) == {0: "gate", 1: "north"}
@@ -107,8 +104,13 @@ def test_methods_say_identities_unknown():
     unknown = torch.full((10,), UNKNOWN_PID)
     cams = torch.arange(10) % 2
     scl = SCL.build(cfg, unknown, cams, torch.device("cpu"))
-    row = {"pos_precision": None, "pos_recall": None, "pos_per_anchor": 2.0, "pos_same_camera": 0.25,
-           "neg_false_rate": None}
+    row = {
+        "pos_precision": None,
+        "pos_recall": None,
+        "pos_per_anchor": 2.0,
+        "pos_same_camera": 0.25,
+        "neg_false_rate": None,
+    }
     assert scl.describe(row).startswith("identities unknown") and "2.00 positives per anchor" in scl.describe(row)
     labelled = SCL.build(cfg, torch.arange(10), cams, torch.device("cpu"))
     assert "identities unknown" not in labelled.describe({**row, "pos_precision": 0.5, "pos_recall": 0.4})

@@ -9,18 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import write_jpeg
-from reidlib.utils import runs
 from reidlib.cli import main
 from reidlib.data import read_market_layout
+from reidlib.engine.trainer import train
 from reidlib.evaluation.evaluator import query_gallery_distance
-from reidlib.retrieval.page import CSV_COLUMNS
 from reidlib.retrieval.embedding import FEATURE_KEYS, camera_labels, find_images, model_sha256
+from reidlib.retrieval.page import CSV_COLUMNS
 from reidlib.retrieval.ranking import rank_gallery
-from reidlib.engine.loop import train
-from tests.helpers import assert_one_line_error
-from tests.helpers import run_cli
-from tests.helpers import tiny_cfg
+from reidlib.utils import runs
+from tests.helpers import assert_one_line_error, run_cli, tiny_cfg, write_jpeg
 
 THUMBNAIL = '<img src="data:image/jpeg;base64,'
 
@@ -70,8 +67,22 @@ def test_embed_writes_what_numpy_and_pandas_read(gallery_file, trained_run, tiny
 def test_query_finds_its_own_copy_at_rank_1(gallery_file, trained_run, tiny_synthetic, tmp_path, capsys):
     sources = sorted((tiny_synthetic / "bounding_box_test").glob("*.jpg"))[::6]  # 5 of the 29
     query = copies(sources, tmp_path / "query")
-    code, err = run_cli(["query", "--run-dir", trained_run, "--gallery", gallery_file, "--query", query,
-                         "--top", 3, "--out", tmp_path / "out"], capsys)
+    code, err = run_cli(
+        [
+            "query",
+            "--run-dir",
+            trained_run,
+            "--gallery",
+            gallery_file,
+            "--query",
+            query,
+            "--top",
+            3,
+            "--out",
+            tmp_path / "out",
+        ],
+        capsys,
+    )
     assert code == 0, err
     ranks = pd.read_csv(tmp_path / "out" / "ranks.csv")
     assert tuple(ranks.columns) == CSV_COLUMNS and len(ranks) == 5 * 3
@@ -86,8 +97,22 @@ def test_query_finds_its_own_copy_at_rank_1(gallery_file, trained_run, tiny_synt
     assert 'src="/' not in page and "file:" not in page
 
     # a gallery folder instead of its features file: the same ranking
-    code, err = run_cli(["query", "--run-dir", trained_run, "--gallery", tiny_synthetic / "bounding_box_test",
-                         "--query", query, "--top", 3, "--out", tmp_path / "again"], capsys)
+    code, err = run_cli(
+        [
+            "query",
+            "--run-dir",
+            trained_run,
+            "--gallery",
+            tiny_synthetic / "bounding_box_test",
+            "--query",
+            query,
+            "--top",
+            3,
+            "--out",
+            tmp_path / "again",
+        ],
+        capsys,
+    )
     assert code == 0, err
     again = pd.read_csv(tmp_path / "again" / "ranks.csv")
     assert again[["query_path", "rank", "gallery_path"]].equals(ranks[["query_path", "rank", "gallery_path"]])
@@ -96,19 +121,38 @@ def test_query_finds_its_own_copy_at_rank_1(gallery_file, trained_run, tiny_synt
 
 def test_one_query_image_and_a_top_beyond_the_gallery(gallery_file, trained_run, tiny_synthetic, tmp_path, capsys):
     image = sorted((tiny_synthetic / "bounding_box_test").glob("*.jpg"))[4]
-    code, err = run_cli(["query", "--run-dir", trained_run, "--gallery", gallery_file, "--query", image,
-                         "--top", 100, "--out", tmp_path / "out"], capsys)
+    code, err = run_cli(
+        [
+            "query",
+            "--run-dir",
+            trained_run,
+            "--gallery",
+            gallery_file,
+            "--query",
+            image,
+            "--top",
+            100,
+            "--out",
+            tmp_path / "out",
+        ],
+        capsys,
+    )
     assert code == 0, err
     ranks = pd.read_csv(tmp_path / "out" / "ranks.csv")
-    assert len(ranks) == 29 and ranks["gallery_path"].iloc[0] == str(image.absolute())  # the whole gallery, itself first
+    assert len(ranks) == 29 and ranks["gallery_path"].iloc[0] == str(
+        image.absolute()
+    )  # the whole gallery, itself first
     assert sorted(ranks["gallery_path"]) == sorted(str(p.absolute()) for p in image.parent.glob("*.jpg"))
 
 
 def random_features(rng, n, dim=12, parts=3):
     g = rng.standard_normal((n, dim)).astype(np.float32)
     p = rng.standard_normal((n, parts, dim // parts)).astype(np.float32)
-    return {"global": g / np.linalg.norm(g, axis=1, keepdims=True),
-            "parts": p / np.linalg.norm(p, axis=2, keepdims=True), "camids": np.zeros(n, dtype=np.int64)}
+    return {
+        "global": g / np.linalg.norm(g, axis=1, keepdims=True),
+        "parts": p / np.linalg.norm(p, axis=2, keepdims=True),
+        "camids": np.zeros(n, dtype=np.int64),
+    }
 
 
 @pytest.mark.parametrize("lambda_g", [0.0, 0.3, 1.0])
@@ -150,8 +194,12 @@ def test_images_and_their_cameras(tmp_path):
 def test_the_fingerprint_follows_the_weights_not_their_layout():
     net = torch.nn.Conv2d(3, 4, 3)
     before = model_sha256(net.state_dict())
-    assert model_sha256({k: v.to(memory_format=torch.channels_last) if v.dim() == 4 else v
-                         for k, v in net.state_dict().items()}) == before
+    assert (
+        model_sha256(
+            {k: v.to(memory_format=torch.channels_last) if v.dim() == 4 else v for k, v in net.state_dict().items()}
+        )
+        == before
+    )
     with torch.no_grad():
         net.bias[0] += 1e-6
     assert model_sha256(net.state_dict()) != before
@@ -180,8 +228,10 @@ EMBED_CASES = {  # name: (make(tmp_path) -> (images path, what stderr must name)
     "empty folder": (lambda t: ((t / "empty").mkdir() or t / "empty",) * 2, "no images in this folder"),
     "corrupt image": (lambda t: (t / "crops", broken(t / "crops", b"\xff\xd8 not a JPEG" * 20)), "unreadable image"),
     "zero-byte image": (lambda t: (t / "crops", broken(t / "crops", b"")), "empty image file (0 bytes)"),
-    "not an image": (lambda t: (t / "crops", broken(t / "crops", b"x").rename(t / "crops" / "notes.txt")),
-                     "not an image"),
+    "not an image": (
+        lambda t: (t / "crops", broken(t / "crops", b"x").rename(t / "crops" / "notes.txt")),
+        "not an image",
+    ),
 }
 
 
@@ -209,8 +259,9 @@ def test_bad_run_dirs_and_out_file(trained_run, tiny_synthetic, tmp_path, capsys
         code, err = run_cli(["embed", "--run-dir", run_dir, "--images", images, "--out", out], capsys)
         assert_one_line_error(code, err, *needles)
         assert not out.exists()
-    code, err = run_cli(["query", "--run-dir", no_checkpoint, "--gallery", images, "--query", images,
-                         "--out", tmp_path / "out"], capsys)
+    code, err = run_cli(
+        ["query", "--run-dir", no_checkpoint, "--gallery", images, "--query", images, "--out", tmp_path / "out"], capsys
+    )
     assert_one_line_error(code, err, "holds no checkpoint", str(no_checkpoint))
     assert not (tmp_path / "out").exists()
 
@@ -225,10 +276,16 @@ def test_bad_galleries_and_queries(gallery_file, trained_run, tiny_synthetic, tm
     corrupt.write_bytes(b"\xff\xd8 not a JPEG" * 20)
     (tmp_path / "a_file").write_text("x")
     cases = {  # (gallery, query, extra args): what stderr must say
-        (rewritten(gallery_file, tmp_path / "dim.npz", **small), query, ()):
-            ["dim.npz: features of another model's dimension", "(16,)", "(32,)"],
-        (rewritten(gallery_file, tmp_path / "other.npz", model_sha256=np.array("0" * 64), model_epoch=np.array(7)),
-         query, ()): ["other.npz: embedded by another model (epoch 7, sha256 000000000000", "epoch 1"],
+        (rewritten(gallery_file, tmp_path / "dim.npz", **small), query, ()): [
+            "dim.npz: features of another model's dimension",
+            "(16,)",
+            "(32,)",
+        ],
+        (
+            rewritten(gallery_file, tmp_path / "other.npz", model_sha256=np.array("0" * 64), model_epoch=np.array(7)),
+            query,
+            (),
+        ): ["other.npz: embedded by another model (epoch 7, sha256 000000000000", "epoch 1"],
         (text, query, ()): ["text.npz: not a readable .npz features file"],
         (trained_run / runs.FEATURES, query, ()): ["features.npz: not a features file of `reidlib embed`"],
         (tmp_path / "nowhere.npz", query, ()): ["nowhere.npz: no such folder of images or .npz features file"],
@@ -237,12 +294,16 @@ def test_bad_galleries_and_queries(gallery_file, trained_run, tiny_synthetic, tm
         (gallery_file, query, ("--top", 0)): ["--top must be at least 1, got 0"],
     }
     for (gallery, q, extra), needles in cases.items():
-        code, err = run_cli(["query", "--run-dir", trained_run, "--gallery", gallery, "--query", q, *extra,
-                             "--out", tmp_path / "out"], capsys)
+        code, err = run_cli(
+            ["query", "--run-dir", trained_run, "--gallery", gallery, "--query", q, *extra, "--out", tmp_path / "out"],
+            capsys,
+        )
         assert_one_line_error(code, err, *needles)
         assert not (tmp_path / "out").exists()
-    code, err = run_cli(["query", "--run-dir", trained_run, "--gallery", gallery_file, "--query", query,
-                         "--out", tmp_path / "a_file"], capsys)
+    code, err = run_cli(
+        ["query", "--run-dir", trained_run, "--gallery", gallery_file, "--query", query, "--out", tmp_path / "a_file"],
+        capsys,
+    )
     assert_one_line_error(code, err, "a_file: exists and is not a folder")
 
 
@@ -254,7 +315,8 @@ def test_a_gallery_image_gone_since_embedding(trained_run, tiny_synthetic, tmp_p
     gone = min(crops.glob("*.jpg"))
     query = copies([gone], tmp_path / "query")
     gone.unlink()  # its features are in the file, the picture is not: the page cannot show it
-    code, err = run_cli(["query", "--run-dir", trained_run, "--gallery", gallery, "--query", query,
-                         "--out", tmp_path / "out"], capsys)
+    code, err = run_cli(
+        ["query", "--run-dir", trained_run, "--gallery", gallery, "--query", query, "--out", tmp_path / "out"], capsys
+    )
     assert_one_line_error(code, err, "image file not found", str(gone))
     assert not (tmp_path / "out").exists()

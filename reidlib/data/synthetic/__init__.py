@@ -51,7 +51,12 @@ from reidlib.data.synthetic.render import HEIGHT, WIDTH
 from reidlib.data.synthetic.stills import still_counts, still_plan, write_stills
 from reidlib.data.synthetic.tracklets import tracklet_counts, tracklet_plan, write_tracklets
 from reidlib.data.synthetic.world import (
-    GENERATOR_VERSION, PRESETS, STILL_FIELDS, TRACKLET_FIELDS, SynthConfig, make_camera,
+    GENERATOR_VERSION,
+    PRESETS,
+    STILL_FIELDS,
+    TRACKLET_FIELDS,
+    SynthConfig,
+    make_camera,
 )
 from reidlib.errors import DataError
 

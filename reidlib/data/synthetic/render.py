@@ -26,7 +26,8 @@ CADENCE = (0.5, 1.0)  # a walking tracklet's gait: radians of leg swing per fram
 
 @dataclass(frozen=True)
 class Camera:
-    """One camera's look: its scene and how it records (colour cast, gamma, brightness, blur, resolution, noise, distance)."""
+    """One camera's look: its scene and how it records (colour cast, gamma, brightness, blur,
+    resolution, noise, distance)."""
 
     scene: np.ndarray  # (H*SS, 3*W*SS, 3) uint8 panorama; each image crops a window of it
     gains: tuple[float, float, float]
@@ -38,8 +39,9 @@ class Camera:
     distance: float
 
 
-def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet: float, tall: float,
-                 stride: float) -> None:
+def _draw_person(
+    draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet: float, tall: float, stride: float
+) -> None:
     """Draw person ``p`` seen from ``view``, feet at (cx, feet), ``tall`` pixels high."""
     side = view in ("left", "right")
     facing = 1 if view == "right" else -1  # side views: which way the nose points
@@ -60,20 +62,28 @@ def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet:
         if lower_end > waist:
             t = (lower_end - waist) / (ankle - waist)
             kx = hip_x + (foot_x - hip_x) * t
-            draw.polygon([(hip_x - leg_w, waist), (hip_x + leg_w, waist), (kx + leg_w, lower_end),
-                          (kx - leg_w, lower_end)], fill=p["lower"])
-        draw.ellipse([foot_x - 1.5 * leg_w, ankle - 0.5 * leg_w, foot_x + 1.5 * leg_w + facing * side * leg_w,
-                      feet], fill=p["shoes"])
+            draw.polygon(
+                [(hip_x - leg_w, waist), (hip_x + leg_w, waist), (kx + leg_w, lower_end), (kx - leg_w, lower_end)],
+                fill=p["lower"],
+            )
+        draw.ellipse(
+            [foot_x - 1.5 * leg_w, ankle - 0.5 * leg_w, foot_x + 1.5 * leg_w + facing * side * leg_w, feet],
+            fill=p["shoes"],
+        )
     if p["lower_type"] == "skirt":
-        draw.polygon([(cx - half, waist - 2), (cx + half, waist - 2), (cx + 1.5 * half, knee), (cx - 1.5 * half, knee)],
-                     fill=p["lower"])
+        draw.polygon(
+            [(cx - half, waist - 2), (cx + half, waist - 2), (cx + 1.5 * half, knee), (cx - 1.5 * half, knee)],
+            fill=p["lower"],
+        )
     if p["lower_type"] == "shorts":
         draw.rectangle([cx - half, waist - 2, cx + half, waist + 0.05 * tall], fill=p["lower"])
 
     # backpack behind the torso when seen from the side
     if p["bag"] == "backpack" and side:
         bx = cx - facing * half
-        draw.rectangle([bx - 0.09 * tall, sh + 0.02 * tall, bx + 0.09 * tall, waist - 0.02 * tall], fill=p["bag_colour"])
+        draw.rectangle(
+            [bx - 0.09 * tall, sh + 0.02 * tall, bx + 0.09 * tall, waist - 0.02 * tall], fill=p["bag_colour"]
+        )
 
     # torso and its pattern
     sleeve = p["upper2"] if p["pattern"] == "sleeves" else p["upper"]
@@ -81,8 +91,9 @@ def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet:
     arms = [cx] if side else [cx - half - arm_w, cx + half + arm_w]
     for ax in arms:
         swing = stride * tall * 0.6 * (1 if ax >= cx else -1)
-        draw.polygon([(ax - arm_w, sh), (ax + arm_w, sh), (ax + swing + arm_w, waist), (ax + swing - arm_w, waist)],
-                     fill=sleeve)
+        draw.polygon(
+            [(ax - arm_w, sh), (ax + arm_w, sh), (ax + swing + arm_w, waist), (ax + swing - arm_w, waist)], fill=sleeve
+        )
         draw.ellipse([ax + swing - arm_w, waist - arm_w, ax + swing + arm_w, waist + arm_w], fill=p["skin"])
     draw.rectangle([cx - half, sh, cx + half, waist], fill=p["upper"])
     if p["pattern"] == "hstripes":
@@ -95,8 +106,9 @@ def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet:
             draw.rectangle([cx - half + i * band, sh, cx - half + (i + 1) * band, waist], fill=p["upper2"])
     if side and arms:  # the near arm crosses the torso in a side view
         swing = stride * tall * 0.6 * facing
-        draw.polygon([(cx - arm_w, sh), (cx + arm_w, sh), (cx + swing + arm_w, waist), (cx + swing - arm_w, waist)],
-                     fill=sleeve)
+        draw.polygon(
+            [(cx - arm_w, sh), (cx + arm_w, sh), (cx + swing + arm_w, waist), (cx + swing - arm_w, waist)], fill=sleeve
+        )
     if view == "front" and p["logo"] != "none":
         r, ly = 0.05 * tall, sh + 0.1 * tall
         box = [cx - r, ly - r, cx + r, ly + r]
@@ -114,7 +126,9 @@ def _draw_person(draw: ImageDraw.ImageDraw, p: dict, view: str, cx: float, feet:
     if p["bag"] == "shoulder" and view != "left":
         bx = cx + half if not side else cx
         draw.line([(cx - half, sh), (bx, waist - 0.04 * tall)], fill=p["bag_colour"], width=max(1, int(0.015 * tall)))
-        draw.rectangle([bx - 0.06 * tall, waist - 0.06 * tall, bx + 0.06 * tall, waist + 0.05 * tall], fill=p["bag_colour"])
+        draw.rectangle(
+            [bx - 0.06 * tall, waist - 0.06 * tall, bx + 0.06 * tall, waist + 0.05 * tall], fill=p["bag_colour"]
+        )
 
     # neck and head
     hy = sh - head_r * 0.9
@@ -150,7 +164,12 @@ class Pose:
 
 
 def draw_pose(
-    camera: Camera, rng: np.random.Generator, *, scale_jitter: float, offset_jitter: float, occlusion_prob: float,
+    camera: Camera,
+    rng: np.random.Generator,
+    *,
+    scale_jitter: float,
+    offset_jitter: float,
+    occlusion_prob: float,
 ) -> Pose:
     """The pose of one still crop by ``camera`` (the preset's ``scale_jitter``, ``offset_jitter`` and
     ``occlusion_prob``). The still presets' files depend on these draws and their order: keep both."""
@@ -202,7 +221,12 @@ def paint(person: dict, camera: Camera, pose: Pose, rng: np.random.Generator) ->
 
 
 def render(
-    person: dict, camera: Camera, rng: np.random.Generator, *, scale_jitter: float, offset_jitter: float,
+    person: dict,
+    camera: Camera,
+    rng: np.random.Generator,
+    *,
+    scale_jitter: float,
+    offset_jitter: float,
     occlusion_prob: float,
 ) -> Image.Image:
     """One still crop of ``person`` by ``camera``: a pose drawn from ``rng`` (:func:`draw_pose`), then
@@ -231,8 +255,15 @@ class Walk:
 
 
 def draw_walk(
-    camera: Camera, rng: np.random.Generator, frames: int, *, walk: float, light_drift: float, scale_jitter: float,
-    offset_jitter: float, occlusion_prob: float,
+    camera: Camera,
+    rng: np.random.Generator,
+    frames: int,
+    *,
+    walk: float,
+    light_drift: float,
+    scale_jitter: float,
+    offset_jitter: float,
+    occlusion_prob: float,
 ) -> Walk:
     """A tracklet of ``frames`` frames by ``camera``: a base pose as a still crop's (:func:`draw_pose`),
     a walk of ``walk`` crop widths (to the side the person faces; either way when seen from the front

@@ -9,7 +9,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from reidlib.data.synthetic.render import Camera, render
-from reidlib.data.synthetic.world import SynthConfig, cast, gallery_visits, random_identity, seeded_rng, test_cameras, train_cameras
+from reidlib.data.synthetic.world import (
+    SynthConfig,
+    cast,
+    gallery_visits,
+    random_identity,
+    seeded_rng,
+    test_cameras,
+    train_cameras,
+)
 
 
 def still_plan(cfg: SynthConfig, seed: int) -> list[tuple[str, int, int, dict, int]]:
@@ -60,7 +68,13 @@ def write_stills(out: Path, cfg: SynthConfig, seed: int, plan: list, cameras: li
         (out / folder).mkdir(parents=True, exist_ok=True)
     for frame, (folder, pid, cam, person, key) in enumerate(tqdm(plan, desc=desc, unit="img")):
         rng = seeded_rng(seed, 6, pid, cam, key, frame if pid == 0 else 0)
-        img = render(person, cameras[cam], rng, scale_jitter=cfg.scale_jitter, offset_jitter=cfg.offset_jitter,
-                     occlusion_prob=cfg.occlusion_prob)
+        img = render(
+            person,
+            cameras[cam],
+            rng,
+            scale_jitter=cfg.scale_jitter,
+            offset_jitter=cfg.offset_jitter,
+            occlusion_prob=cfg.occlusion_prob,
+        )
         name = f"{pid:04d}_c{cam + 1}s1_{frame:06d}_01.jpg"
         img.save(out / folder / name, quality=cfg.jpeg_quality)

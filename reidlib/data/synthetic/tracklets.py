@@ -13,7 +13,14 @@ from tqdm.auto import tqdm
 
 from reidlib.data.synthetic.render import Camera, draw_walk, paint, walk_pose
 from reidlib.data.synthetic.world import (
-    TRACKLET_SPLITS, SynthConfig, cast, gallery_visits, random_identity, seeded_rng, test_cameras, train_cameras,
+    TRACKLET_SPLITS,
+    SynthConfig,
+    cast,
+    gallery_visits,
+    random_identity,
+    seeded_rng,
+    test_cameras,
+    train_cameras,
 )
 
 
@@ -75,9 +82,16 @@ def write_tracklets(out: Path, cfg: SynthConfig, seed: int, plan: list, cameras:
             within[split, pid] += 1
             folder = out / split / f"{pid:04d}" / f"{within[split, pid]:04d}"
             folder.mkdir(parents=True)
-            walk = draw_walk(cameras[cam], seeded_rng(seed, 8, pid, cam, key), frames, walk=cfg.walk,
-                             light_drift=cfg.light_drift, scale_jitter=cfg.scale_jitter,
-                             offset_jitter=cfg.offset_jitter, occlusion_prob=cfg.occlusion_prob)
+            walk = draw_walk(
+                cameras[cam],
+                seeded_rng(seed, 8, pid, cam, key),
+                frames,
+                walk=cfg.walk,
+                light_drift=cfg.light_drift,
+                scale_jitter=cfg.scale_jitter,
+                offset_jitter=cfg.offset_jitter,
+                occlusion_prob=cfg.occlusion_prob,
+            )
             for frame in range(frames):
                 rng = seeded_rng(seed, 9, pid, cam, key, frame)
                 pose = walk_pose(walk, frame, rng, scale_jitter=scale_jitter, offset_jitter=offset_jitter)

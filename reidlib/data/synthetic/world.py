@@ -18,9 +18,21 @@ GENERATOR_VERSION = "1.1"
 # Garment colours (RGB): distinct hues and greys, jittered per identity.
 PALETTE = np.array(
     [
-        (200, 30, 30), (230, 120, 20), (230, 200, 40), (40, 150, 50), (30, 90, 200),
-        (120, 50, 170), (230, 110, 170), (120, 70, 30), (20, 20, 25), (235, 235, 235),
-        (120, 120, 125), (30, 40, 90), (20, 150, 150), (160, 180, 60), (180, 150, 110),
+        (200, 30, 30),
+        (230, 120, 20),
+        (230, 200, 40),
+        (40, 150, 50),
+        (30, 90, 200),
+        (120, 50, 170),
+        (230, 110, 170),
+        (120, 70, 30),
+        (20, 20, 25),
+        (235, 235, 235),
+        (120, 120, 125),
+        (30, 40, 90),
+        (20, 150, 150),
+        (160, 180, 60),
+        (180, 150, 110),
     ],
     dtype=np.float64,
 )
@@ -74,21 +86,46 @@ TRACKLET_SPLITS = ("train", "query", "gallery")
 
 PRESETS: dict[str, SynthConfig] = {
     "tiny": SynthConfig(
-        num_train_ids=12, num_test_ids=8, num_distractors=6, num_cameras=3,
-        train_images_per_id=(4, 6), cameras_per_id=(2, 3), gallery_per_camera=(1, 1),
+        num_train_ids=12,
+        num_test_ids=8,
+        num_distractors=6,
+        num_cameras=3,
+        train_images_per_id=(4, 6),
+        cameras_per_id=(2, 3),
+        gallery_per_camera=(1, 1),
     ),
     "demo": SynthConfig(),
     "hard": SynthConfig(
-        num_train_ids=400, num_test_ids=200, num_distractors=400, num_cameras=6,
-        lookalike_share=0.5, colour_jitter=12.0, cast_strength=0.35, gamma_range=(0.6, 1.6),
-        brightness_range=(0.5, 1.35), blur_range=(0.3, 1.6), lowres_share=0.5, scene_colour=60.0,
+        num_train_ids=400,
+        num_test_ids=200,
+        num_distractors=400,
+        num_cameras=6,
+        lookalike_share=0.5,
+        colour_jitter=12.0,
+        cast_strength=0.35,
+        gamma_range=(0.6, 1.6),
+        brightness_range=(0.5, 1.35),
+        blur_range=(0.3, 1.6),
+        lowres_share=0.5,
+        scene_colour=60.0,
         clutter_contrast=80.0,
-        noise_range=(4.0, 14.0), occlusion_prob=0.35, scale_jitter=0.1, offset_jitter=0.1,
+        noise_range=(4.0, 14.0),
+        occlusion_prob=0.35,
+        scale_jitter=0.1,
+        offset_jitter=0.1,
     ),
     # ~7,500 frames: generated in well under a minute, trained on the CPU in minutes
     "tracklets": SynthConfig(
-        num_train_ids=150, num_test_ids=60, num_distractors=40, num_cameras=5, gallery_per_camera=(1, 1),
-        frames_per_tracklet=(6, 8), tracklets_per_camera=(1, 2), walk=0.2, light_drift=0.08, frame_jitter=0.25,
+        num_train_ids=150,
+        num_test_ids=60,
+        num_distractors=40,
+        num_cameras=5,
+        gallery_per_camera=(1, 1),
+        frames_per_tracklet=(6, 8),
+        tracklets_per_camera=(1, 2),
+        walk=0.2,
+        light_drift=0.08,
+        frame_jitter=0.25,
     ),
 }
 
@@ -129,8 +166,13 @@ def random_identity(rng: np.random.Generator, cfg: SynthConfig) -> dict:
 
 
 LOOKALIKE_CHANGES = (
-    ("upper",), ("lower", "lower_type"), ("hair_style", "hat", "hair"), ("bag", "bag_colour"),
-    ("pattern", "upper2"), ("logo", "logo_colour"), ("shoes",),
+    ("upper",),
+    ("lower", "lower_type"),
+    ("hair_style", "hat", "hair"),
+    ("bag", "bag_colour"),
+    ("pattern", "upper2"),
+    ("logo", "logo_colour"),
+    ("shoes",),
 )
 
 
@@ -213,5 +255,3 @@ def test_cameras(cfg: SynthConfig, rng: np.random.Generator) -> list[int]:
 def gallery_visits(cfg: SynthConfig, rng: np.random.Generator) -> range:
     """Keys of a test identity's gallery images (or tracklets) in one camera; the query's is 0."""
     return range(1, int(rng.integers(cfg.gallery_per_camera[0], cfg.gallery_per_camera[1] + 1)) + 1)
-
-

@@ -2,10 +2,10 @@
 
 - :mod:`reidlib.methods.cluster_contrast.clustering`: pseudo-labels by DBSCAN on the k-reciprocal
   Jaccard distance, the centroids, the P x K batches, and how good the labels are;
-- :mod:`reidlib.methods.cluster_contrast.cluster_contrast`: :class:`ClusterContrast`, the method
+- :mod:`reidlib.methods.cluster_contrast.learner`: :class:`ClusterContrast`, the method
   object that answers the loop's hooks.
 """
 
-from reidlib.methods.cluster_contrast.cluster_contrast import ClusterContrast
+from reidlib.methods.cluster_contrast.learner import ClusterContrast
 
 __all__ = ["ClusterContrast"]

@@ -4,7 +4,7 @@ centroids, the P x K batches that pseudo-labels need, and how good the labels ar
 Shape letters: N training images (slots), D feature dim, C clusters, K images of one cluster in a
 batch (``num_instances``), P = B / K clusters in a batch, B batch, S steps, W the widest set.
 
-Pure functions; :class:`reidlib.methods.cluster_contrast.cluster_contrast.ClusterContrast` calls them at every epoch's
+Pure functions; :class:`reidlib.methods.cluster_contrast.learner.ClusterContrast` calls them at every epoch's
 start, in this order::
 
     pairs = jaccard_pairs(g, k1, k2)                           # sparse (rows, cols, dist)
@@ -31,8 +31,8 @@ from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from torch import Tensor
 
-from reidlib.neighbours import graph
 from reidlib.distances import pairwise_sq_euclidean
+from reidlib.neighbours import graph
 
 
 @torch.no_grad()
@@ -135,7 +135,9 @@ def pk_batches(labels: Tensor, num_instances: int, batch_size: int, steps: int, 
     label = labels[clustered]
     clusters, k = num_clusters(labels), num_instances
     # each cluster's members, cluster by cluster, each cluster's in a random order
-    members = clustered[torch.argsort(label.double() + torch.rand(len(label), generator=generator, dtype=torch.float64))]
+    members = clustered[
+        torch.argsort(label.double() + torch.rand(len(label), generator=generator, dtype=torch.float64))
+    ]
     sizes = torch.bincount(label, minlength=clusters)  # (C,)
     starts = torch.cumsum(sizes, 0) - sizes
     chunks = steps * (batch_size // k)

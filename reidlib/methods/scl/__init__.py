@@ -1,6 +1,6 @@
 """Selective contrastive learning (Pang, Zhai, Jiang, Liu, ACM TOMM 2022), the method in five steps.
 
-One training step, as the loop (:mod:`reidlib.engine.loop`) runs it, and where each step lives:
+One training step, as the loop (:mod:`reidlib.engine.trainer`) runs it, and where each step lives:
 
 1. **Features.** The model gives each crop a global feature g (B, D) and P stripe features
    p (B, P, d), all unit length (:mod:`reidlib.model`).
@@ -16,21 +16,44 @@ One training step, as the loop (:mod:`reidlib.engine.loop`) runs it, and where e
    bank at the own slot and the kept positives, g and the stripes writing into it
    (:mod:`reidlib.methods.memory`).
 
-:class:`SCL` (:mod:`reidlib.methods.scl.scl`) is the method object that answers the loop's hooks
+:class:`SCL` (:mod:`reidlib.methods.scl.learner`) is the method object that answers the loop's hooks
 with these steps; :mod:`reidlib.methods.scl.diagnostics` measures how good each epoch's picks were.
 A student reads the method in four files: ``model.py``, ``methods/memory.py``,
 ``methods/scl/miners.py`` and ``methods/losses.py``.
 """
 
 from reidlib.methods.scl.diagnostics import SelectionStats
+from reidlib.methods.scl.learner import SCL
 from reidlib.methods.scl.miners import (
-    CandidateMiner, JaccardMiner, NearestMiner, PositiveChecks, WarmupMiner, lambda_c_at, make_miner,
+    CandidateMiner,
+    JaccardMiner,
+    NearestMiner,
+    PositiveChecks,
+    WarmupMiner,
+    lambda_c_at,
+    make_miner,
 )
-from reidlib.methods.scl.scl import SCL
-from reidlib.methods.scl.selection import Selection, check_counts, select_neighbours, select_random, selection_from_order
+from reidlib.methods.scl.selection import (
+    Selection,
+    check_counts,
+    select_neighbours,
+    select_random,
+    selection_from_order,
+)
 
 __all__ = [
-    "SCL", "Selection", "SelectionStats", "CandidateMiner", "JaccardMiner", "NearestMiner", "PositiveChecks",
-    "WarmupMiner", "check_counts", "lambda_c_at", "make_miner", "select_neighbours", "select_random",
+    "SCL",
+    "Selection",
+    "SelectionStats",
+    "CandidateMiner",
+    "JaccardMiner",
+    "NearestMiner",
+    "PositiveChecks",
+    "WarmupMiner",
+    "check_counts",
+    "lambda_c_at",
+    "make_miner",
+    "select_neighbours",
+    "select_random",
     "selection_from_order",
 ]

@@ -65,7 +65,7 @@ class SelectionStats:
         return torch.tensor(astuple(self), dtype=torch.float64)
 
     @classmethod
-    def from_tensor(cls, values: Tensor) -> "SelectionStats":
+    def from_tensor(cls, values: Tensor) -> SelectionStats:
         kinds = [f.type for f in fields(cls)]
         return cls(*(int(v) if kind in (int, "int") else v for v, kind in zip(values.tolist(), kinds)))
 

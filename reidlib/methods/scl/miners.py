@@ -115,8 +115,9 @@ class PositiveChecks:
             their ``part_k`` nearest; 0 skips the check.
     """
 
-    def __init__(self, distance: SelectionDistance, max_distance: float | None = None, part_agreement: int = 0,
-                 part_k: int = 20) -> None:
+    def __init__(
+        self, distance: SelectionDistance, max_distance: float | None = None, part_agreement: int = 0, part_k: int = 20
+    ) -> None:
         self.distance, self.max_distance = distance, max_distance
         self.part_agreement, self.part_k = part_agreement, part_k
 
@@ -142,8 +143,16 @@ class CandidateMiner:
         prefix: keep candidates nearest first only up to the first that fails (``cycle``).
     """
 
-    def __init__(self, distance: SelectionDistance, k: int, m: int | None, checks: PositiveChecks, *,
-                 ranking: Tensor | None = None, prefix: bool = False) -> None:
+    def __init__(
+        self,
+        distance: SelectionDistance,
+        k: int,
+        m: int | None,
+        checks: PositiveChecks,
+        *,
+        ranking: Tensor | None = None,
+        prefix: bool = False,
+    ) -> None:
         self.distance, self.k, self.checks, self.ranking, self.prefix = distance, k, checks, ranking, prefix
         self.count = neighbour_count(len(distance), k, m)
 
@@ -175,8 +184,9 @@ class JaccardMiner:
         checks: the same checks as :class:`CandidateMiner`'s, on the table's positives.
     """
 
-    def __init__(self, distance: SelectionDistance, positives: tuple[Tensor, Tensor], m: int,
-                 checks: PositiveChecks) -> None:
+    def __init__(
+        self, distance: SelectionDistance, positives: tuple[Tensor, Tensor], m: int, checks: PositiveChecks
+    ) -> None:
         self.distance, (self.table, self.valid), self.m, self.checks = distance, positives, m, checks
         neighbour_count(len(distance), self.table.shape[1], m)
 
@@ -212,7 +222,9 @@ def searches(scl_cfg: SCLConfig) -> bool:
     """Whether the rule is the paper's plain kNN, which asks a searcher (exact or faiss) for each
     step's K + M nearest; the other rules rank a dense distance and need none."""
     s = scl_cfg
-    return s.positive_rule == "knn" and s.camera_debias == "none" and not s.part_agreement and s.pos_max_distance is None
+    return (
+        s.positive_rule == "knn" and s.camera_debias == "none" and not s.part_agreement and s.pos_max_distance is None
+    )
 
 
 def make_miner(scl_cfg: SCLConfig, search_cfg: SearchConfig, distance: SelectionDistance, *, seed: int = 0):

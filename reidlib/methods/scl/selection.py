@@ -50,7 +50,11 @@ def check_counts(num_slots: int, k: int, m: int | None) -> None:
         raise ConfigError(f"scl.k and scl.m must be >= 0, got k={k}, m={m}")
     others = num_slots - 1
     if k + (m or 0) > others:
-        fix = f"--set m={others - k}" if k <= others else f"--set k={max(others // 2, 0)} m={others - max(others // 2, 0)}"
+        fix = (
+            f"--set m={others - k}"
+            if k <= others
+            else f"--set k={max(others // 2, 0)} m={others - max(others // 2, 0)}"
+        )
         raise ConfigError(
             f"scl.k + scl.m = {k + (m or 0)} must be at most {others}, the slots besides an anchor's own in a "
             f"bank of {num_slots} training images; e.g. {fix}"

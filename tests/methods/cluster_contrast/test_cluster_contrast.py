@@ -8,18 +8,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import reidlib.methods.cluster_contrast.cluster_contrast as cc_method
-from reidlib.utils import runs
+import reidlib.methods.cluster_contrast.learner as cc_method
 from reidlib.cli import main
 from reidlib.config import METHODS, load_config
-from reidlib.utils.interrupts import Interrupted
+from reidlib.engine.trainer import train
+from reidlib.methods import METHOD_CLASSES
 from reidlib.methods.losses import cluster_contrast_loss
 from reidlib.model import Features
-from reidlib.engine.loop import train
-from reidlib.methods import METHOD_CLASSES
-from tests.helpers import CC, ROOT, sigterm_at_call
-from tests.helpers import TINY
-from tests.helpers import tiny_cfg
+from reidlib.utils import runs
+from reidlib.utils.interrupts import Interrupted
+from tests.helpers import CC, ROOT, TINY, sigterm_at_call, tiny_cfg
 
 # clustering settings that give the tiny set's 59 images several clusters and some outliers
 
@@ -57,7 +55,9 @@ def test_memory_update_matches_loop():
     """After the step, each cluster of the batch moves to normalise(mu * old + (1 - mu) * mean of its
     images' features); the others stay; the loss read the memory before the write."""
     cfg = load_config(overrides={**CC, "feat_dim": 8, "num_parts": 2, "cluster_momentum": 0.1})
-    method = METHOD_CLASSES["cluster_contrast"].build(cfg, torch.arange(10), torch.zeros(10, dtype=torch.long), torch.device("cpu"))
+    method = METHOD_CLASSES["cluster_contrast"].build(
+        cfg, torch.arange(10), torch.zeros(10, dtype=torch.long), torch.device("cpu")
+    )
     method.labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3, 3, -1])
     method.memory = method._memory(4)
     old = F.normalize(torch.randn(4, 8), dim=1)
@@ -72,7 +72,11 @@ def test_memory_update_matches_loop():
     method.update(out, idx, labels, gather=lambda x: x)
     for c in range(4):
         rows = [b for b in range(6) if labels[b] == c]
-        want = old[c] if not rows else F.normalize(0.1 * old[c] + 0.9 * sum(g[b].detach() for b in rows) / len(rows), dim=0)
+        want = (
+            old[c]
+            if not rows
+            else F.normalize(0.1 * old[c] + 0.9 * sum(g[b].detach() for b in rows) / len(rows), dim=0)
+        )
         assert torch.allclose(method.memory.features[c], want, atol=1e-6), c
     assert torch.equal(grad, g.grad)
 
@@ -119,8 +123,17 @@ def test_tiny_run_outliers_never_reach_the_loss(tiny_synthetic, tmp_path, monkey
 def test_cli_trains_cluster_contrast_from_its_config(tiny_synthetic, tmp_path, capsys):
     """configs/cluster-contrast-cpu.yaml through the command line, sized down to the tiny set."""
     sets = {**TINY, **CC, "epochs": 1, "pretrained": "null"}
-    argv = ["train", "--data", str(tiny_synthetic), "--run-dir", str(tmp_path / "run"),
-            "--config", str(ROOT / "configs" / "cluster-contrast-cpu.yaml"), "--set", *(f"{k}={v}" for k, v in sets.items())]
+    argv = [
+        "train",
+        "--data",
+        str(tiny_synthetic),
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--config",
+        str(ROOT / "configs" / "cluster-contrast-cpu.yaml"),
+        "--set",
+        *(f"{k}={v}" for k, v in sets.items()),
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     (row,) = runs.read_jsonl(tmp_path / "run" / "metrics.jsonl")
     assert row["clusters"] >= 1 and "pair_precision" in row
@@ -139,13 +152,16 @@ def same_checkpoints(a, b) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_resume_is_exact(tiny_synthetic, tmp_path, monkeypatch):
     """Stopped inside epoch 2, the resumed run keeps the checkpoint's pseudo-labels and memory
     (no re-clustering) and ends bit for bit where an uninterrupted run ends."""
     cfg = cc_cfg(tiny_synthetic, deterministic=True)
     whole = train(cfg, tmp_path / "whole")
     real = cc_method.cluster_contrast_loss
-    monkeypatch.setattr(cc_method, "cluster_contrast_loss", sigterm_at_call(real, 10))  # epoch 2, step 3 (7 steps an epoch)
+    monkeypatch.setattr(
+        cc_method, "cluster_contrast_loss", sigterm_at_call(real, 10)
+    )  # epoch 2, step 3 (7 steps an epoch)
     with pytest.raises(Interrupted, match=r"stopped at epoch 2, step 3 of 7"):
         train(cfg, tmp_path / "cut")
     checkpoint = runs.load_checkpoint(tmp_path / "cut")
@@ -166,6 +182,7 @@ def test_sigterm_mid_epoch_resume_is_exact(tiny_synthetic, tmp_path, monkeypatch
     assert strip(tmp_path / "whole") == strip(tmp_path / "cut")
 
 
+@pytest.mark.slow
 @pytest.mark.slow
 def test_two_processes_agree(tiny_synthetic, tmp_path):
     """Under torchrun (two CPU processes) the pseudo-labels, the cluster memory and the weights end

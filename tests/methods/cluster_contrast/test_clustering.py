@@ -15,8 +15,7 @@ from sklearn.cluster import DBSCAN
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from reidlib.methods.cluster_contrast import clustering
-from tests.neighbours.test_graph import naive_jaccard
-from tests.neighbours.test_graph import zhong_expansion
+from tests.neighbours.test_graph import naive_jaccard, zhong_expansion
 
 N, D, IDS = 60, 16, 10
 
@@ -69,7 +68,9 @@ def test_pseudo_labels_equal_dense_dbscan(eps, min_samples):
     """DBSCAN on the sparse pairs within eps == DBSCAN on the dense public-code distance."""
     feats, _ = clustered_features(seed=1)
     labels = clustering.pseudo_labels(clustering.jaccard_pairs(feats, 12, 6), N, eps=eps, min_samples=min_samples)
-    want = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(public_jaccard(feats, 12, 6).numpy())
+    want = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(
+        public_jaccard(feats, 12, 6).numpy()
+    )
     assert labels.dtype == torch.long and torch.equal(labels, torch.from_numpy(want).long())
     assert clustering.num_clusters(labels) >= 2 and (labels == -1).any()  # a non-trivial case
 
@@ -92,7 +93,9 @@ def some_labels(sizes, outliers=5, seed=0):
     return labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))]
 
 
-@pytest.mark.parametrize("sizes,k,batch,steps", [([5, 9, 2, 12, 4, 7], 3, 6, 11), ([6, 3], 2, 8, 4), ([4] * 9, 4, 16, 5)])
+@pytest.mark.parametrize(
+    "sizes,k,batch,steps", [([5, 9, 2, 12, 4, 7], 3, 6, 11), ([6, 3], 2, 8, 4), ([4] * 9, 4, 16, 5)]
+)
 def test_pk_batches(sizes, k, batch, steps):
     """P runs of K slots of one cluster a batch, no outlier; every cluster once per pass;
     a cluster's appearances walk through a shuffle of its members, cyclically."""

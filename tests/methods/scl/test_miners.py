@@ -97,7 +97,9 @@ def test_part_votes_matches_loop(k):
     g = torch.Generator().manual_seed(k)
     stripe_dist = torch.rand(B, P, N, generator=g)
     self_idx = torch.randint(0, N, (B,), generator=g)
-    cand = torch.stack([torch.tensor(sorted_others(stripe_dist[b].mean(0).tolist(), int(self_idx[b]))[:6]) for b in range(B)])
+    cand = torch.stack(
+        [torch.tensor(sorted_others(stripe_dist[b].mean(0).tolist(), int(self_idx[b]))[:6]) for b in range(B)]
+    )
     votes = part_votes(stripe_dist, self_idx, cand, k)
     ref = torch.zeros(B, 6, dtype=torch.int64)
     for b in range(B):
@@ -214,7 +216,9 @@ def test_camera_debias_changes_the_distance():
     fg, fp = view.anchors(qg, qp, qc)
     ref = combined_distance(fg, fp, dg, dp, lambda_g=0.5, lambda_c=0.05, q_camids=qc, g_camids=cams)
     assert torch.allclose(view.to_slots(qg, qp, qc), ref, atol=1e-5)
-    plain = combined_distance(qg, qp, gbank.features, pbank.features, lambda_g=0.5, lambda_c=0.05, q_camids=qc, g_camids=cams)
+    plain = combined_distance(
+        qg, qp, gbank.features, pbank.features, lambda_g=0.5, lambda_c=0.05, q_camids=qc, g_camids=cams
+    )
     assert not torch.allclose(ref, plain, atol=1e-2)
 
 
@@ -247,7 +251,9 @@ def test_jaccard_selector_checks_drop_positives():
     """part_agreement and pos_max_distance drop table positives exactly as a loop over them does;
     the negatives stay those of the unchecked table (a dropped positive is not made a negative)."""
     gbank, pbank, cams, anchors = data(seed=3)
-    base = dict(positive_rule="ca_jaccard", k=3, m=10, jaccard_k1=8, jaccard_k2=3, jaccard_eps=0.9, ca_k_intra=3, ca_k_inter=8)
+    base = dict(
+        positive_rule="ca_jaccard", k=3, m=10, jaccard_k1=8, jaccard_k2=3, jaccard_eps=0.9, ca_k_intra=3, ca_k_inter=8
+    )
     plain = epoch_miner(scl(**base), EXACT, 0, 5, gbank, pbank, cams, torch.Generator())(*anchors)
     dist = SelectionDistance(gbank, pbank, cams, lambda_g=0.5, lambda_c=0.05).to_slots(*anchors[:3])
     limit = float(dist.gather(1, plain.pos_idx[:, 1:]).median())
@@ -296,7 +302,9 @@ def test_epoch_miner_plain_knn(m):
     selector = epoch_miner(s, EXACT, epoch, epochs, gbank, pbank, cams, torch.Generator().manual_seed(0))
     assert isinstance(selector, NearestMiner)
     qg, qp, qc, idx = anchors
-    dist = combined_distance(qg, qp, gbank.features, pbank.features, lambda_g=s.lambda_g, lambda_c=0.1, q_camids=qc, g_camids=cams)
+    dist = combined_distance(
+        qg, qp, gbank.features, pbank.features, lambda_g=s.lambda_g, lambda_c=0.1, q_camids=qc, g_camids=cams
+    )
     ref = select_neighbours(dist, idx, s.k, m)
     sel = selector(*anchors)
     assert torch.equal(sel.pos_idx, ref.pos_idx)

@@ -3,7 +3,7 @@
 Shape letters: B batch, N training images (memory slots), D feature dim, P stripes, d = D / P,
 K positives, M negatives.
 
-One step (the loop in :mod:`reidlib.engine.loop` calls the hooks in this order):
+One step (the loop in :mod:`reidlib.engine.trainer` calls the hooks in this order):
 
 1. the model gives global features g (B, D) and stripes p (B, P, d);
 2. :meth:`SCL.select`, under ``no_grad``: the epoch's miner (:mod:`reidlib.methods.scl.miners`: random
@@ -27,18 +27,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from reidlib.utils import distributed as dist
-from reidlib.data.batches import epoch_batches
 from reidlib.config import Config, SCLConfig, SearchConfig
 from reidlib.data import identities_known
+from reidlib.data.batches import epoch_batches
+from reidlib.methods.hooks import Gather, TrainFeatures
 from reidlib.methods.losses import SCLLosses, scl_total_loss
 from reidlib.methods.memory import MemoryBank, build_banks, fill_mixture, mixture_slots, mixture_writes, part_features
-from reidlib.methods.hooks import Gather, TrainFeatures
-from reidlib.model import Features
 from reidlib.methods.scl.diagnostics import SelectionStats
 from reidlib.methods.scl.miners import WarmupMiner, lambda_c_at, make_miner
 from reidlib.methods.scl.selection import Selection, check_counts
+from reidlib.model import Features
 from reidlib.neighbours.selection_distance import SelectionDistance
+from reidlib.utils import distributed as dist
 
 BANKS = ("global_bank", "part_bank", "mixture_bank")  # their names in a checkpoint
 
@@ -59,8 +59,17 @@ class SCL:
     unused_parameters = False  # both feature spaces are trained
 
     def __init__(
-        self, scl_cfg: SCLConfig, search_cfg: SearchConfig, global_bank: MemoryBank, part_bank: MemoryBank,
-        mixture_bank: MemoryBank, train_pids: Tensor, train_camids: Tensor, *, epochs: int, seed: int = 0,
+        self,
+        scl_cfg: SCLConfig,
+        search_cfg: SearchConfig,
+        global_bank: MemoryBank,
+        part_bank: MemoryBank,
+        mixture_bank: MemoryBank,
+        train_pids: Tensor,
+        train_camids: Tensor,
+        *,
+        epochs: int,
+        seed: int = 0,
     ) -> None:
         self.cfg, self.search_cfg = scl_cfg, search_cfg
         self.global_bank, self.part_bank, self.mixture_bank = global_bank, part_bank, mixture_bank
@@ -70,13 +79,18 @@ class SCL:
         self.miner: Any = None  # the epoch's rule, built by start_epoch (not saved)
 
     @classmethod
-    def build(cls, cfg: Config, train_pids: Tensor, train_camids: Tensor, device: torch.device) -> "SCL":
+    def build(cls, cfg: Config, train_pids: Tensor, train_camids: Tensor, device: torch.device) -> SCL:
         """SCL as ``cfg`` sets it up, with three empty banks on ``device``."""
         s, m = cfg.scl, cfg.model
         banks = build_banks(len(train_pids), m.feat_dim, m.num_parts, s.bank_momentum, getattr(torch, s.bank_dtype))
         return cls(
-            s, cfg.search, *(b.to(device) for b in banks), train_pids.to(device), train_camids.to(device),
-            epochs=cfg.train.epochs, seed=cfg.train.seed,
+            s,
+            cfg.search,
+            *(b.to(device) for b in banks),
+            train_pids.to(device),
+            train_camids.to(device),
+            epochs=cfg.train.epochs,
+            seed=cfg.train.seed,
         )
 
     @classmethod
@@ -102,8 +116,12 @@ class SCL:
             self.miner = WarmupMiner(len(self.train_camids), None if s.m is None else s.k + s.m, generator)
             return
         distance = SelectionDistance(
-            self.global_bank, self.part_bank, self.train_camids, lambda_g=s.lambda_g,
-            lambda_c=lambda_c_at(s, epoch, self.epochs), debias=s.camera_debias,
+            self.global_bank,
+            self.part_bank,
+            self.train_camids,
+            lambda_g=s.lambda_g,
+            lambda_c=lambda_c_at(s, epoch, self.epochs),
+            debias=s.camera_debias,
         )
         self.miner = make_miner(s, self.search_cfg, distance, seed=self.seed)
 
@@ -118,7 +136,9 @@ class SCL:
         return self.miner(out.global_.detach(), out.parts.detach(), self.train_camids[idx], idx)
 
     def loss(self, out: Features, sel: Selection) -> SCLLosses:
-        return scl_total_loss(out.global_, part_features(self.cfg, out.parts, "loss"), self.mixture_bank.features, sel, self.cfg)
+        return scl_total_loss(
+            out.global_, part_features(self.cfg, out.parts, "loss"), self.mixture_bank.features, sel, self.cfg
+        )
 
     @torch.no_grad()
     def update(self, out: Features, idx: Tensor, sel: Selection, gather: Gather) -> None:
@@ -160,7 +180,9 @@ class SCL:
         if row.get("neg_false_rate") is not None:
             parts.append(f"false negatives {100 * row['neg_false_rate']:.2f}%")
         text = ", ".join(parts) or "no selection"
-        return text if self.identities_known else f"identities unknown (no precision, recall or false negatives); {text}"
+        return (
+            text if self.identities_known else f"identities unknown (no precision, recall or false negatives); {text}"
+        )
 
     # -- checkpoints ----------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
 """The training loop: epochs, steps, checkpoints, resuming, signals, evaluation, the metrics log.
 
 The loop knows nothing about any one method: a method (:mod:`reidlib.methods.hooks`; selective
-contrastive learning is :class:`reidlib.methods.scl.scl.SCL`, Cluster Contrast
-:class:`reidlib.methods.cluster_contrast.cluster_contrast.ClusterContrast`) owns its memory, prepares each epoch
+contrastive learning is :class:`reidlib.methods.scl.learner.SCL`, Cluster Contrast
+:class:`reidlib.methods.cluster_contrast.learner.ClusterContrast`) owns its memory, prepares each epoch
 (``start_epoch``), draws its batches (``batches``) and answers the step's hooks. One step
 (:func:`train_step`):
 
@@ -45,7 +45,15 @@ from reidlib.data import ReidData, check_images, load_images, read_dataset
 from reidlib.data.batches import to_device, train_loader
 from reidlib.engine import provenance
 from reidlib.engine.checkpoints import resume, save_checkpoint
-from reidlib.engine.state import EpochProgress, TrainState, build_state, epoch_seed, learning_rate, set_rng_state, train_features
+from reidlib.engine.state import (
+    EpochProgress,
+    TrainState,
+    build_state,
+    epoch_seed,
+    learning_rate,
+    set_rng_state,
+    train_features,
+)
 from reidlib.errors import ConfigError, ReidlibError
 from reidlib.evaluation.evaluator import evaluate_model, final_metrics, require_test_split, unevaluated_metrics
 from reidlib.methods import loss_keys, method_class
@@ -89,14 +97,19 @@ def check_finite(loss: Tensor, ctx: dist.Context, where: str) -> None:
     if not_finite:
         value = loss.item() if not torch.isfinite(loss) else "not finite on another process"
         raise TrainingError(
-            f"the loss is {value} at {where}; the last good checkpoint is kept "
-            "(try a lower lr or a higher temperature)"
+            f"the loss is {value} at {where}; the last good checkpoint is kept (try a lower lr or a higher temperature)"
         )
 
 
 def train_one_epoch(
-    state: TrainState, net: nn.Module, cfg: Config, data: ReidData, ctx: dist.Context, *,
-    run_dir: Path, stop: StopSignals,
+    state: TrainState,
+    net: nn.Module,
+    cfg: Config,
+    data: ReidData,
+    ctx: dist.Context,
+    *,
+    run_dir: Path,
+    stop: StopSignals,
 ) -> dict[str, Any]:
     """Run the epoch ``state.epoch`` from step ``state.step`` to its end; return its metrics row.
 
@@ -126,7 +139,9 @@ def train_one_epoch(
     batches = method.batches(epoch, t.batch_size, t.seed, ctx)
     loader = train_loader(cfg.data, data.train, batches[progress.step :], seed, state.images)
     state.model.train()
-    bar = dist.progress_bar(ctx, loader, initial=progress.step, total=len(batches), desc=f"epoch {epoch + 1}/{t.epochs}")
+    bar = dist.progress_bar(
+        ctx, loader, initial=progress.step, total=len(batches), desc=f"epoch {epoch + 1}/{t.epochs}"
+    )
     for batch in bar:
         targets, idx, losses = train_step(state, net, ctx, batch, where=f"epoch {epoch + 1}, step {progress.step + 1}")
         progress.add(losses, method.step_stats(targets, idx))
@@ -150,8 +165,7 @@ def _check_sizes(cfg: Config, num_train: int) -> None:
         raise ConfigError(f"the training split has {num_train} image(s); training needs at least 2")
     if cfg.train.batch_size > num_train:
         raise ConfigError(
-            f"train.batch_size ({cfg.train.batch_size}) is larger than the training split "
-            f"({num_train} images)"
+            f"train.batch_size ({cfg.train.batch_size}) is larger than the training split ({num_train} images)"
         )
 
 
@@ -185,7 +199,9 @@ def train(
     if data is None:
         data = read_dataset(cfg.data.data_dir, layout=cfg.data.layout)
     if eval_data is not None:
-        test = require_test_split(eval_data if isinstance(eval_data, ReidData) else read_dataset(eval_data), "--eval-data")
+        test = require_test_split(
+            eval_data if isinstance(eval_data, ReidData) else read_dataset(eval_data), "--eval-data"
+        )
     else:
         test = data if data.has_test_split else None
     _check_sizes(cfg, len(data.train))
@@ -205,7 +221,11 @@ def train(
 
 
 def _train(
-    cfg: Config, run_dir: Path, data: ReidData, test: ReidData | None, ctx: dist.Context,
+    cfg: Config,
+    run_dir: Path,
+    data: ReidData,
+    test: ReidData | None,
+    ctx: dist.Context,
     images: dict[str, Tensor] | None,
 ) -> dict[str, Any] | None:
     """Train on ``data``'s training split; evaluate on ``test``'s query and gallery (None: not at all)."""
@@ -220,17 +240,24 @@ def _train(
                 state.method.init_memory(partial(train_features, state, cfg, data, ctx))
             save_checkpoint(state, cfg, ctx, run_dir)
         if ctx.main:
-            session = {"resumed_from": resumed, "world_size": ctx.world, "threads": torch.get_num_threads(),
-                       "data": provenance.data_fingerprint(data)}
+            session = {
+                "resumed_from": resumed,
+                "world_size": ctx.world,
+                "threads": torch.get_num_threads(),
+                "data": provenance.data_fingerprint(data),
+            }
             if test is not None and test is not data:
                 session["eval_data"] = provenance.data_fingerprint(test)
             runs.append_provenance(run_dir, provenance.session(session))
             if test is None:
-                log.warning("evaluation skipped: %s; the run trains and writes its checkpoints and metrics", no_test(data))
+                log.warning(
+                    "evaluation skipped: %s; the run trains and writes its checkpoints and metrics", no_test(data)
+                )
         net: nn.Module = state.model
         if ctx.distributed:
             net = DistributedDataParallel(
-                state.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
+                state.model,
+                device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
                 find_unused_parameters=state.method.unused_parameters,
             )
         while state.epoch < cfg.train.epochs:
@@ -245,8 +272,14 @@ def no_test(data: ReidData) -> str:
 
 
 def _run_epoch(
-    state: TrainState, net: nn.Module, cfg: Config, data: ReidData, test: ReidData | None, ctx: dist.Context,
-    run_dir: Path, stop: StopSignals,
+    state: TrainState,
+    net: nn.Module,
+    cfg: Config,
+    data: ReidData,
+    test: ReidData | None,
+    ctx: dist.Context,
+    run_dir: Path,
+    stop: StopSignals,
 ) -> None:
     """One epoch, its evaluation (``eval_every``, on ``test`` unless None), its metrics row and its checkpoint."""
     start = time.perf_counter()
@@ -261,7 +294,11 @@ def _run_epoch(
             log.info("epoch %d: mAP %.1f%%", state.epoch, 100 * results["combined"]["mAP"])
         log.info(
             "epoch %d/%d: loss %.4f, %s (%.0fs)",
-            state.epoch, cfg.train.epochs, row["loss"], state.method.describe(row), row["seconds"],
+            state.epoch,
+            cfg.train.epochs,
+            row["loss"],
+            state.method.describe(row),
+            row["seconds"],
         )
         runs.append_jsonl(run_dir / runs.METRICS_LOG, row)  # before the checkpoint: see runs.truncate_metrics_log
     save_checkpoint(state, cfg, ctx, run_dir)

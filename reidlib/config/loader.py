@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -23,7 +24,13 @@ from reidlib.config.sections import Config
 from reidlib.errors import ConfigError
 
 __all__ = [
-    "RENAMED_KEYS", "SECTIONS", "field_index", "apply_overrides", "parse_set", "load_config", "config_from_dict",
+    "RENAMED_KEYS",
+    "SECTIONS",
+    "field_index",
+    "apply_overrides",
+    "parse_set",
+    "load_config",
+    "config_from_dict",
     "save_config",
 ]
 
@@ -74,9 +81,7 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
     if annotation is int and isinstance(value, bool):
         raise ConfigError(f"config key {key!r} expects int, got bool {value!r}")
     if not isinstance(value, annotation):
-        raise ConfigError(
-            f"config key {key!r} expects {annotation.__name__}, got {type(value).__name__} {value!r}"
-        )
+        raise ConfigError(f"config key {key!r} expects {annotation.__name__}, got {type(value).__name__} {value!r}")
     return value
 
 
@@ -113,9 +118,7 @@ def _flatten(tree: Mapping[str, Any], source: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, body in tree.items():
         if section not in SECTIONS:
-            raise ConfigError(
-                f"{source}: unknown config section {section!r}; valid: {', '.join(SECTIONS)}"
-            )
+            raise ConfigError(f"{source}: unknown config section {section!r}; valid: {', '.join(SECTIONS)}")
         if body is None:
             continue
         if not isinstance(body, Mapping):
@@ -152,4 +155,3 @@ def config_from_dict(tree: Mapping[str, Any]) -> Config:
 
 def save_config(cfg: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-

@@ -11,7 +11,7 @@ At each epoch's start (:meth:`ClusterContrast.start_epoch`, :mod:`reidlib.method
 3. the cluster memory (C, D) is rebuilt from the clusters' normalised mean features;
 4. the epoch's batches hold P clusters x K images each; outliers are left out of the epoch.
 
-Each step (the loop in :mod:`reidlib.engine.loop` calls the hooks in this order):
+Each step (the loop in :mod:`reidlib.engine.trainer` calls the hooks in this order):
 
 1. the model gives global features g (B, D) (the stripes are not trained, as published);
 2. :meth:`ClusterContrast.select` looks up the batch's pseudo-labels (B,);
@@ -33,15 +33,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from reidlib.methods.cluster_contrast import clustering
-from reidlib.utils import distributed as dist
 from reidlib.config import ClusterConfig, Config
 from reidlib.data import identities_known
 from reidlib.errors import ConfigError
+from reidlib.methods.cluster_contrast import clustering
+from reidlib.methods.hooks import Gather, TrainFeatures
 from reidlib.methods.losses import ClusterContrastLosses, cluster_contrast_loss
 from reidlib.methods.memory import MemoryBank
-from reidlib.methods.hooks import Gather, TrainFeatures
 from reidlib.model import Features
+from reidlib.utils import distributed as dist
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class ClusterContrast:
         self.memory = self._memory(0)  # (C, D) the clusters' centroids
 
     @classmethod
-    def build(cls, cfg: Config, train_pids: Tensor, train_camids: Tensor, device: torch.device) -> "ClusterContrast":
+    def build(cls, cfg: Config, train_pids: Tensor, train_camids: Tensor, device: torch.device) -> ClusterContrast:
         """Cluster Contrast as ``cfg`` sets it up, with no clusters yet, on ``device``."""
         return cls(cfg.cluster, cfg.model.feat_dim, train_pids.to(device))
 
@@ -105,10 +105,13 @@ class ClusterContrast:
         self.memory = self._memory(clusters)
         self.memory.fill(clustering.cluster_centroids(g, self.labels, clusters))
         if not clusters:
-            log.warning("epoch %d: DBSCAN found no cluster (every image an outlier): the epoch trains nothing", epoch + 1)
+            log.warning(
+                "epoch %d: DBSCAN found no cluster (every image an outlier): the epoch trains nothing", epoch + 1
+            )
 
     def batches(self, epoch: int, batch_size: int, seed: int, ctx: dist.Context) -> list[list[int]]:
-        """P clusters x K images a batch (:func:`reidlib.methods.cluster_contrast.clustering.pk_batches`), outliers left out;
+        """P clusters x K images a batch (:func:`~reidlib.methods.cluster_contrast.clustering.pk_batches`),
+        outliers left out;
         ``cluster_iters`` steps, or as many as an SCL epoch has. Every process draws the same
         batches (seeded by the run's seed and the epoch) and takes every world-th one."""
         steps = self.cfg.cluster_iters or (len(self.labels) // ctx.world) // batch_size
