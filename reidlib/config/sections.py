@@ -139,6 +139,18 @@ class SCLConfig:
     # lambda_c schedule: linear from lambda_c_start at the first selecting epoch to lambda_c at
     # the last epoch; None keeps lambda_c throughout
     lambda_c_start: float | None = None
+    # the nearest this many non-positives (by the selection distance) are left out of the negatives:
+    # neither pulled nor pushed (an ambiguous band, where unadmitted true matches sit)
+    negative_band: int = 0
+    # jaccard / ca_jaccard: also admit as positives up to this many slots from other cameras that are
+    # mutual neighbours across cameras (each among the other's cross_camera_k nearest in other
+    # cameras, on the selection distance), by their own rule: the stripes' check is not applied
+    cross_camera_positives: int = 0
+    cross_camera_k: int = 1
+    # a SUPERVISED diagnostic, never a recipe: the identities choose (docs/method.md, "The ceiling").
+    # ceiling: every true match a positive, no true match a negative; positives: every true match a
+    # positive, the rule's negatives; negatives: the rule's positives, no true match a negative
+    oracle: str = "none"
 
     def check(self) -> None:
         for name in ("lambda_t", "lambda_p", "lambda_g", "bank_momentum"):
@@ -166,6 +178,14 @@ class SCLConfig:
         if self.lambda_c_start is not None and self.lambda_c_start < 0:
             raise ConfigError(f"config key 'scl.lambda_c_start' must be >= 0 or null, got {self.lambda_c_start}")
         _one_of("scl.bank_dtype", self.bank_dtype, ("float32", "float16"))
+        _at_least("scl", 0, negative_band=self.negative_band, cross_camera_positives=self.cross_camera_positives)
+        _at_least("scl", 1, cross_camera_k=self.cross_camera_k)
+        _one_of("scl.oracle", self.oracle, ORACLES)
+        if self.cross_camera_positives and self.positive_rule not in ("jaccard", "ca_jaccard"):
+            raise ConfigError(
+                f"config key 'scl.cross_camera_positives' goes with scl.positive_rule jaccard or ca_jaccard, "
+                f"not {self.positive_rule!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -323,6 +343,7 @@ MIXTURE_WRITERS = ("both", "combined", "global", "parts")
 PART_SCALES = ("sqrt_p", "unit", "unit_writes", "unit_loss")
 POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
 CAMERA_DEBIAS = ("none", "mean", "mean_std")
+ORACLES = ("none", "ceiling", "positives", "negatives")  # scl.oracle: the supervised ceiling and its halves
 SEARCH_BACKENDS = ("auto", "torch", "faiss")
 FAISS_INDEXES = ("flat", "ivf")
 LAYOUTS = (

@@ -124,11 +124,15 @@ class EpochProgress:
         return {"totals": dict(self.totals), "stats": self.stats.tolist()}
 
     @classmethod
-    def restore(cls, loss_keys: list[str], step: int, saved: dict[str, Any]) -> EpochProgress:
+    def restore(cls, loss_keys: list[str], step: int, saved: dict[str, Any], empty: torch.Tensor) -> EpochProgress:
+        """The progress a checkpoint saved inside an epoch; ``empty``, the method's empty sums, gives
+        their length (a checkpoint of an older version may hold fewer sums: the rest start at 0)."""
         stats = saved["stats"]
         if isinstance(stats, dict):  # written before 2026-12 as a dict of the sums, in order
             stats = list(stats.values())
-        return cls(loss_keys, torch.tensor(stats, dtype=torch.float64), step, dict(saved["totals"]))
+        sums = empty.clone()
+        sums[: len(stats)] = torch.tensor(stats, dtype=torch.float64)
+        return cls(loss_keys, sums, step, dict(saved["totals"]))
 
 
 def build_state(cfg: Config, data: ReidData, device: torch.device) -> TrainState:

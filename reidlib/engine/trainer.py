@@ -129,7 +129,7 @@ def train_one_epoch(
     resumed = bool(state.step)  # resuming inside this epoch
     if resumed:
         mine = state.progress[ctx.rank]
-        progress = EpochProgress.restore(keys, state.step, mine)
+        progress = EpochProgress.restore(keys, state.step, mine, method.empty_stats())
         set_rng_state(mine["rng"], generator)
     else:
         progress = EpochProgress(keys, method.empty_stats())
@@ -205,7 +205,7 @@ def train(
     else:
         test = data if data.has_test_split else None
     _check_sizes(cfg, len(data.train))
-    method_class(cfg).check(cfg, len(data.train))
+    method_class(cfg).check(cfg, data.train)
     everything = data.train + (test.query + test.gallery if test is not None else [])
     if cfg.data.cache_images:  # decoding checks every image, as check_images does
         images = load_images(everything, cfg.data.height, cfg.data.width, desc="decoding images")

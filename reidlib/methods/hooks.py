@@ -23,12 +23,13 @@ Shape letters: B batch, N training images, D feature dim, P stripes, d = D / P.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import torch
 from torch import Tensor
 
+from reidlib.data import ImageRecord
 from reidlib.model import Features
 from reidlib.utils.distributed import Context
 
@@ -48,9 +49,10 @@ class Method(Protocol):
     unused_parameters: bool
 
     @classmethod
-    def check(cls, cfg, num_train: int) -> None:
-        """Raise :class:`~reidlib.errors.ConfigError` if ``cfg`` does not fit a training set of
-        ``num_train`` images (called before anything is read or written)."""
+    def check(cls, cfg, train: Sequence[ImageRecord]) -> None:
+        """Raise :class:`~reidlib.errors.ConfigError` if ``cfg`` does not fit the training split
+        ``train`` (its size, whether its identities are known; called before anything is read or
+        written)."""
 
     def init_memory(self, features: TrainFeatures) -> None:
         """Build the memory before the first epoch (not when resuming from a checkpoint)."""

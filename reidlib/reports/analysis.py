@@ -19,7 +19,7 @@ from reidlib.data import ReidData
 from reidlib.distances import combined_distance
 from reidlib.errors import RunDirError
 from reidlib.evaluation.evaluator import evaluate_model, query_gallery_distance
-from reidlib.methods.scl.diagnostics import SelectionStats
+from reidlib.methods.scl.diagnostics import IdentityTable, SelectionStats
 from reidlib.methods.scl.selection import select_neighbours
 from reidlib.model import make_model
 from reidlib.utils import runs
@@ -167,7 +167,7 @@ def selection_quality(
 ) -> dict[str, float | None]:
     """How good the paper's selection (k nearest, next m negatives) is for ``anchors`` over banks
     ``global_`` (N, D) and ``parts`` (N, P, d): the training diagnostics' summary
-    (:class:`reidlib.methods.scl.selection.SelectionStats`: positive precision, recall, same-camera share...)."""
+    (:class:`reidlib.methods.scl.diagnostics.SelectionStats`: positive precision, recall, same-camera share...)."""
     rows = anchors.long()
     dist = combined_distance(
         global_[rows],
@@ -180,5 +180,5 @@ def selection_quality(
         g_camids=camids,
     )
     stats = SelectionStats()
-    stats.add(select_neighbours(dist, rows, k, m), rows, pids, camids)
+    stats.add(select_neighbours(dist, rows, k, m), rows, IdentityTable.build(pids), camids)
     return stats.summary()

@@ -2,8 +2,9 @@
 
 ``tests/fixtures/golden_runs.json`` holds, for each run below, every row of ``metrics.jsonl`` (less the
 wall-clock seconds), the final metrics and a sha256 of the final checkpoint's weights and banks, as
-the trainer before the split into a loop and method objects (commit db5f623) produced them. Write
-it again, only on purpose, with::
+the trainer before the split into a loop and method objects (commit db5f623) produced them; the rows
+gained the selection's gap figures on 2026-12-04 (``pos_cross_camera_recall``, ``true_kept``...:
+keys added, every other value and digest unchanged). Write it again, only on purpose, with::
 
     .venv/bin/python -m tests.engine.test_golden_run --write
 

@@ -18,6 +18,7 @@ from reidlib.engine.trainer import train
 from reidlib.methods.cluster_contrast import clustering
 from reidlib.methods.cluster_contrast.learner import ClusterContrast
 from reidlib.methods.scl import Selection, SelectionStats
+from reidlib.methods.scl.diagnostics import IdentityTable
 from reidlib.methods.scl.learner import SCL
 from reidlib.utils import runs
 from tests.helpers import MARKET, TINY, camera_folders, tiny_cfg, write_jpeg, write_tree
@@ -80,13 +81,22 @@ def test_selection_stats_without_identities():
     order = torch.stack([row[row != i][: k + m] for row, i in zip(torch.rand(b, n, generator=g).argsort(1), idx)])
     sel = Selection(torch.cat([idx[:, None], order[:, :k]], 1), order[:, k:])
     known, unknown = SelectionStats(), SelectionStats()
-    known.add(sel, idx, pids, cams)
+    known.add(sel, idx, IdentityTable.build(pids), cams)
     unknown.add(sel, idx, None, cams)
     labelled, blind = known.summary(), unknown.summary(identities=False)
     assert blind.keys() == labelled.keys()
     for key in ("pos_per_anchor", "pos_same_camera"):
         assert blind[key] == labelled[key] is not None
-    for key in ("pos_precision", "pos_recall", "pos_cross_camera_precision", "neg_false_rate", "neg_false_per_anchor"):
+    for key in (
+        "pos_precision",
+        "pos_recall",
+        "pos_cross_camera_precision",
+        "pos_cross_camera_recall",
+        "neg_false_rate",
+        "neg_false_per_anchor",
+        "true_kept",
+        "true_negative",
+    ):
         assert blind[key] is None and labelled[key] is not None, key
 
 

@@ -28,13 +28,14 @@ folders), the figures that need them are None and the log says so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from reidlib.config import ClusterConfig, Config
-from reidlib.data import identities_known
+from reidlib.data import ImageRecord, identities_known
 from reidlib.errors import ConfigError
 from reidlib.methods.cluster_contrast import clustering
 from reidlib.methods.hooks import Gather, TrainFeatures
@@ -78,10 +79,10 @@ class ClusterContrast:
         return cls(cfg.cluster, cfg.model.feat_dim, train_pids.to(device))
 
     @classmethod
-    def check(cls, cfg: Config, num_train: int) -> None:
-        if cfg.cluster.cluster_k1 >= num_train:
+    def check(cls, cfg: Config, train: Sequence[ImageRecord]) -> None:
+        if cfg.cluster.cluster_k1 >= len(train):
             raise ConfigError(
-                f"cluster.cluster_k1 ({cfg.cluster.cluster_k1}) must be below the {num_train} training images"
+                f"cluster.cluster_k1 ({cfg.cluster.cluster_k1}) must be below the {len(train)} training images"
             )
 
     def _memory(self, clusters: int) -> MemoryBank:

@@ -1,15 +1,26 @@
 """How good SCL's selection is, measured with the training identities, which never reach the loss.
 
-Shape letters: B batch, N memory slots, K positives besides the own slot, M negatives.
+Shape letters: B batch, N memory slots, K positives besides the own slot, M negatives, S the most
+slots one identity holds.
 
-:class:`SelectionStats` sums, over an epoch's steps, the precision of the positives, how many come
-from the anchor's camera, and how many negatives are in fact the anchor's identity. Without
-identities (camera folders) the figures that need them are None, unavailable, and the others stay.
+:class:`IdentityTable` lists each slot's *true matches*, the other slots of its identity (the
+supervised ceiling, :class:`reidlib.methods.scl.miners.OracleMiner`, reads it too). :class:`SelectionStats`
+sums, over an epoch's steps:
+
+- the positives: precision, recall, how many come from the anchor's camera, and the recall of the
+  true matches in *other* cameras (every test query is cross-camera);
+- the negatives that are in fact the anchor's identity (false negatives), split by same / other camera;
+- where each true match sits: kept as a positive, left alone (a dropped candidate, or in the band
+  of nearest non-positives that no rule may call negative), among the negatives, or beyond them.
+
+Without identities (camera folders) the figures that need them are None, unavailable, and the
+others stay.
 """
 
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass, fields
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -17,13 +28,43 @@ from torch import Tensor
 from reidlib.methods.scl.selection import Selection
 
 
+class IdentityTable(NamedTuple):
+    """Each slot's true matches: the other slots of its identity, padded to the largest identity."""
+
+    slots: Tensor  # (N, S) slot indices (-1 pads)
+    valid: Tensor  # (N, S) bool: a true match (not padding, not the slot itself)
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, pids: Tensor) -> IdentityTable:
+        """The table of a training split's identities ``pids`` (N,), with one sort (no (N, N) tensor)."""
+        order = torch.argsort(pids, stable=True)
+        _, inverse, counts = torch.unique_consecutive(pids[order], return_inverse=True, return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        groups = torch.full((len(counts), int(counts.max())), -1, dtype=torch.int64, device=pids.device)  # (ids, S)
+        groups[inverse, torch.arange(len(pids), device=pids.device) - starts[inverse]] = order
+        group_of = torch.empty_like(inverse)
+        group_of[order] = inverse  # each slot's identity group
+        slots = groups[group_of]  # (N, S)
+        valid = (slots >= 0) & (slots != torch.arange(len(pids), device=pids.device)[:, None])
+        return cls(slots, valid)
+
+
+def _member(table: Tensor, columns: Tensor | None, keep: Tensor | None = None) -> Tensor:
+    """(B, S) bool: which entries of ``table`` (B, S) are among ``columns`` (B, C) (where ``keep``)."""
+    if columns is None or columns.shape[1] == 0:
+        return torch.zeros_like(table, dtype=torch.bool)
+    if keep is not None:
+        columns = columns.masked_fill(~keep, -2)  # never equal to a slot or to the -1 padding
+    return (table[:, :, None] == columns[:, None, :]).any(-1)
+
+
 @dataclass
 class SelectionStats:
     """Running sums over an epoch of how good the selected positives and negatives are.
 
-    Measured with the training identities, which never reach the loss. Positives are the
-    neighbours that :attr:`Selection.pos_mask` keeps (the own slot excluded). Positives per anchor
-    and the same-camera share need no identities; the other figures do.
+    Positives are the neighbours that :attr:`Selection.pos_mask` keeps (the own slot excluded).
+    Positives per anchor and the same-camera share need no identities; the other figures do.
     """
 
     anchors: int = 0
@@ -34,13 +75,17 @@ class SelectionStats:
     neg_count: int = 0
     pos_cross_true: float = 0.0  # neighbours from another camera that share the identity
     pos_cross_count: int = 0  # neighbours from another camera
-    true_total: int = 0  # the anchors' same-identity slots (own excluded): recall's denominator
+    true_total: int = 0  # the anchors' true matches (own slot excluded): recall's denominator
     candidates: int = 0  # neighbour columns offered (kept or not); 0 in warm-up
+    cross_total: int = 0  # the anchors' true matches in another camera
+    neg_false_same_cam: float = 0.0  # false negatives from the anchor's camera
+    true_left_alone: float = 0.0  # true matches dropped as candidates or in the band
+    true_beyond: float = 0.0  # true matches neither positive, left alone, nor negative
 
     @torch.no_grad()
-    def add(self, sel: Selection, idx: Tensor, pids: Tensor | None, camids: Tensor) -> None:
-        """Add a step's selection; ``pids`` (N,) None when the identities are unknown, which leaves
-        the sums that need them at 0 (:meth:`summary` then reports them as None)."""
+    def add(self, sel: Selection, idx: Tensor, identities: IdentityTable | None, camids: Tensor) -> None:
+        """Add a step's selection; ``identities`` None when they are unknown, which leaves the sums
+        that need them at 0 (:meth:`summary` then reports them as None)."""
         anchor_cam = camids[idx][:, None]  # (B, 1)
         neighbours, kept = sel.pos_idx[:, 1:], sel.mask()[:, 1:]  # (B, K)
         same_cam = camids[neighbours] == anchor_cam
@@ -50,15 +95,21 @@ class SelectionStats:
         self.candidates += neighbours.numel()
         self.pos_cross_count += int((kept & ~same_cam).sum())
         self.neg_count += sel.neg_idx.numel()
-        if pids is None:
+        if identities is None:
             return
-        anchor_pid = pids[idx][:, None]  # (B, 1)
-        true = (pids[neighbours] == anchor_pid) & kept
-        self.pos_true += true.sum().item()
-        self.pos_cross_true += (true & ~same_cam).sum().item()
-        per_pid = torch.bincount(pids - pids.min())  # slots per identity: O(N), not a (B, N) comparison
-        self.true_total += int(per_pid[pids[idx] - pids.min()].sum()) - len(idx)
-        self.neg_false += (pids[sel.neg_idx] == anchor_pid).sum().item()
+        matches, valid = identities.slots[idx], identities.valid[idx]  # (B, S)
+        other_cam = valid & (camids[matches.clamp_min(0)] != anchor_cam)  # true matches in another camera
+        is_kept = _member(matches, neighbours, kept) & valid
+        left_alone = (_member(matches, neighbours, ~kept) | _member(matches, sel.ignored)) & valid & ~is_kept
+        negative = _member(matches, sel.neg_idx) & valid
+        self.true_total += int(valid.sum())
+        self.cross_total += int(other_cam.sum())
+        self.pos_true += is_kept.sum().item()
+        self.pos_cross_true += (is_kept & other_cam).sum().item()
+        self.neg_false += negative.sum().item()
+        self.neg_false_same_cam += (negative & ~other_cam).sum().item()
+        self.true_left_alone += left_alone.sum().item()
+        self.true_beyond += (valid & ~is_kept & ~left_alone & ~negative).sum().item()
 
     def as_tensor(self) -> Tensor:
         """The sums as one float64 tensor (to add them up over processes)."""
@@ -67,20 +118,32 @@ class SelectionStats:
     @classmethod
     def from_tensor(cls, values: Tensor) -> SelectionStats:
         kinds = [f.type for f in fields(cls)]
-        return cls(*(int(v) if kind in (int, "int") else v for v, kind in zip(values.tolist(), kinds)))
+        values = values.tolist() + [0.0] * (len(kinds) - len(values))  # a checkpoint saved with fewer sums
+        return cls(*(int(v) if kind in (int, "int") else v for v, kind in zip(values, kinds)))
 
     def summary(self, identities: bool = True) -> dict[str, float | None]:
         """The epoch's figures; None where there is nothing to measure, and, with ``identities``
-        False (unknown), for every figure that needs them, rather than a figure of fake labels."""
+        False (unknown), for every figure that needs them, rather than a figure of fake labels.
+
+        ``true_kept``, ``true_left_alone``, ``true_negative`` and ``true_beyond`` are the shares of
+        the anchors' true matches in each place (they sum to 1)."""
         share = lambda a, b: a / b if b else None  # noqa: E731
         selecting = self.candidates > 0  # warm-up offers no neighbours: nothing to measure
         known = lambda value: value if identities else None  # noqa: E731
+        where = selecting or self.true_left_alone > 0
         return {
             "pos_precision": known(share(self.pos_true, self.pos_count)),
             "pos_recall": known(share(self.pos_true, self.true_total) if selecting else None),
             "pos_cross_camera_precision": known(share(self.pos_cross_true, self.pos_cross_count)),
+            "pos_cross_camera_recall": known(share(self.pos_cross_true, self.cross_total) if selecting else None),
             "pos_per_anchor": share(self.pos_count, self.anchors) if selecting else None,
             "pos_same_camera": share(self.pos_same_cam, self.pos_count),
             "neg_false_rate": known(share(self.neg_false, self.neg_count)),
             "neg_false_per_anchor": known(share(self.neg_false, self.anchors)),
+            "neg_false_same_camera_per_anchor": known(share(self.neg_false_same_cam, self.anchors)),
+            "neg_false_other_camera_per_anchor": known(share(self.neg_false - self.neg_false_same_cam, self.anchors)),
+            "true_kept": known(share(self.pos_true, self.true_total) if where else None),
+            "true_left_alone": known(share(self.true_left_alone, self.true_total) if where else None),
+            "true_negative": known(share(self.neg_false, self.true_total) if where else None),
+            "true_beyond": known(share(self.true_beyond, self.true_total) if where else None),
         }

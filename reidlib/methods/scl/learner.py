@@ -22,18 +22,20 @@ Labels never reach the loss: the training identities only *measure* the selectio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from reidlib.config import Config, SCLConfig, SearchConfig
-from reidlib.data import identities_known
+from reidlib.data import ImageRecord, identities_known
 from reidlib.data.batches import epoch_batches
+from reidlib.errors import ConfigError
 from reidlib.methods.hooks import Gather, TrainFeatures
 from reidlib.methods.losses import SCLLosses, scl_total_loss
 from reidlib.methods.memory import MemoryBank, build_banks, fill_mixture, mixture_slots, mixture_writes, part_features
-from reidlib.methods.scl.diagnostics import SelectionStats
+from reidlib.methods.scl.diagnostics import IdentityTable, SelectionStats
 from reidlib.methods.scl.miners import WarmupMiner, lambda_c_at, make_miner
 from reidlib.methods.scl.selection import Selection, check_counts
 from reidlib.model import Features
@@ -41,6 +43,12 @@ from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.utils import distributed as dist
 
 BANKS = ("global_bank", "part_bank", "mixture_bank")  # their names in a checkpoint
+# how every log line, table and report names a run whose selection the identities made (scl.oracle)
+ORACLE_LABELS = {
+    "ceiling": "SUPERVISED CEILING (every true match a positive, none a negative)",
+    "positives": "SUPERVISED HALF (every true match a positive, the rule's negatives)",
+    "negatives": "SUPERVISED HALF (the rule's positives, no true match a negative)",
+}
 
 
 class SCL:
@@ -75,6 +83,8 @@ class SCL:
         self.global_bank, self.part_bank, self.mixture_bank = global_bank, part_bank, mixture_bank
         self.train_pids, self.train_camids = train_pids, train_camids
         self.identities_known = identities_known(train_pids)
+        # each slot's true matches: the diagnostics measure with them, the oracle (scl.oracle) chooses
+        self.identities = IdentityTable.build(train_pids) if self.identities_known else None
         self.epochs, self.seed = epochs, seed
         self.miner: Any = None  # the epoch's rule, built by start_epoch (not saved)
 
@@ -94,8 +104,14 @@ class SCL:
         )
 
     @classmethod
-    def check(cls, cfg: Config, num_train: int) -> None:
-        check_counts(num_train, cfg.scl.k, cfg.scl.m)
+    def check(cls, cfg: Config, train: Sequence[ImageRecord]) -> None:
+        s = cfg.scl
+        check_counts(len(train), s.k, s.m, s.negative_band)
+        if s.oracle != "none" and not identities_known(r.pid for r in train):
+            raise ConfigError(
+                f"scl.oracle={s.oracle!r} is a supervised ceiling: it needs the training identities, and this "
+                "training split has none (camera folders); use scl.oracle=none"
+            )
 
     # -- memory ---------------------------------------------------------------------------------
 
@@ -123,7 +139,7 @@ class SCL:
             lambda_c=lambda_c_at(s, epoch, self.epochs),
             debias=s.camera_debias,
         )
-        self.miner = make_miner(s, self.search_cfg, distance, seed=self.seed)
+        self.miner = make_miner(s, self.search_cfg, distance, identities=self.identities, seed=self.seed)
 
     def batches(self, epoch: int, batch_size: int, seed: int, ctx: dist.Context) -> list[list[int]]:
         """Every training image once an epoch, in a seeded shuffle (:func:`reidlib.data.batches.epoch_batches`)."""
@@ -161,7 +177,7 @@ class SCL:
 
     def step_stats(self, sel: Selection, idx: Tensor) -> Tensor:
         stats = SelectionStats()
-        stats.add(sel, idx, self.train_pids if self.identities_known else None, self.train_camids)
+        stats.add(sel, idx, self.identities, self.train_camids)
         return stats.as_tensor()
 
     def summarize(self, epoch: int, stats: Tensor) -> dict[str, Any]:
@@ -174,15 +190,19 @@ class SCL:
             parts.append(f"positive precision {100 * row['pos_precision']:.1f}%")
         if row.get("pos_recall") is not None:
             parts.append(f"recall {100 * row['pos_recall']:.1f}%")
+        if row.get("pos_cross_camera_recall") is not None:
+            parts.append(f"cross-camera recall {100 * row['pos_cross_camera_recall']:.1f}%")
         if row.get("pos_same_camera") is not None:
             parts.append(f"{row['pos_per_anchor']:.2f} positives per anchor")
             parts.append(f"same-camera positives {100 * row['pos_same_camera']:.1f}%")
-        if row.get("neg_false_rate") is not None:
-            parts.append(f"false negatives {100 * row['neg_false_rate']:.2f}%")
+        if row.get("neg_false_per_anchor") is not None:
+            parts.append(f"{row['neg_false_per_anchor']:.2f} false negatives per anchor")
         text = ", ".join(parts) or "no selection"
-        return (
-            text if self.identities_known else f"identities unknown (no precision, recall or false negatives); {text}"
-        )
+        if self.cfg.oracle != "none":
+            text = f"{ORACLE_LABELS[self.cfg.oracle]}: {text}"
+        if not self.identities_known:
+            text = f"identities unknown (no precision, recall or false negatives); {text}"
+        return text
 
     # -- checkpoints ----------------------------------------------------------------------------
 

@@ -27,7 +27,13 @@ The rules (config ``scl.positive_rule`` and its modifiers; docs/method.md, "Beyo
 - :class:`JaccardMiner`: positives from the k-reciprocal Jaccard distance of the slots,
   computed once per epoch (``jaccard`` or camera-aware ``ca_jaccard``, :mod:`reidlib.neighbours.graph`):
   up to K nearest below ``jaccard_eps``, then the same ``pos_max_distance`` and ``part_agreement``
-  checks; negatives are the M nearest slots by the selection distance that are not positives.
+  checks; with ``cross_camera_positives``, also mutual neighbours across cameras, by their own
+  rule (:func:`cross_camera_pairs`); negatives are the M nearest slots by the selection distance
+  that are not positives.
+- ``negative_band`` (every rule): the nearest non-positives left out of the negatives, neither
+  pulled nor pushed: where the true matches that no rule admitted sit (``Selection.ignored``).
+- :class:`OracleMiner` (``scl.oracle``): the supervised ceiling and its halves, a diagnostic that
+  lets the training identities choose; never a recipe.
 
 ``camera_debias`` and the ``lambda_c`` schedule (:func:`lambda_c_at`) are the distance's, not a
 miner's. Every rule but the paper's ranks a dense (B, N) distance per step (64 x 100,000 float32
@@ -41,6 +47,7 @@ from torch import Tensor
 
 from reidlib.config import SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
+from reidlib.methods.scl.diagnostics import IdentityTable
 from reidlib.methods.scl.selection import Selection, neighbour_count, select_random, selection_from_order
 from reidlib.neighbours import graph
 from reidlib.neighbours.exact import nearest_slots
@@ -90,15 +97,16 @@ class WarmupMiner:
 
 
 class NearestMiner:
-    """The paper's rule through a searcher: K nearest positives, the next M negatives."""
+    """The paper's rule through a searcher: K nearest positives, the next M negatives (after a band
+    of ``band`` slots left alone, ``scl.negative_band``)."""
 
-    def __init__(self, searcher: Searcher, num_slots: int, k: int, m: int | None) -> None:
-        self.searcher, self.k = searcher, k
-        self.count = neighbour_count(num_slots, k, m)
+    def __init__(self, searcher: Searcher, num_slots: int, k: int, m: int | None, band: int = 0) -> None:
+        self.searcher, self.k, self.band = searcher, k, band
+        self.count = neighbour_count(num_slots, k, m, band)
 
     def __call__(self, g: Tensor, p: Tensor, cams: Tensor, idx: Tensor) -> Selection:
-        order = self.searcher.neighbours(g, p, cams, idx, self.count)  # (B, K+M), nearest first
-        return selection_from_order(order, idx, self.k)
+        order = self.searcher.neighbours(g, p, cams, idx, self.count)  # (B, K+band+M), nearest first
+        return selection_from_order(order, idx, self.k, self.band)
 
     def refresh(self, idx: Tensor) -> None:
         self.searcher.refresh(idx)
@@ -152,13 +160,15 @@ class CandidateMiner:
         *,
         ranking: Tensor | None = None,
         prefix: bool = False,
+        band: int = 0,
     ) -> None:
         self.distance, self.k, self.checks, self.ranking, self.prefix = distance, k, checks, ranking, prefix
-        self.count = neighbour_count(len(distance), k, m)
+        self.band = band
+        self.count = neighbour_count(len(distance), k, m, band)
 
     def __call__(self, g: Tensor, p: Tensor, cams: Tensor, idx: Tensor) -> Selection:
         dist = self.distance.to_slots(g, p, cams)  # (B, N)
-        order = nearest_slots(dist, idx, self.count)  # (B, K+M)
+        order = nearest_slots(dist, idx, self.count)  # (B, K+band+M)
         cand = order[:, : self.k]  # (B, K)
         keep = torch.ones_like(cand, dtype=torch.bool)
         if self.ranking is not None:  # the candidate's own list holds the anchor
@@ -166,7 +176,7 @@ class CandidateMiner:
         keep = self.checks(dist, p, cams, idx, cand, keep)
         if self.prefix:  # nearest first, up to the first failure
             keep = keep.cumprod(dim=1).bool()
-        sel = selection_from_order(order, idx, self.k)
+        sel = selection_from_order(order, idx, self.k, self.band)
         pos_mask = torch.cat([torch.ones_like(idx[:, None], dtype=torch.bool), keep], dim=1)
         return sel._replace(pos_mask=pos_mask)
 
@@ -175,38 +185,106 @@ class CandidateMiner:
 
 
 class JaccardMiner:
-    """Positives from a per-epoch table of each slot's nearest by Jaccard distance.
+    """Positives from per-epoch tables: each slot's nearest by Jaccard distance, and, optionally,
+    its mutual neighbours across cameras.
 
     Args:
         distance: the epoch's selection distance (negatives, and the checks).
         positives: ``(idx, valid)`` (N, K) from :func:`jaccard_positives`.
         m: negatives per anchor.
-        checks: the same checks as :class:`CandidateMiner`'s, on the table's positives.
+        checks: the same checks as :class:`CandidateMiner`'s, on the Jaccard positives.
+        cross: ``(idx, valid)`` (N, Q) from :func:`cross_camera_pairs`, admitted by their own rule
+            (no stripe check; one already a kept Jaccard positive is not counted twice); None: none.
+        band: the nearest non-positives left alone before the M negatives.
     """
 
     def __init__(
-        self, distance: SelectionDistance, positives: tuple[Tensor, Tensor], m: int, checks: PositiveChecks
+        self,
+        distance: SelectionDistance,
+        positives: tuple[Tensor, Tensor],
+        m: int,
+        checks: PositiveChecks,
+        cross: tuple[Tensor, Tensor] | None = None,
+        band: int = 0,
     ) -> None:
         self.distance, (self.table, self.valid), self.m, self.checks = distance, positives, m, checks
-        neighbour_count(len(distance), self.table.shape[1], m)
+        self.cross, self.band = cross, band
+        width = self.table.shape[1] + (0 if cross is None else cross[0].shape[1])
+        neighbour_count(len(distance), width, m, band)
 
     def __call__(self, g: Tensor, p: Tensor, cams: Tensor, idx: Tensor) -> Selection:
         pos, keep = self.table[idx], self.valid[idx]  # (B, K)
         dist = self.distance.to_slots(g, p, cams)  # (B, N)
         keep = self.checks(dist, p, cams, idx, pos, keep)
-        neg = nearest_slots(dist.scatter(1, pos, float("inf")), idx, self.m)  # (B, M); positives never negatives
+        if self.cross is not None:
+            cross, cross_keep = self.cross[0][idx], self.cross[1][idx]  # (B, Q)
+            twice = (cross[:, :, None] == pos.masked_fill(~keep, -1)[:, None, :]).any(-1)
+            pos, keep = torch.cat([pos, cross], dim=1), torch.cat([keep, cross_keep & ~twice], dim=1)
+        # positives, kept or dropped, are never negatives; the band is the nearest of the rest
+        near = nearest_slots(dist.scatter(1, pos, float("inf")), idx, self.band + self.m)  # (B, band+M)
         pos_mask = torch.cat([torch.ones_like(idx[:, None], dtype=torch.bool), keep], dim=1)
-        return Selection(torch.cat([idx[:, None], pos], dim=1), neg, pos_mask)
+        ignored = near[:, : self.band] if self.band else None
+        return Selection(torch.cat([idx[:, None], pos], dim=1), near[:, self.band :], pos_mask, ignored)
 
     def refresh(self, idx: Tensor) -> None:
-        """Nothing to follow: the table is fixed for the epoch, the distance reads the banks."""
+        """Nothing to follow: the tables are fixed for the epoch, the distance reads the banks."""
 
 
-def jaccard_positives(distance: SelectionDistance, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
+class OracleMiner:
+    """The supervised ceiling and its two halves (``scl.oracle``): the training identities choose,
+    as no unsupervised rule can. A diagnostic of how much selection could give with this backbone,
+    loss and budget, labelled as such everywhere; never a recipe.
+
+    - ``ceiling``: every true match a positive; the M nearest slots that are not true matches the
+      negatives (no true match is ever pushed away);
+    - ``positives``: every true match a positive; the rule's own negatives (a true match that the
+      rule made a negative stays one, and is also a positive);
+    - ``negatives``: the rule's positives; its negatives with every true match taken out (the next
+      nearest take their place).
+
+    Args:
+        base: the rule's miner (unused by ``ceiling``).
+        distance: the epoch's selection distance (the negatives of ``ceiling`` and ``negatives``).
+        identities: each slot's true matches (:class:`~reidlib.methods.scl.diagnostics.IdentityTable`).
+        m: negatives per anchor.
+        mode: ``ceiling``, ``positives`` or ``negatives``.
+    """
+
+    def __init__(self, base, distance: SelectionDistance, identities: IdentityTable, m: int, mode: str) -> None:
+        self.base, self.distance, self.identities, self.m, self.mode = base, distance, identities, m, mode
+        neighbour_count(len(distance), identities.slots.shape[1], m)
+
+    def __call__(self, g: Tensor, p: Tensor, cams: Tensor, idx: Tensor) -> Selection:
+        rule = None if self.mode == "ceiling" else self.base(g, p, cams, idx)
+        matches, valid = self.identities.slots[idx], self.identities.valid[idx]  # (B, S)
+        matches = torch.where(valid, matches, idx[:, None])  # padding points at the own slot
+        own = torch.ones_like(idx[:, None], dtype=torch.bool)
+        if rule is None or self.mode == "positives":
+            pos, pos_mask = torch.cat([idx[:, None], matches], dim=1), torch.cat([own, valid], dim=1)
+        else:
+            pos, pos_mask = rule.pos_idx, rule.mask()
+        if self.mode == "positives":
+            return Selection(pos, rule.neg_idx, pos_mask, rule.ignored)
+        blocked = self.distance.to_slots(g, p, cams).scatter(1, pos, float("inf")).scatter(1, matches, float("inf"))
+        if rule is not None and rule.ignored is not None:
+            blocked = blocked.scatter(1, rule.ignored, float("inf"))
+        neg = nearest_slots(blocked, idx, self.m)  # (B, M), never a true match
+        return Selection(pos, neg, pos_mask, None if rule is None else rule.ignored)
+
+    def refresh(self, idx: Tensor) -> None:
+        if self.base is not None:
+            self.base.refresh(idx)
+
+
+def jaccard_positives(slot_rows: graph.DistanceRows, camids: Tensor, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
     """The per-epoch table of :class:`JaccardMiner` for ``scl.positive_rule`` jaccard / ca_jaccard:
-    each slot's ``scl.k`` nearest by (camera-aware) k-reciprocal Jaccard distance below ``jaccard_eps``."""
-    s, num_slots, camids = scl_cfg, len(distance), distance.camids
-    slot_rows = distance.slot_rows()
+    each slot's ``scl.k`` nearest by (camera-aware) k-reciprocal Jaccard distance below ``jaccard_eps``.
+
+    Args:
+        slot_rows: slot-to-slot distances (:meth:`SelectionDistance.slot_rows`).
+        camids: (N,) the slots' cameras.
+    """
+    s, num_slots = scl_cfg, len(camids)
     ranking, _ = graph.slot_ranking(slot_rows, num_slots, max(s.jaccard_k1, s.jaccard_k2))
     if s.positive_rule == "jaccard":
         sets = graph.reciprocal_sets(ranking, s.jaccard_k1)
@@ -218,27 +296,63 @@ def jaccard_positives(distance: SelectionDistance, scl_cfg: SCLConfig) -> tuple[
     return graph.nearest_by_jaccard(pairs, num_slots, s.k, s.jaccard_eps)
 
 
+def cross_camera_pairs(slot_rows: graph.DistanceRows, camids: Tensor, k: int, quota: int) -> tuple[Tensor, Tensor]:
+    """Each slot's mutual neighbours across cameras: slots j of another camera among its ``k``
+    nearest there, that hold it among their own ``k`` nearest in other cameras; the nearest
+    ``quota`` of them.
+
+    Returns:
+        ``(idx, valid)``, each (N, min(quota, k)): nearest first; invalid entries hold the slot itself.
+    """
+    num_slots = len(camids)
+    ranking, _ = graph.slot_ranking(slot_rows, num_slots, k, camids=camids, cameras="other")  # (N, 1+k)
+    mutual = graph.reciprocal_mask(ranking, k)[:, 1:]  # (N, k)
+    first = torch.argsort((~mutual).to(torch.int8), dim=1, stable=True)[:, :quota]  # mutual ones, nearest first
+    valid = mutual.gather(1, first)
+    own = torch.arange(num_slots, device=ranking.device)[:, None]
+    return torch.where(valid, ranking[:, 1:].gather(1, first), own), valid
+
+
 def searches(scl_cfg: SCLConfig) -> bool:
     """Whether the rule is the paper's plain kNN, which asks a searcher (exact or faiss) for each
-    step's K + M nearest; the other rules rank a dense distance and need none."""
+    step's K + band + M nearest; the other rules rank a dense distance and need none."""
     s = scl_cfg
     return (
         s.positive_rule == "knn" and s.camera_debias == "none" and not s.part_agreement and s.pos_max_distance is None
     )
 
 
-def make_miner(scl_cfg: SCLConfig, search_cfg: SearchConfig, distance: SelectionDistance, *, seed: int = 0):
+def make_miner(
+    scl_cfg: SCLConfig,
+    search_cfg: SearchConfig,
+    distance: SelectionDistance,
+    *,
+    identities: IdentityTable | None = None,
+    seed: int = 0,
+):
     """The miner of a selecting epoch (after warm-up) for config sections ``scl`` and ``search``.
 
     Args:
         scl_cfg: :class:`reidlib.config.SCLConfig`.
         search_cfg: :class:`reidlib.config.SearchConfig` (the paper's rule searches through it).
         distance: the epoch's selection distance, built by the method.
+        identities: the training identities' table, which ``scl.oracle`` (and nothing else) reads.
         seed: seeds a faiss index build.
     """
     s = scl_cfg
+    rule = _rule_miner(s, search_cfg, distance, seed)
+    if s.oracle == "none":
+        return rule
+    if identities is None:
+        raise ConfigError(f"scl.oracle={s.oracle!r} (a supervised ceiling) needs the training identities")
+    return OracleMiner(rule, distance, identities, s.m, s.oracle)
+
+
+def _rule_miner(s: SCLConfig, search_cfg: SearchConfig, distance: SelectionDistance, seed: int):
+    """The miner of ``scl.positive_rule`` and its modifiers."""
     if searches(s):
-        return NearestMiner(make_searcher(search_cfg, distance, m=s.m, seed=seed), len(distance), s.k, s.m)
+        searcher = make_searcher(search_cfg, distance, m=s.m, seed=seed)
+        return NearestMiner(searcher, len(distance), s.k, s.m, s.negative_band)
     if s.m is None:
         raise ConfigError(
             f"scl.m = null (all negatives) goes with the paper's rule only, not scl.positive_rule={s.positive_rule!r} "
@@ -246,8 +360,15 @@ def make_miner(scl_cfg: SCLConfig, search_cfg: SearchConfig, distance: Selection
         )
     checks = PositiveChecks(distance, s.pos_max_distance, s.part_agreement, s.part_agreement_k)
     if s.positive_rule in ("jaccard", "ca_jaccard"):
-        return JaccardMiner(distance, jaccard_positives(distance, s), s.m, checks)
+        slot_rows = distance.slot_rows()
+        cross = None
+        if s.cross_camera_positives:
+            cross = cross_camera_pairs(slot_rows, distance.camids, s.cross_camera_k, s.cross_camera_positives)
+        positives = jaccard_positives(slot_rows, distance.camids, s)
+        return JaccardMiner(distance, positives, s.m, checks, cross, s.negative_band)
     ranking = None
     if s.positive_rule in ("reciprocal", "cycle"):
         ranking, _ = graph.slot_ranking(distance.slot_rows(), len(distance), s.reciprocal_k)
-    return CandidateMiner(distance, s.k, s.m, checks, ranking=ranking, prefix=s.positive_rule == "cycle")
+    return CandidateMiner(
+        distance, s.k, s.m, checks, ranking=ranking, prefix=s.positive_rule == "cycle", band=s.negative_band
+    )

@@ -36,57 +36,60 @@ class Selection(NamedTuple):
     # (B, 1+K) bool: which columns of pos_idx are positives (column 0 always); None: all. A rule
     # that drops candidates (reidlib.methods.scl.miners) masks them: they are then neither positive nor negative.
     pos_mask: Tensor | None = None
+    # (B, W) slots left out of the loss on purpose, neither positive nor negative (the band of nearest
+    # non-positives, scl.negative_band); None: none. Read only by the diagnostics.
+    ignored: Tensor | None = None
 
     def mask(self) -> Tensor:
         """``pos_mask``, or all True."""
         return torch.ones_like(self.pos_idx, dtype=torch.bool) if self.pos_mask is None else self.pos_mask
 
 
-def check_counts(num_slots: int, k: int, m: int | None) -> None:
-    """Raise :class:`~reidlib.errors.ConfigError` unless ``scl.k`` positives and ``scl.m`` negatives
-    fit a bank of ``num_slots`` slots (each anchor has N - 1 slots besides its own); the message
-    names the keys and a value that works."""
-    if k < 0 or (m is not None and m < 0):
-        raise ConfigError(f"scl.k and scl.m must be >= 0, got k={k}, m={m}")
-    others = num_slots - 1
-    if k + (m or 0) > others:
-        fix = (
-            f"--set m={others - k}"
-            if k <= others
-            else f"--set k={max(others // 2, 0)} m={others - max(others // 2, 0)}"
-        )
+def check_counts(num_slots: int, k: int, m: int | None, band: int = 0) -> None:
+    """Raise :class:`~reidlib.errors.ConfigError` unless ``scl.k`` positives, ``scl.negative_band``
+    slots left alone and ``scl.m`` negatives fit a bank of ``num_slots`` slots (each anchor has
+    N - 1 slots besides its own); the message names the keys and a value that works."""
+    if k < 0 or band < 0 or (m is not None and m < 0):
+        raise ConfigError(f"scl.k, scl.negative_band and scl.m must be >= 0, got k={k}, negative_band={band}, m={m}")
+    others, taken = num_slots - 1, k + band
+    if taken + (m or 0) > others:
+        keys = "scl.k + scl.negative_band + scl.m" if band else "scl.k + scl.m"
+        fix = f"--set m={others - taken}" if taken <= others else f"--set k={others // 2} m={others - others // 2}"
+        if taken > others and band:
+            fix += " negative_band=0"
         raise ConfigError(
-            f"scl.k + scl.m = {k + (m or 0)} must be at most {others}, the slots besides an anchor's own in a "
+            f"{keys} = {taken + (m or 0)} must be at most {others}, the slots besides an anchor's own in a "
             f"bank of {num_slots} training images; e.g. {fix}"
         )
 
 
-def neighbour_count(num_slots: int, k: int, m: int | None) -> int:
-    """K + M, the slots each anchor selects (every slot but its own when ``m`` is None), checked
+def neighbour_count(num_slots: int, k: int, m: int | None, band: int = 0) -> int:
+    """K + band + M, the slots each anchor ranks (every slot but its own when ``m`` is None), checked
     against the bank's N slots."""
-    check_counts(num_slots, k, m)
-    return num_slots - 1 if m is None else k + m
+    check_counts(num_slots, k, m, band)
+    return num_slots - 1 if m is None else k + band + m
 
 
 @torch.no_grad()
-def selection_from_order(order: Tensor, self_idx: Tensor, k: int) -> Selection:
+def selection_from_order(order: Tensor, self_idx: Tensor, k: int, band: int = 0) -> Selection:
     """Turn each anchor's slots sorted nearest first (own slot left out) into a Selection.
 
-    The exact path (:func:`select_neighbours`) and the searchers of :mod:`reidlib.neighbours.searchers` both end
-    here, so they split positives from negatives in one way.
+    The exact path (:func:`select_neighbours`) and the miners that search both end here, so they
+    split positives from negatives in one way.
 
     Args:
-        order: (B, K+M) slots sorted nearest first, without the anchor's own slot.
+        order: (B, K+band+M) slots sorted nearest first, without the anchor's own slot.
         self_idx: (B,) each anchor's own slot, which becomes ``pos_idx[:, 0]``.
-        k: K, the first K columns of ``order`` become positives, the rest negatives.
+        k: K, the first K columns of ``order`` become positives.
+        band: the next ``band`` columns are left alone (``ignored``), the rest become negatives.
 
     Returns:
-        Selection with ``pos_idx`` (B, 1+K) and ``neg_idx`` (B, M).
+        Selection with ``pos_idx`` (B, 1+K), ``neg_idx`` (B, M) and, with a band, ``ignored`` (B, band).
     """
-    if not 0 <= k <= order.shape[1]:
-        raise ValueError(f"k={k} must lie in [0, {order.shape[1]}] (the slots given per anchor)")
+    if not 0 <= k + band <= order.shape[1]:
+        raise ValueError(f"k + band = {k + band} must lie in [0, {order.shape[1]}] (the slots given per anchor)")
     pos_idx = torch.cat([self_idx[:, None], order[:, :k]], dim=1)
-    return Selection(pos_idx, order[:, k:])
+    return Selection(pos_idx, order[:, k + band :], ignored=order[:, k : k + band] if band else None)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from reidlib.methods.scl.miners import (
     NearestMiner,
     PositiveChecks,
     WarmupMiner,
+    cross_camera_pairs,
     lambda_c_at,
     part_votes,
 )
@@ -344,3 +345,117 @@ def test_epoch_miner_all_negatives_needs_plain_rule(overrides):
     s = scl(m=None, **overrides)
     with pytest.raises(ConfigError, match="scl.m"):
         epoch_miner(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator())
+
+
+# --- the band, cross-camera positives and the oracle ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(positive_rule="knn"),
+        dict(positive_rule="cycle"),
+        dict(positive_rule="ca_jaccard", k=3, jaccard_k1=8, jaccard_k2=3, jaccard_eps=0.9, ca_k_intra=3, ca_k_inter=8),
+    ],
+)
+def test_negative_band_leaves_the_nearest_non_positives_alone(overrides):
+    """With a band, the negatives are those of the same rule without it after its first ``band``;
+    those are ``ignored``, neither positive nor negative."""
+    gbank, pbank, cams, anchors = data(seed=5)
+    plain = epoch_miner(scl(m=15, **overrides), EXACT, 0, 5, gbank, pbank, cams, torch.Generator())(*anchors)
+    banded = epoch_miner(scl(m=12, negative_band=3, **overrides), EXACT, 0, 5, gbank, pbank, cams, torch.Generator())
+    sel = banded(*anchors)
+    assert torch.equal(sel.pos_idx, plain.pos_idx) and torch.equal(sel.mask(), plain.mask())
+    assert torch.equal(sel.ignored, plain.neg_idx[:, :3]) and torch.equal(sel.neg_idx, plain.neg_idx[:, 3:])
+
+
+def test_cross_camera_pairs_against_a_loop():
+    gbank, pbank, cams, _ = data(seed=6)
+    distance = SelectionDistance(gbank, pbank, cams, lambda_g=0.5, lambda_c=0.05)
+    for k, quota in ((1, 1), (3, 2)):
+        idx, valid = cross_camera_pairs(distance.slot_rows(), cams, k, quota)
+        assert idx.shape == valid.shape == (N, min(k, quota))
+        slot = distance.to_slots(gbank.features, pbank.features, cams).tolist()  # (N, N)
+
+        def nearest_other(i, slot=slot, k=k):
+            return sorted((j for j in range(N) if cams[j] != cams[i]), key=lambda j: slot[i][j])[:k]
+
+        for i in range(N):
+            mutual = [j for j in nearest_other(i) if i in nearest_other(j)][:quota]
+            assert idx[i][valid[i]].tolist() == mutual
+            assert (idx[i][~valid[i]] == i).all()
+        assert valid.any()
+
+
+def test_cross_camera_positives_join_the_jaccard_table():
+    gbank, pbank, cams, anchors = data(seed=3)
+    base = dict(
+        positive_rule="ca_jaccard", k=3, m=10, jaccard_k1=8, jaccard_k2=3, jaccard_eps=0.9, ca_k_intra=3, ca_k_inter=8
+    )
+    plain = epoch_miner(scl(**base), EXACT, 0, 5, gbank, pbank, cams, torch.Generator())
+    crossed = epoch_miner(
+        scl(**base, cross_camera_positives=2, cross_camera_k=3), EXACT, 0, 5, gbank, pbank, cams, torch.Generator()
+    )
+    sel, ref = crossed(*anchors), plain(*anchors)
+    assert torch.equal(sel.pos_idx[:, :4], ref.pos_idx) and torch.equal(sel.pos_mask[:, :4], ref.pos_mask)
+    extra, kept = sel.pos_idx[:, 4:], sel.pos_mask[:, 4:]
+    idx = anchors[3]
+    table, valid = crossed.cross
+    for b in range(B):
+        mine = table[idx[b]][valid[idx[b]]].tolist()
+        assert all(int(cams[j]) != int(cams[idx[b]]) for j in mine)
+        counted = [int(j) for j, keep in zip(extra[b], kept[b]) if keep]
+        already = set(ref.pos_idx[b, 1:][ref.pos_mask[b, 1:]].tolist())
+        assert counted == [j for j in mine if j not in already]  # a kept Jaccard positive is not counted twice
+        assert not set(sel.neg_idx[b].tolist()) & set(sel.pos_idx[b].tolist())
+    assert kept.any()
+
+
+def oracle_case(mode, seed=4):
+    gbank, pbank, cams, anchors = data(seed=seed)
+    pids = torch.Generator().manual_seed(seed)
+    pids = torch.randint(0, 8, (N,), generator=pids)
+    s = scl(positive_rule="cycle", oracle=mode, m=10)
+    method = SCL(s, EXACT, gbank, pbank, MemoryBank(N, (D,)), pids, cams, epochs=5)
+    method.start_epoch(0, torch.Generator(), features=None, resumed=False)
+    rule = SCL(scl(positive_rule="cycle", m=10), EXACT, gbank, pbank, MemoryBank(N, (D,)), pids, cams, epochs=5)
+    rule.start_epoch(0, torch.Generator(), features=None, resumed=False)
+    return method.miner, rule.miner, pids, anchors
+
+
+@pytest.mark.parametrize("mode", ["ceiling", "positives", "negatives"])
+def test_oracle_against_a_loop(mode):
+    miner, rule, pids, anchors = oracle_case(mode)
+    sel, ref = miner(*anchors), rule(*anchors)
+    qg, qp, qc, idx = anchors
+    dist = miner.distance.to_slots(qg, qp, qc).tolist()
+    for b in range(B):
+        me = int(idx[b])
+        matches = [j for j in range(N) if j != me and pids[j] == pids[me]]
+        kept = sel.pos_idx[b][sel.mask()[b]].tolist()
+        if mode == "negatives":
+            assert kept == ref.pos_idx[b][ref.mask()[b]].tolist()
+        else:
+            assert kept == [me] + matches  # every true match, none else
+        negatives = sel.neg_idx[b].tolist()
+        if mode == "positives":
+            assert negatives == ref.neg_idx[b].tolist()
+        else:
+            taken = set(sel.pos_idx[b].tolist()) | set(matches)
+            assert negatives == [j for j in sorted_others(dist[b], me) if j not in taken][:10]
+            assert not set(negatives) & set(matches)
+
+
+def test_oracle_needs_identities_and_says_so():
+    from reidlib.data import ImageRecord
+    from reidlib.data.records import UNKNOWN_PID
+
+    cfg = load_config(overrides=dict(oracle="ceiling", k=2, m=3))
+    unknown = [ImageRecord(f"{i}.jpg", UNKNOWN_PID, i % 2) for i in range(12)]
+    with pytest.raises(ConfigError, match=r"scl.oracle='ceiling' is a supervised ceiling"):
+        SCL.check(cfg, unknown)
+    SCL.check(cfg, [r._replace(pid=i // 3) for i, r in enumerate(unknown)])  # identities known: fine
+    with pytest.raises(ConfigError, match="scl.oracle"):
+        load_config(overrides=dict(oracle="labels"))
+    with pytest.raises(ConfigError, match="cross_camera_positives"):
+        load_config(overrides=dict(positive_rule="knn", cross_camera_positives=1))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reidlib.errors import ConfigError
-from reidlib.methods.scl.selection import Selection, check_counts, select_neighbours, select_random
+from reidlib.methods.scl.selection import check_counts, select_neighbours, select_random
 
 
 def naive_select(dist, self_idx, k, m):
@@ -77,41 +77,3 @@ def test_random_selection():
     assert torch.equal(sel.neg_idx, again.neg_idx)
     every = select_random(self_idx, 10, None)
     assert sorted(every.neg_idx[1].tolist()) == [j for j in range(10) if j != 5]
-
-
-def test_stats_against_a_loop():
-    """Precision, recall, cross-camera precision and positives per anchor, counted one by one."""
-    from reidlib.methods.scl.diagnostics import SelectionStats
-
-    g = torch.Generator().manual_seed(0)
-    n, b, k, m = 30, 6, 4, 5
-    pids = torch.randint(0, 6, (n,), generator=g)
-    cams = torch.randint(0, 2, (n,), generator=g)
-    idx = torch.randperm(n, generator=g)[:b]
-    order = torch.stack([torch.randperm(n, generator=g) for _ in range(b)])
-    order = torch.stack([row[row != i][: k + m] for row, i in zip(order, idx)])
-    pos = torch.cat([idx[:, None], order[:, :k]], 1)
-    mask = torch.rand(b, 1 + k, generator=g) > 0.4
-    mask[:, 0] = True
-    stats = SelectionStats()
-    stats.add(Selection(pos, order[:, k:], mask), idx, pids, cams)
-    true = kept = cross = cross_true = total = 0
-    for r in range(b):
-        total += int((pids == pids[idx[r]]).sum()) - 1
-        for j in range(1, 1 + k):
-            if not mask[r, j]:
-                continue
-            kept += 1
-            same_id = bool(pids[pos[r, j]] == pids[idx[r]])
-            true += same_id
-            if cams[pos[r, j]] != cams[idx[r]]:
-                cross += 1
-                cross_true += same_id
-    got = stats.summary()
-    assert got["pos_precision"] == pytest.approx(true / kept)
-    assert got["pos_recall"] == pytest.approx(true / total)
-    assert got["pos_cross_camera_precision"] == pytest.approx(cross_true / cross)
-    assert got["pos_per_anchor"] == pytest.approx(kept / b)
-    warm = SelectionStats()
-    warm.add(Selection(idx[:, None], order), idx, pids, cams)
-    assert warm.summary()["pos_recall"] is None and warm.summary()["pos_per_anchor"] is None
