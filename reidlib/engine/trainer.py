@@ -249,6 +249,11 @@ def _train(
             if test is not None and test is not data:
                 session["eval_data"] = provenance.data_fingerprint(test)
             runs.append_provenance(run_dir, provenance.session(session))
+            if state.method.supervised:
+                log.warning(
+                    "%s: the training identities choose, this run is a diagnostic, not a method",
+                    state.method.supervised,
+                )
             if test is None:
                 log.warning(
                     "evaluation skipped: %s; the run trains and writes its checkpoints and metrics", no_test(data)
@@ -322,6 +327,8 @@ def _finish(
         metrics = final_metrics(results, state.epoch)
         if test is not data:
             metrics["eval_data"] = test.root
+    if state.method.supervised:
+        metrics["supervised"] = state.method.supervised
     if ctx.distributed:
         metrics["replicas"] = {"world_size": ctx.world, "digests": digests, "identical": len(set(digests)) == 1}
         if len(set(digests)) > 1:

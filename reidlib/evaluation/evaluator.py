@@ -226,4 +226,6 @@ def format_metrics(metrics: dict[str, Any], title: str) -> str:
     protocol = metrics["protocol"]
     flip = ", flip test" if metrics.get("flip_test") else ""
     header = f"{title} (epochs trained: {metrics['epochs']}; protocol: {describe_protocol(protocol)}{flip})"
+    if metrics.get("supervised"):
+        header = f"{metrics['supervised']}\n{header}"
     return format_table(metrics["by_feature"], header, label="features")

@@ -16,7 +16,7 @@ mirrored crops too, the stripes alone ranking the gallery).
 
 from __future__ import annotations
 
-from reidlib.experiments.grid import Arm
+from reidlib.experiments.grid import CEILING, Arm
 
 RECIPE = "recipe (CA-Jaccard + camera debias)"  # the base config as it is: every comparison's reference
 # the paper's rule and its lambda_c, no checks; the single-change arms start from it
@@ -42,6 +42,12 @@ PREVIOUS_REAL_CPU = {
 }
 BEYOND_ARMS: tuple[Arm, ...] = (
     Arm(RECIPE, {}),
+    CEILING,
+    Arm("supervised half: every true match a positive, the recipe's negatives", {"oracle": "positives"}),
+    Arm("supervised half: the recipe's positives, no true match a negative", {"oracle": "negatives"}),
+    Arm("recipe + band of 20 nearest non-positives left alone", {"negative_band": 20}),
+    Arm("recipe + cross-camera mutual neighbours (1 of 1)", {"cross_camera_positives": 1, "cross_camera_k": 1}),
+    Arm("recipe + cross-camera mutual neighbours (2 of 3)", {"cross_camera_positives": 2, "cross_camera_k": 3}),
     Arm("CA-Jaccard (no debias)", {"camera_debias": "none"}),
     Arm("recipe without part agreement", {"part_agreement": 0}),
     Arm("recipe, Jaccard eps 0.5", {"jaccard_eps": 0.5}),

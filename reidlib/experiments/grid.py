@@ -48,6 +48,12 @@ class Arm:
     feature: str = "combined"  # which evaluation feature space the arm is judged on
 
 
+# The same pipeline given every true match as a positive and none as a negative (scl.oracle): what
+# perfect selection gives with the backbone, loss and budget of the base config. A yardstick every
+# grid may hold; its rows carry the label "supervised" (never a recipe).
+CEILING = Arm("supervised ceiling: every true match a positive, none a negative", {"oracle": "ceiling"})
+
+
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
@@ -180,6 +186,9 @@ def run_grid(
                 "final_precision": last.get("pos_precision"),
                 "final_recall": last.get("pos_recall"),
                 "positives_per_anchor": last.get("pos_per_anchor"),
+                "final_cross_camera_recall": last.get("pos_cross_camera_recall"),
+                "false_negatives_per_anchor": last.get("neg_false_per_anchor"),
+                "supervised": metrics.get("supervised"),
                 "run_dir": str(run_dir),
             }
         )
@@ -189,9 +198,25 @@ def run_grid(
     return rows
 
 
+# the selection's figures per epoch that the curves carry (reidlib.methods.scl.diagnostics)
+CURVE_FIGURES = (
+    "pos_precision",
+    "pos_recall",
+    "pos_per_anchor",
+    "pos_cross_camera_recall",
+    "neg_false_same_camera_per_anchor",
+    "neg_false_other_camera_per_anchor",
+    "true_kept",
+    "true_left_alone",
+    "true_negative",
+    "true_beyond",
+)
+
+
 def epoch_curves(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per run and epoch (from each run's ``metrics.jsonl``): ``arm``, ``dataset``,
-    ``seed``, ``epoch``, ``pos_precision``, ``pos_recall``, ``pos_per_anchor`` (None in warm-up)."""
+    ``seed``, ``epoch`` and the selection's figures of :data:`CURVE_FIGURES` (None in warm-up, and
+    where a run's log predates a figure)."""
     curves = []
     for row in (r for r in rows if r.get("status", "done") == "done"):
         for epoch in runs.read_jsonl(Path(row["run_dir"]) / runs.METRICS_LOG):
@@ -199,7 +224,7 @@ def epoch_curves(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 {
                     **{key: row[key] for key in ("arm", "dataset", "seed")},
                     "epoch": epoch["epoch"],
-                    **{key: epoch.get(key) for key in ("pos_precision", "pos_recall", "pos_per_anchor")},
+                    **{key: epoch.get(key) for key in CURVE_FIGURES},
                 }
             )
     return curves
@@ -258,6 +283,29 @@ def compare(summary: Iterable[dict[str, Any]], baseline_arm: str) -> list[dict[s
             }
         )
     return table
+
+
+def share_of_ceiling(rows: Iterable[dict[str, Any]], ceiling_arm: str) -> list[dict[str, Any]]:
+    """Each finished run's mAP as a share of the supervised ceiling's on the same dataset and seed
+    (the same backbone, loss and budget, every true match a positive), then mean and sample std per
+    arm and dataset. A run whose ceiling run is missing is left out.
+
+    Returns:
+        one row per arm and dataset (the ceiling's own included, at 1), in the order they first
+        appear: ``arm``, ``dataset``, ``runs``, ``share_mean``, ``share_std`` (None with one run).
+    """
+    rows = [r for r in rows if r.get("status", "done") == "done"]
+    ceiling = {(r["dataset"], r["seed"]): r["mAP"] for r in rows if r["arm"] == ceiling_arm}
+    groups: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        top = ceiling.get((r["dataset"], r["seed"]))
+        if top:
+            groups.setdefault((r["arm"], r["dataset"]), []).append(r["mAP"] / top)
+    out = []
+    for (arm, dataset), shares in groups.items():
+        mean, std = _mean_std(shares)
+        out.append({"arm": arm, "dataset": dataset, "runs": len(shares), "share_mean": mean, "share_std": std})
+    return out
 
 
 def plus_minus(mean: float | None, std: float | None, scale: float = 100.0) -> str:

@@ -47,6 +47,9 @@ class Method(Protocol):
     # True if some of the model's parameters get no gradient from the loss (a method that trains
     # the global feature only): DistributedDataParallel must then look for them at every step
     unused_parameters: bool
+    # what the training identities choose, if anything (a supervised diagnostic such as SCL's
+    # scl.oracle): a label every log line, table and report carries; None for an unsupervised run
+    supervised: str | None
 
     @classmethod
     def check(cls, cfg, train: Sequence[ImageRecord]) -> None:

@@ -2,7 +2,10 @@
 
 - :func:`retrieval_grid`: queries and their nearest gallery images under the standard protocol;
 - :func:`methods_retrieval_grid`: the same queries ranked under several methods;
-- :func:`selection_figure`: one anchor's selected positives and hard negatives, row by setting.
+- :func:`selection_figure`: one anchor's selected positives and hard negatives, row by setting;
+- :func:`true_match_figure` and :func:`true_match_bars`: where the anchors' true matches sit
+  (kept as positives, left alone, pushed away as negatives, beyond), with the cross-camera recall
+  and the false negatives per anchor by camera: the gap between a rule and the supervised ceiling.
 
 True matches are framed green, false ones red; labels are read only to draw the frames.
 (Pictures of a dataset itself are :mod:`reidlib.data.sheets`.)
@@ -141,5 +144,97 @@ def methods_retrieval_grid(query: dict, gallery: dict, ranked: dict, first_match
                 _framed(row[col], str(gallery["paths"][g]), f"{col}\nc{gallery['camids'][g] + 1}", colour)
             for ax in row[len(ranked[method][q]) + 1 :]:
                 ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+PLACES = {  # the diagnostics' shares of the true matches, and how the figures name and colour them
+    "true_kept": ("kept as positives", "tab:green"),
+    "true_left_alone": ("left alone", "0.7"),
+    "true_negative": ("pushed away as negatives", "tab:red"),
+    "true_beyond": ("beyond the negatives", "0.45"),
+}
+
+
+def true_match_figure(rows: list[dict], title: str = ""):
+    """Two panels over the epochs of one run (its ``metrics.jsonl`` rows): where the anchors' true
+    matches sit, as stacked shares, and the cross-camera recall of the positives beside the false
+    negatives per anchor, from the anchor's camera and from the others. Warm-up epochs (and rows
+    written before these figures existed) are left out.
+
+    Returns:
+        the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in rows if r.get("true_kept") is not None]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+    epochs = [r["epoch"] for r in rows]
+    if rows:
+        shares = [[100 * r[key] for r in rows] for key in PLACES]
+        left.stackplot(
+            epochs,
+            *shares,
+            labels=[name for name, _ in PLACES.values()],
+            colors=[colour for _, colour in PLACES.values()],
+            alpha=0.85,
+        )
+        right.plot(
+            epochs,
+            [100 * r["pos_cross_camera_recall"] for r in rows],
+            marker="o",
+            color="tab:blue",
+            label="cross-camera recall of the positives (%)",
+        )
+        twin = right.twinx()
+        twin.plot(
+            epochs,
+            [r["neg_false_same_camera_per_anchor"] for r in rows],
+            marker="s",
+            color="tab:red",
+            label="false negatives per anchor, same camera",
+        )
+        twin.plot(
+            epochs,
+            [r["neg_false_other_camera_per_anchor"] for r in rows],
+            marker="^",
+            color="darkred",
+            linestyle="--",
+            label="false negatives per anchor, other cameras",
+        )
+        twin.set_ylabel("false negatives per anchor")
+        handles = right.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
+        right.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper left")
+    left.set(xlabel="epoch", ylabel="% of the true matches", ylim=(0, 100), title="where the true matches sit")
+    left.legend(fontsize=8, loc="lower left")
+    right.set(xlabel="epoch", ylabel="%", ylim=(0, 100), title="cross-camera positives, false negatives")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def true_match_bars(last: dict[str, dict[str, float]], title: str = ""):
+    """Where the true matches sit at the last epoch, one stacked bar per arm.
+
+    Args:
+        last: ``{arm: {true_kept, true_left_alone, true_negative, true_beyond}}`` (shares, e.g. the
+            mean over seeds of each run's last epoch).
+
+    Returns:
+        the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    arms = list(last)
+    fig, ax = plt.subplots(figsize=(9, 0.9 + 0.45 * len(arms)))
+    left = [0.0] * len(arms)
+    for key, (name, colour) in PLACES.items():
+        widths = [100 * (last[arm].get(key) or 0.0) for arm in arms]
+        ax.barh(arms, widths, left=left, color=colour, label=name)
+        left = [a + b for a, b in zip(left, widths)]
+    ax.invert_yaxis()
+    ax.set(xlabel="% of the anchors' true matches (last epoch)", xlim=(0, 100), title=title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return fig

@@ -12,6 +12,8 @@ from reidlib.experiments import grid
 from reidlib.experiments.ablations import ARMS, CLAIMS, claim_verdict
 from reidlib.experiments.beyond import BEYOND_ARMS, RECIPE
 from reidlib.experiments.grid import (
+    CEILING,
+    CURVE_FIGURES,
     compare,
     epoch_curves,
     parse_datasets,
@@ -19,6 +21,7 @@ from reidlib.experiments.grid import (
     plus_minus,
     run_grid,
     select_arms,
+    share_of_ceiling,
     slug,
     summarize,
     verdict,
@@ -225,7 +228,8 @@ def test_finished_runs_are_read_not_retrained(tmp_path, monkeypatch):
     curves = [c for c in epoch_curves(rows) if (c["arm"], c["dataset"], c["seed"]) == ("Jaccard", "b", 1)]
     assert [c["epoch"] for c in curves] == [1, 2, 3]
     assert [c["pos_precision"] for c in curves] == [None, 0.6, 0.75]
-    assert set(curves[0]) == {"arm", "dataset", "seed", "epoch", "pos_precision", "pos_recall", "pos_per_anchor"}
+    assert set(curves[0]) == {"arm", "dataset", "seed", "epoch", *CURVE_FIGURES}
+    assert curves[0]["true_kept"] is None  # a log written before the gap figures: None, not an error
 
 
 def test_unfinished_or_changed_runs_are_trained(tmp_path, monkeypatch):
@@ -274,3 +278,21 @@ def test_train_missing_false_reads_only_finished_runs(tmp_path, monkeypatch):
     assert [(r["arm"], r["status"]) for r in rows] == [(RECIPE, "done"), (other.name, "not run")]
     assert [s["arm"] for s in summarize(rows)] == [RECIPE]  # the missing run is in no summary
     assert {c["arm"] for c in epoch_curves(rows)} == {RECIPE}
+
+
+def test_share_of_ceiling_per_dataset_and_seed():
+    """Each run over the ceiling's run of the same dataset and seed, then mean and std per arm."""
+    rows = [
+        {"arm": CEILING.name, "dataset": "a", "seed": 0, "mAP": 0.5},
+        {"arm": CEILING.name, "dataset": "a", "seed": 1, "mAP": 0.4},
+        {"arm": "rule", "dataset": "a", "seed": 0, "mAP": 0.25},
+        {"arm": "rule", "dataset": "a", "seed": 1, "mAP": 0.3},
+        {"arm": "rule", "dataset": "b", "seed": 0, "mAP": 0.3},  # no ceiling on b: left out
+        {"arm": "rule", "dataset": "a", "seed": 2, "status": "not run"},
+    ]
+    table = {(r["arm"], r["dataset"]): r for r in share_of_ceiling(rows, CEILING.name)}
+    assert set(table) == {(CEILING.name, "a"), ("rule", "a")}
+    assert table[(CEILING.name, "a")]["share_mean"] == pytest.approx(1.0)
+    rule = table[("rule", "a")]
+    assert rule["runs"] == 2 and rule["share_mean"] == pytest.approx((0.5 + 0.75) / 2)
+    assert rule["share_std"] == pytest.approx(math.sqrt(((0.5 - 0.625) ** 2 + (0.75 - 0.625) ** 2) / 1))

@@ -11,7 +11,7 @@ from reidlib.config import apply_overrides, load_config
 from reidlib.errors import RunDirError
 from reidlib.evaluation.evaluator import eval_lambda_g
 from reidlib.evaluation.protocol import protocol_ranking
-from reidlib.experiments.grid import slug, summarize
+from reidlib.experiments.grid import CEILING, slug, summarize
 from reidlib.experiments.side_by_side import (
     CLUSTER_CONTRAST,
     METHOD_ARMS,
@@ -36,7 +36,7 @@ TINY_CLUSTERS = {"cluster_eps": 0.5, "cluster_k1": 8, "cluster_k2": 3, "min_samp
 def test_arms_share_backbone_input_and_budget():
     base = load_config(ROOT / "configs" / "real-cpu.yaml")
     cfgs = {arm.name: apply_overrides(base, arm.overrides) for arm in METHOD_ARMS}
-    assert len({slug(name) for name in cfgs}) == len(METHOD_ARMS) == 3
+    assert len({slug(name) for name in cfgs}) == len(METHOD_ARMS) == 4
     for cfg in cfgs.values():
         assert cfg.data == base.data and cfg.model == base.model
         assert cfg.eval.flip_test == base.eval.flip_test  # the same test-time choices
@@ -47,6 +47,8 @@ def test_arms_share_backbone_input_and_budget():
     assert eval_lambda_g(cc) == 1.0 and eval_lambda_g(scl) == eval_lambda_g(base)  # cc: the global feature it trains
     published = load_config(ROOT / "configs" / "cluster-contrast-cpu.yaml")
     assert cc.cluster == published.cluster
+    ceiling = cfgs[CEILING.name]  # the yardstick: the recipe with the identities choosing
+    assert ceiling == apply_overrides(base, {"oracle": "ceiling"})
 
 
 def _naive_ranking(distmat, q_pids, q_camids, g_pids, g_camids, top):
@@ -105,7 +107,7 @@ def test_tiny_grid_rows(tiny_grid):
 def test_label_curves_per_method(tiny_grid, tiny_synthetic):
     rows, _ = tiny_grid
     curves = label_curves(rows)
-    assert {c["arm"] for c in curves} == {SCL, CLUSTER_CONTRAST}  # the untrained run has no epoch
+    assert {c["arm"] for c in curves} == {SCL, CLUSTER_CONTRAST, CEILING.name}  # the untrained run has no epoch
     by_arm = {row["arm"]: row for row in rows}
     for name, keys in ((SCL, ("pos_precision", "pos_recall")), (CLUSTER_CONTRAST, ("pair_precision", "pair_recall"))):
         logged = runs.read_jsonl(Path(by_arm[name]["run_dir"]) / runs.METRICS_LOG)
@@ -145,7 +147,7 @@ def test_same_queries_under_each_arm(tiny_grid):
         np.testing.assert_array_equal(grid.ranked[arm.name], want[0])
         assert (grid.first_match[arm.name] >= 1).all()  # every drawn query has a match in another camera
     fig = methods_retrieval_grid(grid.query, grid.gallery, grid.ranked, grid.first_match)
-    axes = np.array(fig.axes).reshape(3 * 3, 6)
+    axes = np.array(fig.axes).reshape(3 * len(METHOD_ARMS), 6)  # queries x methods, the query and its top 5
     assert axes[1, 0].get_ylabel().replace("\n", " ").startswith("SCL: the CPU recipe")  # query 1, second method
     g = grid.ranked[SCL][0, 0]
     colour = "limegreen" if grid.gallery["pids"][g] == grid.query["pids"][0] else "red"

@@ -194,7 +194,12 @@ def test_methods_notebook_on_tiny_data(tiny_synthetic, tmp_path):
     runs_done = sorted(p.relative_to(grid).parts[:3] for p in grid.glob("*/*/seed-*/metrics.json"))
     assert runs_done == [
         (slug, "tiny", "seed-0")
-        for slug in ("cluster-contrast-published-settings", "scl-the-cpu-recipe", "untrained-imagenet-start")
+        for slug in (
+            "cluster-contrast-published-settings",
+            "scl-the-cpu-recipe",
+            "supervised-ceiling-every-true-match-a-positive-none-a-negative",
+            "untrained-imagenet-start",
+        )
     ]
     executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
     retrievals = next(c for c in executed.cells if "methods_retrieval_grid(picks" in c.source)

@@ -66,6 +66,7 @@ class ClusterContrast:
 
     loss_names = ClusterContrastLosses._fields
     unused_parameters = True  # the stripe heads get no gradient
+    supervised = None  # the identities only measure the pseudo-labels
 
     def __init__(self, cluster_cfg: ClusterConfig, feat_dim: int, train_pids: Tensor) -> None:
         self.cfg, self.feat_dim, self.train_pids = cluster_cfg, feat_dim, train_pids

@@ -88,6 +88,11 @@ class SCL:
         self.epochs, self.seed = epochs, seed
         self.miner: Any = None  # the epoch's rule, built by start_epoch (not saved)
 
+    @property
+    def supervised(self) -> str | None:
+        """The label of a run whose selection the identities make (``scl.oracle``), else None."""
+        return ORACLE_LABELS.get(self.cfg.oracle)
+
     @classmethod
     def build(cls, cfg: Config, train_pids: Tensor, train_camids: Tensor, device: torch.device) -> SCL:
         """SCL as ``cfg`` sets it up, with three empty banks on ``device``."""
@@ -198,8 +203,8 @@ class SCL:
         if row.get("neg_false_per_anchor") is not None:
             parts.append(f"{row['neg_false_per_anchor']:.2f} false negatives per anchor")
         text = ", ".join(parts) or "no selection"
-        if self.cfg.oracle != "none":
-            text = f"{ORACLE_LABELS[self.cfg.oracle]}: {text}"
+        if self.supervised:
+            text = f"{self.supervised}: {text}"
         if not self.identities_known:
             text = f"identities unknown (no precision, recall or false negatives); {text}"
         return text
