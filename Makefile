@@ -57,7 +57,7 @@ demo: $(VENV)/.installed ## generate the synthetic set, show it, score baselines
 	$(PY) -m reidlib train --data $(DATA) --run-dir $(RUN)-untrained --config configs/demo.yaml --set epochs=0
 	$(PY) -m reidlib train --data $(DATA) --run-dir $(RUN) --config configs/demo.yaml
 	$(PY) -m reidlib compare $(RUN)-untrained $(RUN)
-	$(PY) -m reidlib report --run-dir $(RUN)
+	$(PY) -m reidlib report --run-dir $(RUN) --out reports/$(notdir $(RUN)).html --overwrite
 
 TRACKLETS ?= data/synthetic-tracklets
 tracklets: $(VENV)/.installed ## video re-ID: the synthetic tracklets preset, untrained vs trained (about 9 minutes)
@@ -68,15 +68,15 @@ tracklets: $(VENV)/.installed ## video re-ID: the synthetic tracklets preset, un
 	$(PY) -m reidlib compare runs/tracklets-untrained runs/tracklets
 
 report: $(VENV)/.installed ## the report notebooks on a run dir (RUN, default runs/demo) into reports/<name>.html
-	$(PY) -m reidlib report --run-dir $(RUN)
+	$(PY) -m reidlib report --run-dir $(RUN) --out reports/$(notdir $(RUN)).html --overwrite
 
 walkthrough: $(VENV)/.installed ## the teaching walkthrough (about a minute) into reports/walkthrough.html
-	$(PY) -m reidlib notebook 00_walkthrough --out reports/walkthrough.html
+	$(PY) -m reidlib notebook 00_walkthrough --out reports/walkthrough.html --overwrite
 
 ABLATION_EPOCHS ?= 8
 ablations: $(VENV)/.installed ## the paper's ablations, 7 arms x 3 seeds on the demo set (resumable; runs/ablations)
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
-	$(PY) -m reidlib notebook 02_ablations --set data_dir=$(DATA) epochs=$(ABLATION_EPOCHS) --out reports/ablations.html
+	$(PY) -m reidlib notebook 02_ablations --set data_dir=$(DATA) epochs=$(ABLATION_EPOCHS) --out reports/ablations.html --overwrite
 
 # Arms by name or slug: make beyond BEYOND_ARMS=recipe-ca-jaccard-camera-debias,jaccard
 BEYOND_DATASETS ?= cuhk01:../shared/data/cuhk01,pku_reid:../shared/data/pku_reid
@@ -84,14 +84,14 @@ BEYOND_SEEDS    ?= 0,1,2
 BEYOND_ARMS     ?= all
 BEYOND_EPOCHS   ?= 0
 beyond: $(VENV)/.installed ## selection rules beyond the paper around the CPU recipe x 2 real sets x 3 seeds (runs/beyond)
-	$(PY) -m reidlib notebook 04_beyond_the_paper --set datasets=$(BEYOND_DATASETS) seeds=$(BEYOND_SEEDS) arms=$(BEYOND_ARMS) epochs=$(BEYOND_EPOCHS) --out reports/beyond.html
+	$(PY) -m reidlib notebook 04_beyond_the_paper --set datasets=$(BEYOND_DATASETS) seeds=$(BEYOND_SEEDS) arms=$(BEYOND_ARMS) epochs=$(BEYOND_EPOCHS) --out reports/beyond.html --overwrite
 
 METHODS_DATASETS ?= demo:$(DATA),cuhk01:../shared/data/cuhk01,pku_reid:../shared/data/pku_reid
 METHODS_SEEDS    ?= 0,1,2
 METHODS_EPOCHS   ?= 0
 methods: $(VENV)/.installed ## untrained, SCL and Cluster Contrast x the demo set and 2 real sets x 3 seeds (runs/methods)
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
-	$(PY) -m reidlib notebook 05_methods_side_by_side --set datasets=$(METHODS_DATASETS) seeds=$(METHODS_SEEDS) epochs=$(METHODS_EPOCHS) --out reports/methods.html
+	$(PY) -m reidlib notebook 05_methods_side_by_side --set datasets=$(METHODS_DATASETS) seeds=$(METHODS_SEEDS) epochs=$(METHODS_EPOCHS) --out reports/methods.html --overwrite
 
 lab: $(VENV)/.installed ## JupyterLab on notebooks/ with the project's environment as its kernel
 	$(PY) -m jupyter lab --notebook-dir notebooks

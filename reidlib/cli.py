@@ -10,10 +10,13 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from reidlib.config import LAYOUTS
-from reidlib.errors import DataError, ReidlibError, RunDirError
+from reidlib.errors import ConfigError, DataError, ReidlibError
 from reidlib.utils.interrupts import Interrupted
+
+log = logging.getLogger(__name__)
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
@@ -36,7 +39,9 @@ def _cmd_describe(args: argparse.Namespace) -> None:
 def _cmd_sheet(args: argparse.Namespace) -> None:
     from reidlib.data import camera_names, read_dataset
     from reidlib.data.sheets import camera_sheet, identity_sheet, tracklet_sheet
+    from reidlib.utils.runs import check_output
 
+    check_output(args.out, overwrite=args.overwrite)
     data = read_dataset(args.data_dir, layout=args.layout)
     records = getattr(data, args.split)
     if args.frames:
@@ -60,14 +65,32 @@ def _cmd_baseline(args: argparse.Namespace) -> None:
     print(format_baselines(run_baselines(data, seed=args.seed), protocol="market1501"))
 
 
+def train_config(run_dir: str, config: str | None, data: str | None, eval_data: str | None, sets: list[str]):
+    """The config ``train`` runs with: a new run dir's from ``config`` (or the defaults) and the
+    options; an existing run dir's own (its ``config.yaml``, so that ``train --run-dir R`` resumes
+    R as it was), with the options on top (only ``epochs`` may change there)."""
+    from reidlib.config import apply_overrides, load_config, parse_set
+    from reidlib.utils import runs
+
+    overrides = parse_set(sets)
+    if data:
+        overrides["data_dir"] = data
+    if eval_data:
+        overrides["eval_data"] = eval_data
+    if config is None and (Path(run_dir) / runs.CONFIG).is_file():
+        log.info("%s: resuming with its saved config", run_dir)
+        return apply_overrides(runs.read_run_config(run_dir), overrides)
+    if not data:
+        raise ConfigError(f"--data is required: {run_dir} holds no {runs.CONFIG} to take the dataset from")
+    return load_config(config, overrides)
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
-    from reidlib.config import load_config, parse_set
     from reidlib.engine.trainer import train
     from reidlib.evaluation.evaluator import format_metrics
 
-    overrides = {"data_dir": args.data, **parse_set(args.set or [])}
-    cfg = load_config(args.config, overrides)
-    metrics = train(cfg, args.run_dir, eval_data=args.eval_data)
+    cfg = train_config(args.run_dir, args.config, args.data, args.eval_data, args.set or [])
+    metrics = train(cfg, args.run_dir)
     if metrics is not None:  # None on the processes other than rank 0 under torchrun
         print(format_metrics(metrics, f"{args.run_dir}"))
 
@@ -76,45 +99,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from reidlib.evaluation.evaluator import evaluate_run, format_metrics
 
     metrics = evaluate_run(args.run_dir, data_dir=args.data, camera_aware=args.camera_aware, flip_test=args.flip_test)
-    print(format_metrics(metrics, f"{args.run_dir}"))
+    print(format_metrics(metrics, f"{args.run_dir} on {metrics['eval_data']}"))
+    print(f"recorded in {Path(args.run_dir) / 'evaluations.json'}")
 
 
 def _cmd_compare(args: argparse.Namespace) -> None:
-    from reidlib.evaluation.evaluator import is_evaluated
-    from reidlib.utils.runs import read_metrics
+    from reidlib.evaluation.evaluator import format_comparison
 
-    rows = [(run_dir, read_metrics(run_dir)) for run_dir in args.run_dirs]
-    protocols = {m["protocol"] for _, m in rows if is_evaluated(m)}
-    width = max(len(r) for r, _ in rows)
-    lines = [
-        f"protocol: {', '.join(sorted(protocols)) or 'none'} (combined global + part distance)",
-        f"{'run':<{width}} {'epochs':>6} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6}",
-    ]
-    for run_dir, m in rows:
-        if is_evaluated(m):
-            values = " ".join(f"{100 * m[k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10"))
-        else:
-            values = f"not evaluated: {m['reason']}"
-        lines.append(f"{run_dir:<{width}} {m['epochs']:>6} {values}")
-    evaluated = all(is_evaluated(m) for _, m in rows)
-    if len(rows) == 2 and evaluated and rows[0][1]["mAP"] > 0:
-        lines.append(f"mAP ratio (last / first): {rows[1][1]['mAP'] / rows[0][1]['mAP']:.1f}x")
-    print("\n".join(lines))
+    print(format_comparison(args.run_dirs))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
-    from reidlib.evaluation.evaluator import is_evaluated
     from reidlib.reports.notebooks import report
-    from reidlib.utils.runs import METRICS, read_metrics
 
-    if (Path(args.run_dir) / METRICS).is_file() and not is_evaluated(metrics := read_metrics(args.run_dir)):
-        raise RunDirError(
-            f"{args.run_dir} was not evaluated ({metrics['reason']}); the report shows its test figures: "
-            "train it with --eval-data DIR, a labelled set"
-        )
-    print(f"wrote {report(args.run_dir, args.out)}")
+    print(f"wrote {report(args.run_dir, args.out, overwrite=args.overwrite)}")
 
 
 def _cmd_notebook(args: argparse.Namespace) -> None:
@@ -125,14 +123,14 @@ def _cmd_notebook(args: argparse.Namespace) -> None:
 
     params = parse_set(args.set or [])
     with tempfile.TemporaryDirectory() as tmp:
-        out = render(args.name, params, args.out, out_notebook=f"{tmp}/executed.ipynb")
+        out = render(args.name, params, args.out, out_notebook=f"{tmp}/executed.ipynb", overwrite=args.overwrite)
     print(f"wrote {out}")
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
     from reidlib.retrieval.embedding import embed
 
-    feats, run = embed(args.run_dir, args.images, args.out)
+    feats, run = embed(args.run_dir, args.images, args.out, overwrite=args.overwrite)
     known = set(feats["cameras"]) - {""}
     cameras = f"{len(known)} cameras" if known else "cameras unknown"
     print(
@@ -145,7 +143,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 def _cmd_query(args: argparse.Namespace) -> None:
     from reidlib.retrieval.ranking import query
 
-    ranking = query(args.run_dir, args.gallery, args.query, args.out, top=args.top)
+    ranking = query(args.run_dir, args.gallery, args.query, args.out, top=args.top, overwrite=args.overwrite)
     num_q, k = ranking.order.shape
     print(
         f"wrote {args.out}/index.html and {args.out}/ranks.csv: top {k} of the gallery for {num_q} "
@@ -185,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("data_dir", help="dataset root")
     p.add_argument("out", help="PNG file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PNG (else it is kept: error)")
     p.add_argument("--split", default="train", choices=["train", "query", "gallery"])
     p.add_argument(
         "--ids", type=int, default=8, help="identities to draw; camera folders: crops per camera (default 8)"
@@ -200,26 +199,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sheet)
 
-    p = sub.add_parser("baseline", help="evaluate untrained features (raw pixels, random CNN)")
+    p = sub.add_parser(
+        "baseline",
+        help="score four untrained features: raw pixels, a colour histogram, a random ResNet-18, ImageNet MobileNetV2",
+        description="Score four untrained features under the standard protocol: raw pixels, a colour histogram, "
+        "a random ResNet-18 and ImageNet MobileNetV2 (the last when the 'pretrained' extra is installed).",
+    )
     p.add_argument("--data", required=True, help="dataset root")
     p.add_argument("--layout", default="auto", choices=layouts)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_baseline)
 
-    p = sub.add_parser("train", help="train SCL (resumes a run dir that holds a checkpoint)")
+    p = sub.add_parser(
+        "train", help="train a run dir (a new one from --data and --config; one that exists resumes as it was)"
+    )
     p.add_argument(
         "--data",
-        required=True,
-        help="dataset root, or camera folders ROOT/<camera>/... (its train split; labels unused)",
+        help="dataset root, or camera folders ROOT/<camera>/... (its train split; labels unused); "
+        "a run dir that exists already has its own",
     )
     p.add_argument(
         "--eval-data",
         metavar="DIR",
-        help="a labelled set (known layout) whose query / gallery evaluate the run instead of --data's; "
-        "camera folders have none, so without it such a run is not evaluated",
+        help="a labelled set (known layout) whose query / gallery evaluate the run instead of --data's "
+        "(config key eval.eval_data); camera folders have none, so without it such a run is not evaluated",
     )
-    p.add_argument("--run-dir", required=True, help="where config, metrics and checkpoints go")
-    p.add_argument("--config", help="a YAML config, e.g. configs/demo.yaml")
+    p.add_argument(
+        "--run-dir",
+        required=True,
+        help="where config, metrics and checkpoints go; one that exists resumes with its own config "
+        "(--set epochs=N continues a finished run)",
+    )
+    p.add_argument("--config", help="a YAML config for a new run dir, e.g. configs/demo.yaml")
     p.add_argument(
         "--set",
         action="extend",
@@ -249,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True, help="a trained run dir (its newest checkpoint)")
     p.add_argument("--images", required=True, help="a folder of crops (searched recursively) or one image")
     p.add_argument("--out", required=True, help="features file to write, e.g. gallery.npz")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (else it is kept: error)")
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("query", help="rank a gallery for query crops; write an HTML page of matches and ranks.csv")
@@ -257,17 +269,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--query", required=True, help="one query image or a folder of them")
     p.add_argument("--top", type=int, default=10, help="matches per query (default 10)")
     p.add_argument("--out", required=True, help="folder for index.html and ranks.csv")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (else it is kept: error)")
     p.set_defaults(func=_cmd_query)
 
-    p = sub.add_parser("report", help="run the report notebooks on a run dir and export HTML to reports/")
+    p = sub.add_parser(
+        "report", help="run the report notebooks on a finished run dir (only read) and write one HTML page"
+    )
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--out", help="HTML file (default: reports/<run dir name>.html)")
+    p.add_argument("--out", help="HTML file (default: <run dir name>.html in the current folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (else it is kept: error)")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("notebook", help="run one notebook with papermill and export it as HTML")
     p.add_argument("name", help="a notebook of notebooks/, e.g. 00_walkthrough")
     p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE", help="notebook parameters")
     p.add_argument("--out", required=True, help="HTML file to write, e.g. reports/walkthrough.html")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (else it is kept: error)")
     p.set_defaults(func=_cmd_notebook)
 
     p = sub.add_parser("compare", help="print the final figures of run dirs side by side")

@@ -297,6 +297,9 @@ class EvalConfig:
     # global share of the test distance test_lambda_g |dg| + (1 - test_lambda_g) |dp| (the
     # "combined" figure); null: scl.lambda_g, the selection's share, as the public code
     test_lambda_g: float | None = None
+    # a labelled set (a dataset root in a known layout) whose query and gallery evaluate the run
+    # instead of data.data_dir's; "" evaluates on data.data_dir's own (camera folders have none)
+    eval_data: str = ""
 
     def check(self) -> None:
         if self.test_lambda_g is not None:

@@ -170,7 +170,7 @@ def _check_sizes(cfg: Config, num_train: int) -> None:
 
 
 def train(
-    cfg: Config, run_dir: str | Path, data: ReidData | None = None, eval_data: ReidData | str | Path | None = None
+    cfg: Config, run_dir: str | Path, data: ReidData | None = None, eval_data: ReidData | None = None
 ) -> dict[str, Any] | None:
     """Train the config's method with ``cfg`` into ``run_dir`` (resuming it if it holds a checkpoint).
 
@@ -178,13 +178,14 @@ def train(
     every image, decoded once.
 
     Args:
-        cfg: the resolved config; ``cfg.data.data_dir`` names the dataset unless ``data`` is given.
+        cfg: the resolved config; ``cfg.data.data_dir`` names the dataset unless ``data`` is given,
+            and ``cfg.eval.eval_data`` a labelled set (read with layout ``auto``) whose query and
+            gallery evaluate the run instead of the dataset's; without either, a set with no test
+            split (camera folders) is trained but not evaluated. Sizes that must fit the data
+            (``scl.m``) are fitted first (:meth:`Method.fit`), and ``config.yaml`` records them.
         run_dir: where config.yaml, metrics, checkpoints, features and provenance go.
         data: an already read dataset (optional).
-        eval_data: a labelled set (or its root, read with layout ``auto``) whose query and gallery
-            evaluate the run instead of ``data``'s; without it, a set with neither (camera
-            folders) is trained but not evaluated. It is not part of the config: a resumed run
-            needs it again.
+        eval_data: an already read ``cfg.eval.eval_data`` (optional).
 
     Returns:
         The final metrics (as written to ``metrics.json``; ``"evaluated": false`` and the reason
@@ -198,13 +199,12 @@ def train(
     run_dir = Path(run_dir)
     if data is None:
         data = read_dataset(cfg.data.data_dir, layout=cfg.data.layout)
-    if eval_data is not None:
-        test = require_test_split(
-            eval_data if isinstance(eval_data, ReidData) else read_dataset(eval_data), "--eval-data"
-        )
+    if cfg.eval.eval_data:
+        test = require_test_split(eval_data or read_dataset(cfg.eval.eval_data), "--eval-data")
     else:
         test = data if data.has_test_split else None
     _check_sizes(cfg, len(data.train))
+    cfg = method_class(cfg).fit(cfg, data.train)
     method_class(cfg).check(cfg, data.train)
     everything = data.train + (test.query + test.gallery if test is not None else [])
     if cfg.data.cache_images:  # decoding checks every image, as check_images does
@@ -218,6 +218,14 @@ def train(
         return _train(cfg, run_dir, data, test, ctx, images)
     finally:
         dist.teardown(ctx)
+
+
+def train_once(cfg: Config, run_dir: str | Path, data: ReidData | None = None) -> dict[str, Any] | None:
+    """The final metrics of ``run_dir``: read when it holds the finished run of ``cfg`` (nothing is
+    trained, evaluated or written), else :func:`train` (which resumes an unfinished one)."""
+    if runs.is_finished(run_dir, cfg):
+        return runs.read_metrics(run_dir)
+    return train(cfg, run_dir, data=data)
 
 
 def _train(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ import torch
 from reidlib.config import Config
 from reidlib.data import ReidData, read_dataset
 from reidlib.distances import combined_distance
-from reidlib.errors import DataError, RunDirError
+from reidlib.errors import DataError, ReidlibError, RunDirError
 from reidlib.evaluation.features import extract_features
 from reidlib.evaluation.protocol import describe_protocol, evaluate, figures, format_table
 from reidlib.model import ReidModel, make_model
@@ -199,23 +200,122 @@ def load_trained_model(run_dir: str | Path) -> tuple[Config, ReidModel, torch.de
 
 
 def evaluate_run(
-    run_dir: str | Path, data_dir: str | None = None, camera_aware: bool = False, flip_test: bool | None = None
+    run_dir: str | Path,
+    data_dir: str | None = None,
+    camera_aware: bool = False,
+    flip_test: bool | None = None,
+    *,
+    record: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate the checkpoint of ``run_dir`` on its (or another) dataset's test split;
-    ``flip_test`` True / False overrides the run's ``eval.flip_test`` (None keeps it).
+    """Evaluate the checkpoint of ``run_dir`` on a test split, and record what it measured.
 
-    A run trained on camera folders has none: ``data_dir`` must name a labelled set (read with
-    ``layout="auto"``, since the run's layout is ``cameras``).
+    Args:
+        run_dir: a run dir with a checkpoint.
+        data_dir: the labelled set to evaluate on (read with layout ``auto``); None: the run's
+            ``eval.eval_data``, else its own dataset (in its layout). A run trained on camera
+            folders has no test split of its own.
+        camera_aware: the public code's non-standard test distance (labelled as such).
+        flip_test: True / False overrides the run's ``eval.flip_test`` (None keeps it).
+        record: append the figures, their data and options to ``evaluations.json`` in the run dir;
+            a run that was never evaluated (camera folders) also gets ``metrics.json`` and
+            ``features.npz`` from a standard evaluation, so that ``report`` can read it.
+
+    Returns:
+        The figures, as ``metrics.json`` holds them, with ``eval_data`` (the set evaluated on).
     """
     cfg, model, device, checkpoint = load_trained_model(run_dir)
     if camera_aware:
         cfg = replace(cfg, eval=replace(cfg.eval, camera_aware=True))
     if flip_test is not None:
         cfg = replace(cfg, eval=replace(cfg.eval, flip_test=flip_test))
-    layout = "auto" if data_dir and cfg.data.layout == "cameras" else cfg.data.layout
-    data = require_test_split(read_dataset(data_dir or cfg.data.data_dir, layout=layout), "--data")
-    results, _, _ = evaluate_model(model, cfg, data, device)
-    return final_metrics(results, int(checkpoint["epoch"]))
+    source = data_dir or cfg.eval.eval_data or cfg.data.data_dir
+    layout = cfg.data.layout if source == cfg.data.data_dir else "auto"
+    data = require_test_split(read_dataset(source, layout=layout), "--data")
+    results, query, gallery = evaluate_model(model, cfg, data, device)
+    metrics = {**final_metrics(results, int(checkpoint["epoch"])), "eval_data": str(source)}
+    if record:
+        _record(Path(run_dir), metrics, query, gallery, camera_aware)
+    return metrics
+
+
+def _record(run_dir: Path, metrics: dict[str, Any], query: dict, gallery: dict, camera_aware: bool) -> None:
+    """Append an evaluation to ``evaluations.json``; give a never-evaluated run its ``metrics.json``."""
+    entry = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **metrics}
+    runs.append_evaluation(run_dir, entry)
+    never = not (run_dir / runs.METRICS).is_file() or not is_evaluated(runs.read_metrics(run_dir))
+    if never and not camera_aware:
+        runs.save_features(
+            run_dir / runs.FEATURES,
+            **{f"query_{k}": v for k, v in query.items()},
+            **{f"gallery_{k}": v for k, v in gallery.items()},
+        )
+        runs.write_json(run_dir / runs.METRICS, metrics)
+
+
+def describe_distance(lambda_g: float) -> str:
+    """The test distance of a global share, in words: ``parts``, ``global`` or ``0.5 g + 0.5 p``."""
+    if lambda_g == 0:
+        return "parts"
+    if lambda_g == 1:
+        return "global"
+    return f"{lambda_g:g} g + {1 - lambda_g:g} p"
+
+
+def format_comparison(run_dirs: list[str | Path]) -> str:
+    """The final figures of run dirs side by side (``python -m reidlib compare``): each run's data set,
+    epochs, test distance and flip test beside its headline figures, under the protocol(s) they
+    used. A run that has not finished (no ``metrics.json``), was not evaluated, or is not a run dir
+    gets a row that says so; the others are still compared."""
+    rows = []
+    for run_dir in run_dirs:
+        row = {"run": str(run_dir), "data": "?", "epochs": "", "distance": "", "flip": "", "note": ""}
+        try:
+            cfg = runs.read_run_config(run_dir)
+        except ReidlibError as err:
+            rows.append({**row, "note": str(err)})
+            continue
+        row["data"] = cfg.data.data_dir
+        if not (Path(run_dir) / runs.METRICS).is_file():
+            done = len(runs.read_jsonl(Path(run_dir) / runs.METRICS_LOG))
+            rows.append({**row, "epochs": done, "note": f"unfinished: {done} of {cfg.train.epochs} epochs trained"})
+            continue
+        m = runs.read_metrics(run_dir)
+        row["epochs"] = m["epochs"]
+        if not is_evaluated(m):
+            rows.append({**row, "note": f"not evaluated: {m['reason']}"})
+            continue
+        combined = m["by_feature"]["combined"]
+        rows.append(
+            {
+                **row,
+                "data": m.get("eval_data") or cfg.data.data_dir,
+                "distance": describe_distance(combined.get("lambda_g", eval_lambda_g(cfg))),
+                "flip": "yes" if m.get("flip_test") else "no",
+                "protocol": m["protocol"],
+                "figures": m,
+                "note": m.get("supervised", ""),
+            }
+        )
+    protocols = sorted({describe_protocol(r["protocol"]) for r in rows if "protocol" in r})
+    widths = {key: max(len(key), *(len(str(r[key])) for r in rows)) for key in ("run", "data", "distance")}
+    lines = [
+        "protocol: " + ("; ".join(protocols) or "none") + "; distance: the test distance of the headline figures "
+        "(g global, p the concatenated stripes)",
+        f"{'run':<{widths['run']}} {'data':<{widths['data']}} {'epochs':>6} {'distance':<{widths['distance']}} "
+        f"{'flip':>4} {'mAP':>6} {'R-1':>6} {'R-5':>6} {'R-10':>6}",
+    ]
+    for r in rows:
+        head = f"{r['run']:<{widths['run']}} {r['data']:<{widths['data']}} {r['epochs']!s:>6} "
+        head += f"{r['distance']:<{widths['distance']}} {r['flip']:>4}"
+        if "figures" in r:
+            values = " ".join(f"{100 * r['figures'][k]:6.1f}" for k in ("mAP", "rank1", "rank5", "rank10"))
+            lines.append(f"{head} {values}" + (f"  {r['note']}" if r["note"] else ""))
+        else:
+            lines.append(f"{head} {r['note']}")
+    scored = [r for r in rows if "figures" in r]
+    if len(rows) == 2 and len(scored) == 2 and scored[0]["figures"]["mAP"] > 0:
+        lines.append(f"mAP ratio (last / first): {scored[1]['figures']['mAP'] / scored[0]['figures']['mAP']:.1f}x")
+    return "\n".join(lines)
 
 
 def format_metrics(metrics: dict[str, Any], title: str) -> str:

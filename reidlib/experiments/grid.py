@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from reidlib.config import Config, apply_overrides, load_config
 from reidlib.data import ReidData, read_dataset
-from reidlib.engine.trainer import train
+from reidlib.engine.trainer import train_once
 from reidlib.errors import ConfigError
 from reidlib.utils import runs
 
@@ -161,15 +161,13 @@ def run_grid(
     for number, (arm, name, seed) in enumerate(tqdm(jobs, desc="grid", unit="run"), start=1):
         cfg = apply_overrides(base, {**arm.overrides, "data_dir": datasets[name], "seed": seed})
         run_dir = Path(out_dir) / slug(arm.name) / name / f"seed-{seed}"
-        if runs.is_finished(run_dir, cfg):
-            metrics = runs.read_metrics(run_dir)
-        elif not train_missing:
+        finished = runs.is_finished(run_dir, cfg)
+        if not finished and not train_missing:
             rows.append({"arm": arm.name, "dataset": name, "seed": seed, "status": "not run", "run_dir": str(run_dir)})
             continue
-        else:
-            if name not in loaded:
-                loaded[name] = read_dataset(datasets[name], layout=base.data.layout)
-            metrics = train(cfg, run_dir, data=loaded[name])
+        if not finished and name not in loaded:  # each dataset read once, and only to train
+            loaded[name] = read_dataset(datasets[name], layout=base.data.layout)
+        metrics = train_once(cfg, run_dir, data=loaded.get(name))
         epochs = runs.read_jsonl(run_dir / runs.METRICS_LOG)
         last = epochs[-1] if epochs else {}
         figures = metrics["by_feature"][arm.feature]

@@ -52,6 +52,11 @@ class Method(Protocol):
     supervised: str | None
 
     @classmethod
+    def fit(cls, cfg, train: Sequence[ImageRecord]):
+        """``cfg`` with the sizes that must fit the training split fitted to it (each change logged
+        with the value it had), or ``cfg`` itself; the run's ``config.yaml`` records the result."""
+
+    @classmethod
     def check(cls, cfg, train: Sequence[ImageRecord]) -> None:
         """Raise :class:`~reidlib.errors.ConfigError` if ``cfg`` does not fit the training split
         ``train`` (its size, whether its identities are known; called before anything is read or

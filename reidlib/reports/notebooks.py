@@ -6,21 +6,25 @@ The notebooks in ``notebooks/`` are thin views over ``reidlib``. Each has one pa
 notebook also names its grid (:data:`GRID_PARAMETERS`). A parameter the notebook does not declare
 is an error here, not a value papermill would silently inject.
 
-``python -m reidlib report --run-dir runs/demo`` executes the report notebooks into the run dir
-(``runs/demo/01_train.ipynb``) and writes ``reports/demo.html``, with every figure embedded as a
-PNG so the file can be mailed or opened offline.
+``python -m reidlib report --run-dir runs/demo --out reports/demo.html`` executes the report
+notebooks on the run (in a temporary folder: the run dir is only read) and writes one HTML page,
+with every figure embedded as a PNG and no script or font fetched from the network, so the file
+can be mailed or opened offline.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from reidlib.config import field_index
 from reidlib.errors import ConfigError, RunDirError
-from reidlib.utils.runs import write_text
+from reidlib.utils import runs
+from reidlib.utils.runs import check_output, write_text
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +39,8 @@ GRID_PARAMETERS = {
     "05_methods_side_by_side.ipynb": frozenset({"config", "datasets", "seeds", "train_missing", "queries"}),
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"
+TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"  # the page without what it would fetch
+CSS_COMMENT = re.compile(r"/\*.*?\*/", re.S)  # the theme's comments cite web pages: a page offline cites none
 
 
 def notebook_parameters(notebook: str | Path) -> dict[str, Any]:
@@ -119,22 +125,34 @@ def export_html(executed: list[Path], out_html: str | Path, title: str, command:
     for cell in merged.cells:  # progress-bar widgets have no state in a static page: drop them
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if WIDGET not in o.get("data", {})]
-    exporter = HTMLExporter(template_name="lab")
+    exporter = HTMLExporter(
+        template_name="lab", extra_template_paths=[str(TEMPLATE_DIR)], template_file="offline.html.j2"
+    )
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(merged)
+    body = re.sub(r"<style[^>]*>.*?</style>", lambda m: CSS_COMMENT.sub("", m.group(0)), body, flags=re.S)
     out = Path(out_html)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, body)
     return out
 
 
-def render(name: str, params: dict[str, Any], out_html: str | Path, out_notebook: str | Path | None = None) -> Path:
-    """Run one notebook of ``notebooks/`` (``name`` with or without ``.ipynb``) and export it."""
+def render(
+    name: str,
+    params: dict[str, Any],
+    out_html: str | Path,
+    out_notebook: str | Path | None = None,
+    *,
+    overwrite: bool = True,
+) -> Path:
+    """Run one notebook of ``notebooks/`` (``name`` with or without ``.ipynb``) and export it; with
+    ``overwrite`` False an existing ``out_html`` is refused before the notebook runs."""
     notebook = NOTEBOOK_DIR / (name if name.endswith(".ipynb") else f"{name}.ipynb")
     if not notebook.is_file():
         known = ", ".join(p.stem for p in sorted(NOTEBOOK_DIR.glob("*.ipynb")))
         raise ConfigError(f"no notebook {notebook.name} in {NOTEBOOK_DIR}; known: {known}")
+    check_output(out_html, overwrite=overwrite)
     executed = Path(out_notebook) if out_notebook else Path(out_html).with_suffix(".ipynb")
     run_notebook(notebook, executed, params)
     sets = "".join(f" --set {k}={v}" for k, v in params.items())
@@ -142,15 +160,32 @@ def render(name: str, params: dict[str, Any], out_html: str | Path, out_notebook
     return export_html([executed], out_html, title=f"reidlib: {notebook.stem}", command=command)
 
 
-def report(run_dir: str | Path, out_html: str | Path | None = None) -> Path:
-    """Run the report notebooks on ``run_dir`` and export ``reports/<run name>.html``."""
+def report(run_dir: str | Path, out_html: str | Path | None = None, *, overwrite: bool = False) -> Path:
+    """Run the report notebooks on a finished run and export one HTML page.
+
+    The run is only read: the notebooks execute in a temporary folder, and a finished run is never
+    trained or evaluated again (:func:`reidlib.engine.trainer.train_once`).
+
+    Args:
+        run_dir: a finished run dir (``metrics.json`` with figures: a run on camera folders needs
+            ``python -m reidlib evaluate --data LABELLED`` first).
+        out_html: the page; None: ``<run dir name>.html`` in the current folder.
+        overwrite: replace an existing page (else it is refused before any notebook runs).
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunDirError(f"{run_dir} holds no config.yaml: train it first (python -m reidlib train ...)")
+    if not (run_dir / runs.CONFIG).is_file():
+        raise RunDirError(f"{run_dir} holds no {runs.CONFIG}: train it first (python -m reidlib train ...)")
+    metrics = runs.read_metrics(run_dir)
+    if not metrics.get("evaluated", True):
+        raise RunDirError(
+            f"{run_dir} was not evaluated ({metrics['reason']}); the report shows its test figures: "
+            f"python -m reidlib evaluate --run-dir {run_dir} --data LABELLED_SET"
+        )
+    out = check_output(out_html or f"{run_dir.name}.html", overwrite=overwrite)
     executed = []
-    for name in REPORT_NOTEBOOKS:
-        log.info("running %s on %s", name, run_dir)
-        executed.append(run_notebook(NOTEBOOK_DIR / name, run_dir / name, {"run_dir": str(run_dir)}))
-    out = Path(out_html) if out_html else Path("reports") / f"{run_dir.name}.html"
-    command = f"python -m reidlib report --run-dir {run_dir}" + (f" --out {out_html}" if out_html else "")
-    return export_html(executed, out, title=f"reidlib report: {run_dir}", command=command)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in REPORT_NOTEBOOKS:
+            log.info("running %s on %s", name, run_dir)
+            executed.append(run_notebook(NOTEBOOK_DIR / name, Path(tmp) / name, {"run_dir": str(run_dir)}))
+        command = f"python -m reidlib report --run-dir {run_dir} --out {out}"
+        return export_html(executed, out, title=f"reidlib report: {run_dir}", command=command)

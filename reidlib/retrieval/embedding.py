@@ -128,17 +128,18 @@ def embed_images(run: SearchRun, path: str | Path, *, progress: bool = True) -> 
     }
 
 
-def check_features_path(path: str | Path) -> Path:
-    """``path`` if it names a ``.npz`` file (what ``embed`` writes), else a ConfigError."""
+def check_features_path(path: str | Path, *, overwrite: bool = False) -> Path:
+    """``path`` if ``embed`` may write it there: a ``.npz`` name, not a folder, not an existing file
+    unless ``overwrite``; else a ConfigError naming it."""
     path = Path(path)
     if path.suffix != ".npz":
         raise ConfigError(f"{path}: a features file's name must end in .npz")
-    return path
+    return runs.check_output(path, overwrite=overwrite)
 
 
 def save_features(path: str | Path, feats: dict[str, np.ndarray], run: SearchRun) -> Path:
     """Write ``feats`` (:func:`embed_images`) and the model's fingerprint to ``path`` (.npz), atomically."""
-    path = check_features_path(path)
+    path = Path(path)
     runs.save_features(
         path,
         **{key: feats[key] for key in ("global", "parts", "paths", "camids", "cameras")},
@@ -195,9 +196,12 @@ def read_gallery(run: SearchRun, gallery: str | Path) -> dict[str, np.ndarray]:
     return embed_images(run, gallery)
 
 
-def embed(run_dir: str | Path, images: str | Path, out: str | Path) -> tuple[dict[str, np.ndarray], SearchRun]:
-    """``python -m reidlib embed``: the features of a folder of crops, written to ``out`` (.npz)."""
-    check_features_path(out)
+def embed(
+    run_dir: str | Path, images: str | Path, out: str | Path, *, overwrite: bool = False
+) -> tuple[dict[str, np.ndarray], SearchRun]:
+    """``python -m reidlib embed``: the features of a folder of crops, written to ``out`` (.npz);
+    ``out`` is checked before any image is read, and an existing one kept unless ``overwrite``."""
+    check_features_path(out, overwrite=overwrite)
     run = load_run(run_dir)
     feats = embed_images(run, images)
     save_features(out, feats, run)

@@ -21,7 +21,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from reidlib.data import read_image
-from reidlib.errors import ConfigError
 from reidlib.utils import runs
 
 THUMB_HEIGHT = 128
@@ -45,14 +44,10 @@ $rows
 """)
 
 
-def check_out_dir(out_dir: str | Path) -> Path:
-    """``out_dir`` unless it names an existing file (it is created when the results are written)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ConfigError(
-            f"{out_dir}: exists and is not a folder (--out names the folder for index.html and ranks.csv)"
-        )
-    return out_dir
+def check_out_dir(out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """``out_dir`` if ``query`` may write its page there: a folder (created when the results are
+    written) that holds no earlier page, unless ``overwrite``; else a ConfigError naming it."""
+    return runs.check_output(out_dir, overwrite=overwrite, folder=True, holds=("index.html", "ranks.csv"))
 
 
 def thumbnail(path: str) -> str:
@@ -133,7 +128,7 @@ def write_results(
     The page, which reads every picture, is built before either file is written, so an image that
     has gone since it was embedded stops the command with its path and leaves nothing behind.
     """
-    out_dir = check_out_dir(out_dir)
+    out_dir = Path(out_dir)
     page = page_html(query, gallery, order, dist, about)
     table = ranks_csv(query["paths"], gallery["paths"], order, dist)
     runs.write_text(out_dir / "ranks.csv", table)

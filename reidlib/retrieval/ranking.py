@@ -94,14 +94,20 @@ def rank_gallery(
 
 
 def query(
-    run_dir: str | Path, gallery: str | Path, queries: str | Path, out_dir: str | Path, *, top: int = 10
+    run_dir: str | Path,
+    gallery: str | Path,
+    queries: str | Path,
+    out_dir: str | Path,
+    *,
+    top: int = 10,
+    overwrite: bool = False,
 ) -> Ranking:
     """``python -m reidlib query``: rank the gallery for each of ``queries`` (an image or a folder);
     write ``index.html`` and ``ranks.csv`` (:mod:`reidlib.retrieval.page`). Every input is checked,
-    and the page built, before anything is written."""
+    and the page built, before anything is written; an earlier page is kept unless ``overwrite``."""
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
-    check_out_dir(out_dir)
+    check_out_dir(out_dir, overwrite=overwrite)
     run = load_run(run_dir)
     gallery_feats = read_gallery(run, gallery)
     query_feats = embed_images(run, queries)

@@ -9,7 +9,8 @@ A run dir holds
   and within an epoch the step reached, its running sums and the random generators' states;
 - ``features.npz``: the test set's features (global, parts, pids, camids, paths) for the notebooks;
 - ``provenance.json``: one entry per start or resume: command, git commit, package versions,
-  machine, and a fingerprint of the data (and the synthetic set's manifest).
+  machine, and a fingerprint of the data (and the synthetic set's manifest);
+- ``evaluations.json``: one entry per ``python -m reidlib evaluate``: its figures, data and options.
 
 Every file is written to a temporary name in the same folder and renamed into place, so an
 interrupted write never leaves a partial file behind.
@@ -24,6 +25,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ import torch
 import yaml
 
 from reidlib.config import Config, config_from_dict
-from reidlib.errors import RunDirError
+from reidlib.errors import ConfigError, RunDirError
 
 CONFIG = "config.yaml"
 CHECKPOINT = "last.pt"
@@ -41,6 +43,7 @@ METRICS_LOG = "metrics.jsonl"
 METRICS = "metrics.json"
 FEATURES = "features.npz"
 PROVENANCE = "provenance.json"
+EVALUATIONS = "evaluations.json"
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,32 @@ def _atomic(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output(path: str | Path, *, overwrite: bool, folder: bool = False, holds: tuple[str, ...] = ()) -> Path:
+    """``path`` if a command may write it, checked before the work starts; else a ConfigError that
+    names it. An existing output is kept unless ``overwrite``.
+
+    Args:
+        path: a file to write, or with ``folder`` a folder to write ``holds`` (its files) into.
+        overwrite: replace an existing output (the command's ``--overwrite``).
+    """
+    path = Path(path)
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ConfigError(f"{path}: {parent} is a file, not a folder")
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{path}: exists and is not a folder")
+        taken = [name for name in holds if (path / name).exists()]
+        if taken and not overwrite:
+            raise ConfigError(f"{path} already holds {', '.join(taken)}; give --overwrite to replace them")
+        return path
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; name a file to write")
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path} exists; give --overwrite to replace it")
+    return path
 
 
 def write_text(path: Path, text: str) -> None:
@@ -180,6 +209,14 @@ def truncate_metrics_log(run_dir: Path, epochs_done: int) -> None:
         write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
+def append_evaluation(run_dir: Path, entry: dict[str, Any]) -> None:
+    """Add one evaluation of ``python -m reidlib evaluate`` (its figures, data and options) to
+    ``evaluations.json``."""
+    path = Path(run_dir) / EVALUATIONS
+    evaluations = json.loads(path.read_text())["evaluations"] if path.exists() else []
+    write_json(path, {"evaluations": [*evaluations, entry]})
+
+
 def append_provenance(run_dir: Path, entry: dict[str, Any]) -> None:
     """Add one session (a start or a resume) to ``provenance.json``."""
     path = Path(run_dir) / PROVENANCE
@@ -189,6 +226,11 @@ def append_provenance(run_dir: Path, entry: dict[str, Any]) -> None:
 
 def prepare_run_dir(run_dir: Path, cfg: Config) -> bool:
     """Create ``run_dir`` for ``cfg``, or check that it already belongs to ``cfg``.
+
+    One change is allowed to a run dir's config: ``train.epochs``, to at least the epochs it has
+    trained (more epochs continue a finished run). The epochs already trained keep the learning
+    rates they had; the rest follow the schedule for the new length (``lr_schedule``, the
+    ``lambda_c`` ramp). The new length is written to ``config.yaml``.
 
     Returns:
         True if the folder already held this config (the run may resume), False if it is new.
@@ -203,11 +245,25 @@ def prepare_run_dir(run_dir: Path, cfg: Config) -> bool:
             saved = config_from_dict(yaml.safe_load(config_path.read_text()))
         except Exception as err:
             raise RunDirError(f"{config_path}: cannot read the saved config ({err})") from err
-        if saved != cfg:
+        if replace(saved, train=replace(saved.train, epochs=cfg.train.epochs)) != cfg:
             diff = _diff(saved.to_dict(), cfg.to_dict())
             raise RunDirError(
-                f"{run_dir} belongs to another config ({diff}); choose a new --run-dir or train with the saved config"
+                f"{run_dir} belongs to another config ({diff}); choose a new --run-dir, or resume it without "
+                "--config and --set (only epochs may change: more epochs continue the run)"
             )
+        if cfg.train.epochs != saved.train.epochs:
+            trained = len(read_jsonl(run_dir / METRICS_LOG))
+            if cfg.train.epochs < trained:
+                raise RunDirError(f"{run_dir} has trained {trained} epochs: train.epochs must be at least {trained}")
+            log.warning(
+                "%s: train.epochs %d -> %d; the epochs trained keep their learning rates, the rest follow the "
+                "schedule for %d epochs",
+                run_dir,
+                saved.train.epochs,
+                cfg.train.epochs,
+                cfg.train.epochs,
+            )
+            write_text(config_path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         for stale in run_dir.glob(".*.tmp"):  # a write that a kill -9 cut short
             log.info("removing %s, an unfinished write of an earlier run", stale)
             stale.unlink()

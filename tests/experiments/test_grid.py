@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from reidlib.config import apply_overrides, field_index, load_config
+from reidlib.engine import trainer
 from reidlib.errors import ConfigError
 from reidlib.experiments import grid
 from reidlib.experiments.ablations import ARMS, CLAIMS, claim_verdict
@@ -215,7 +216,7 @@ def test_finished_runs_are_read_not_retrained(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(grid, "train", no_training)
+    monkeypatch.setattr(trainer, "train", no_training)
     monkeypatch.setattr(grid, "read_dataset", no_training)  # nothing to train: no data read either
     rows = run_grid(BASE, tmp_path, DATASETS, [0, 1], ARMS_2)
     assert len(rows) == 8
@@ -245,7 +246,7 @@ def test_unfinished_or_changed_runs_are_trained(tmp_path, monkeypatch):
         trained.append((cfg, Path(run_dir), data))
         return {"mAP": 0.2, "rank1": 0.3, "by_feature": {"combined": {"mAP": 0.2, "rank1": 0.3}}}
 
-    monkeypatch.setattr(grid, "train", fake_train)
+    monkeypatch.setattr(trainer, "train", fake_train)
     monkeypatch.setattr(grid, "read_dataset", lambda path, layout: f"data of {path}")
     rows = run_grid(BASE, tmp_path, {"a": "data/a"}, [0, 1], ARMS_2)
     assert trained == [
@@ -272,7 +273,7 @@ def test_train_missing_false_reads_only_finished_runs(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("train_missing=False must not train")
 
-    monkeypatch.setattr(grid, "train", no_training)
+    monkeypatch.setattr(trainer, "train", no_training)
     monkeypatch.setattr(grid, "read_dataset", no_training)
     rows = run_grid(BASE, tmp_path, {"a": "data/a"}, [0], ARMS_2, train_missing=False)
     assert [(r["arm"], r["status"]) for r in rows] == [(RECIPE, "done"), (other.name, "not run")]

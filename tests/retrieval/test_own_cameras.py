@@ -161,8 +161,8 @@ def test_train_without_evaluation(cams, tmp_path, capsys, caplog):
 
 
 def test_train_with_eval_data(cams, tiny_synthetic, tmp_path, capsys):
-    """--eval-data evaluates on a labelled set's query and gallery, every epoch and at the end."""
-    metrics = train(tiny_cfg(cams, epochs=2, eval_every=1), tmp_path / "run", eval_data=tiny_synthetic)
+    """eval.eval_data evaluates on a labelled set's query and gallery, every epoch and at the end."""
+    metrics = train(tiny_cfg(cams, epochs=2, eval_every=1, eval_data=str(tiny_synthetic)), tmp_path / "run")
     assert metrics["protocol"] == "market1501" and 0.0 <= metrics["mAP"] <= 1.0
     assert metrics["eval_data"] == str(tiny_synthetic) and "evaluated" not in metrics
     feats = np.load(tmp_path / "run" / runs.FEATURES)

@@ -80,6 +80,11 @@ class ClusterContrast:
         return cls(cfg.cluster, cfg.model.feat_dim, train_pids.to(device))
 
     @classmethod
+    def fit(cls, cfg: Config, train: Sequence[ImageRecord]) -> Config:
+        """Nothing to fit: the clusters follow the data."""
+        return cfg
+
+    @classmethod
     def check(cls, cfg: Config, train: Sequence[ImageRecord]) -> None:
         if cfg.cluster.cluster_k1 >= len(train):
             raise ConfigError(

@@ -22,13 +22,14 @@ Labels never reach the loss: the training identities only *measure* the selectio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from reidlib.config import Config, SCLConfig, SearchConfig
+from reidlib.config import Config, SCLConfig, SearchConfig, apply_overrides
 from reidlib.data import ImageRecord, identities_known
 from reidlib.data.batches import epoch_batches
 from reidlib.errors import ConfigError
@@ -41,6 +42,8 @@ from reidlib.methods.scl.selection import Selection, check_counts
 from reidlib.model import Features
 from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.utils import distributed as dist
+
+log = logging.getLogger(__name__)
 
 BANKS = ("global_bank", "part_bank", "mixture_bank")  # their names in a checkpoint
 # how every log line, table and report names a run whose selection the identities made (scl.oracle)
@@ -107,6 +110,29 @@ class SCL:
             epochs=cfg.train.epochs,
             seed=cfg.train.seed,
         )
+
+    @classmethod
+    def fit(cls, cfg: Config, train: Sequence[ImageRecord]) -> Config:
+        """``scl.m`` capped so that K positives, the band and M negatives fit the training split
+        (N - 1 slots besides an anchor's own): a small folder of crops trains with the recipe's
+        config, and the log says what changed. K itself is never changed (:meth:`check` refuses
+        a K that does not fit, naming a value that does)."""
+        s, others = cfg.scl, len(train) - 1
+        if s.m is None or s.k + s.negative_band + s.m <= others or s.k + s.negative_band >= others:
+            return cfg
+        m = others - s.k - s.negative_band
+        log.warning(
+            "scl.m = %d does not fit the %d training images: capped to %d (k %d + negative_band %d + m %d = %d, "
+            "the slots besides an anchor's own)",
+            s.m,
+            len(train),
+            m,
+            s.k,
+            s.negative_band,
+            m,
+            others,
+        )
+        return apply_overrides(cfg, {"m": m})
 
     @classmethod
     def check(cls, cfg: Config, train: Sequence[ImageRecord]) -> None:
