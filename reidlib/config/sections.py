@@ -121,6 +121,7 @@ class SCLConfig:
     # | cycle (adaptive k, after MPLP: nearest first, up to the first that fails that check)
     # | jaccard | ca_jaccard (the k nearest by k-reciprocal Jaccard distance below jaccard_eps,
     # computed on the banks once per epoch; ca_ builds the reciprocal sets within and across cameras)
+    # | camera_groups (groups within cameras, linked across cameras; group_intra_k, group_inter_k)
     positive_rule: str = "knn"
     reciprocal_k: int = 20  # reciprocal / cycle: length of each slot's own neighbour list
     pos_max_distance: float | None = None  # candidates farther than this (selection distance) are dropped
@@ -129,6 +130,12 @@ class SCLConfig:
     jaccard_eps: float = 0.6  # jaccard / ca_jaccard: positives lie below this Jaccard distance
     ca_k_intra: int = 5  # ca_jaccard: reciprocal neighbours within the anchor's camera
     ca_k_inter: int = 20  # ca_jaccard: reciprocal neighbours across cameras
+    # camera_groups (after IICS, CVPR 2021, and CAP, AAAI 2021): within each camera, slots that are
+    # mutual group_intra_k nearest form groups; groups of other cameras that are mutual
+    # group_inter_k nearest by their mean features are linked; an anchor's positives are the other
+    # members of its group and of the groups linked to it (at most k)
+    group_intra_k: int = 1
+    group_inter_k: int = 2
     # keep a candidate only if at least this many stripes also rank it among their
     # part_agreement_k nearest (after PPLR); 0 turns the check off
     part_agreement: int = 0
@@ -170,7 +177,16 @@ class SCLConfig:
             1,
             **{
                 name: getattr(self, name)
-                for name in ("reciprocal_k", "jaccard_k1", "jaccard_k2", "ca_k_intra", "ca_k_inter", "part_agreement_k")
+                for name in (
+                    "reciprocal_k",
+                    "jaccard_k1",
+                    "jaccard_k2",
+                    "ca_k_intra",
+                    "ca_k_inter",
+                    "part_agreement_k",
+                    "group_intra_k",
+                    "group_inter_k",
+                )
             },
         )
         if not 0 < self.jaccard_eps <= 1:
@@ -181,10 +197,10 @@ class SCLConfig:
         _at_least("scl", 0, negative_band=self.negative_band, cross_camera_positives=self.cross_camera_positives)
         _at_least("scl", 1, cross_camera_k=self.cross_camera_k)
         _one_of("scl.oracle", self.oracle, ORACLES)
-        if self.cross_camera_positives and self.positive_rule not in ("jaccard", "ca_jaccard"):
+        if self.cross_camera_positives and self.positive_rule not in ("jaccard", "ca_jaccard", "camera_groups"):
             raise ConfigError(
-                f"config key 'scl.cross_camera_positives' goes with scl.positive_rule jaccard or ca_jaccard, "
-                f"not {self.positive_rule!r}"
+                f"config key 'scl.cross_camera_positives' goes with scl.positive_rule jaccard, ca_jaccard or "
+                f"camera_groups, not {self.positive_rule!r}"
             )
 
 
@@ -344,7 +360,7 @@ class Config:
 # Each set of choices, listed once.
 MIXTURE_WRITERS = ("both", "combined", "global", "parts")
 PART_SCALES = ("sqrt_p", "unit", "unit_writes", "unit_loss")
-POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard")
+POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard", "camera_groups")
 CAMERA_DEBIAS = ("none", "mean", "mean_std")
 ORACLES = ("none", "ceiling", "positives", "negatives")  # scl.oracle: the supervised ceiling and its halves
 SEARCH_BACKENDS = ("auto", "torch", "faiss")

@@ -17,7 +17,9 @@ pseudo-labels (:mod:`reidlib.methods.cluster_contrast.clustering`) too:
 - :func:`jaccard_distance`: the k-reciprocal Jaccard distance of those sets (Gaussian weights
   of :func:`set_distances`, local query expansion), sparse: only pairs whose sets overlap are
   stored, every other pair is at distance 1;
-- :func:`nearest_by_jaccard`: each slot's nearest by that distance, under a threshold.
+- :func:`nearest_by_jaccard`: each slot's nearest by that distance, under a threshold;
+- :func:`mutual_groups`: the connected groups of a mutual k-nearest-neighbour graph (within a
+  camera: slots that are each other's nearest).
 
 Memory: rankings are computed ``block`` rows at a time (the largest dense tensor is block x N
 distances: 512 x 100,000 float32 = 205 MB); the Jaccard step holds the sets (N x W), the vectors
@@ -305,3 +307,51 @@ def nearest_by_jaccard(
     valid = torch.zeros(num_slots, k, dtype=torch.bool, device=rows.device)
     valid[rows[take], position[take]] = True
     return idx, valid
+
+
+@torch.no_grad()
+def group_members(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Each group's slots, from one sort (no (N, N) tensor).
+
+    Args:
+        labels: (N,) any labels (identities, groups).
+
+    Returns:
+        ``(members, group_of)``: (G, S) the slots of each of the G distinct labels in ascending label
+        order (-1 pads to the largest group), and (N,) each slot's row of ``members``.
+    """
+    order = torch.argsort(labels, stable=True)
+    _, inverse, counts = torch.unique_consecutive(labels[order], return_inverse=True, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    members = torch.full((len(counts), int(counts.max())), -1, dtype=torch.int64, device=labels.device)
+    members[inverse, torch.arange(len(labels), device=labels.device) - starts[inverse]] = order
+    group_of = torch.empty_like(inverse)
+    group_of[order] = inverse
+    return members, group_of
+
+
+@torch.no_grad()
+def mutual_groups(ranking: Tensor, k: int) -> Tensor:
+    """The groups of slots that are mutual neighbours: the connected components of the graph whose
+    edges join each slot to those of its first ``k`` neighbours that hold it among theirs.
+
+    Args:
+        ranking: (N, 1 + K) rankings (self first, -1 padding), K >= k.
+
+    Returns:
+        (N,) int64 group labels, 0..G-1, in the order of each group's first slot.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    num_slots = len(ranking)
+    mutual = reciprocal_mask(ranking, k)[:, 1:]  # (N, k)
+    rows = torch.arange(num_slots, device=ranking.device)[:, None].expand_as(mutual)[mutual]
+    cols = ranking[:, 1 : k + 1][mutual]
+    graph = coo_matrix(
+        (torch.ones(len(rows)).numpy(), (rows.cpu().numpy(), cols.cpu().numpy())), shape=(num_slots, num_slots)
+    )
+    _, labels = connected_components(graph, directed=False)
+    labels = torch.as_tensor(labels, dtype=torch.int64, device=ranking.device)
+    _, first = torch.unique(labels, return_inverse=True)  # scipy's labels already run in that order
+    return first

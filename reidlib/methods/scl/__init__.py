@@ -26,9 +26,9 @@ from reidlib.methods.scl.diagnostics import SelectionStats
 from reidlib.methods.scl.learner import SCL
 from reidlib.methods.scl.miners import (
     CandidateMiner,
-    JaccardMiner,
     NearestMiner,
     PositiveChecks,
+    TableMiner,
     WarmupMiner,
     lambda_c_at,
     make_miner,
@@ -46,7 +46,7 @@ __all__ = [
     "Selection",
     "SelectionStats",
     "CandidateMiner",
-    "JaccardMiner",
+    "TableMiner",
     "NearestMiner",
     "PositiveChecks",
     "WarmupMiner",

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from reidlib.methods.scl.selection import Selection
+from reidlib.neighbours import graph
 
 
 class IdentityTable(NamedTuple):
@@ -38,14 +39,8 @@ class IdentityTable(NamedTuple):
     @torch.no_grad()
     def build(cls, pids: Tensor) -> IdentityTable:
         """The table of a training split's identities ``pids`` (N,), with one sort (no (N, N) tensor)."""
-        order = torch.argsort(pids, stable=True)
-        _, inverse, counts = torch.unique_consecutive(pids[order], return_inverse=True, return_counts=True)
-        starts = torch.cumsum(counts, 0) - counts
-        groups = torch.full((len(counts), int(counts.max())), -1, dtype=torch.int64, device=pids.device)  # (ids, S)
-        groups[inverse, torch.arange(len(pids), device=pids.device) - starts[inverse]] = order
-        group_of = torch.empty_like(inverse)
-        group_of[order] = inverse  # each slot's identity group
-        slots = groups[group_of]  # (N, S)
+        members, group_of = graph.group_members(pids)
+        slots = members[group_of]  # (N, S)
         valid = (slots >= 0) & (slots != torch.arange(len(pids), device=pids.device)[:, None])
         return cls(slots, valid)
 

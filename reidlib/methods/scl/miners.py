@@ -24,11 +24,11 @@ The rules (config ``scl.positive_rule`` and its modifiers; docs/method.md, "Beyo
   K, after MPLP in MMCL, CVPR 2020), ``pos_max_distance`` and ``part_agreement`` (enough stripes
   rank the candidate among their ``part_agreement_k`` nearest, after PPLR, CVPR 2022). Dropped
   candidates are neither positives nor negatives; the negatives are the M slots after the K.
-- :class:`JaccardMiner`: positives from the k-reciprocal Jaccard distance of the slots,
+- :class:`TableMiner`: positives from the k-reciprocal Jaccard distance of the slots,
   computed once per epoch (``jaccard`` or camera-aware ``ca_jaccard``, :mod:`reidlib.neighbours.graph`):
   up to K nearest below ``jaccard_eps``, then the same ``pos_max_distance`` and ``part_agreement``
   checks; with ``cross_camera_positives``, also mutual neighbours across cameras, by their own
-  rule (:func:`cross_camera_pairs`); negatives are the M nearest slots by the selection distance
+  rule (:mod:`reidlib.methods.scl.tables`); negatives are the M nearest slots by the selection distance
   that are not positives.
 - ``negative_band`` (every rule): the nearest non-positives left out of the negatives, neither
   pulled nor pushed: where the true matches that no rule admitted sit (``Selection.ignored``).
@@ -49,6 +49,7 @@ from reidlib.config import SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
 from reidlib.methods.scl.diagnostics import IdentityTable
 from reidlib.methods.scl.selection import Selection, neighbour_count, select_random, selection_from_order
+from reidlib.methods.scl.tables import camera_group_positives, cross_camera_pairs, jaccard_positives
 from reidlib.neighbours import graph
 from reidlib.neighbours.exact import nearest_slots
 from reidlib.neighbours.searchers import Searcher, make_searcher
@@ -184,17 +185,20 @@ class CandidateMiner:
         """Nothing to follow: every call reads the banks as they are."""
 
 
-class JaccardMiner:
-    """Positives from per-epoch tables: each slot's nearest by Jaccard distance, and, optionally,
-    its mutual neighbours across cameras.
+class TableMiner:
+    """Positives from per-epoch tables: each slot's nearest by Jaccard distance
+    (:func:`~reidlib.methods.scl.tables.jaccard_positives`) or its camera groups
+    (:func:`~reidlib.methods.scl.tables.camera_group_positives`), and,
+    optionally, its mutual neighbours across cameras.
 
     Args:
         distance: the epoch's selection distance (negatives, and the checks).
-        positives: ``(idx, valid)`` (N, K) from :func:`jaccard_positives`.
+        positives: ``(idx, valid)`` (N, K), each slot's positives for the epoch.
         m: negatives per anchor.
         checks: the same checks as :class:`CandidateMiner`'s, on the Jaccard positives.
-        cross: ``(idx, valid)`` (N, Q) from :func:`cross_camera_pairs`, admitted by their own rule
-            (no stripe check; one already a kept Jaccard positive is not counted twice); None: none.
+        cross: ``(idx, valid)`` (N, Q) from :func:`~reidlib.methods.scl.tables.cross_camera_pairs`,
+            admitted by their own rule (no stripe check; one already a kept Jaccard positive is not
+            counted twice); None: none.
         band: the nearest non-positives left alone before the M negatives.
     """
 
@@ -276,43 +280,6 @@ class OracleMiner:
             self.base.refresh(idx)
 
 
-def jaccard_positives(slot_rows: graph.DistanceRows, camids: Tensor, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
-    """The per-epoch table of :class:`JaccardMiner` for ``scl.positive_rule`` jaccard / ca_jaccard:
-    each slot's ``scl.k`` nearest by (camera-aware) k-reciprocal Jaccard distance below ``jaccard_eps``.
-
-    Args:
-        slot_rows: slot-to-slot distances (:meth:`SelectionDistance.slot_rows`).
-        camids: (N,) the slots' cameras.
-    """
-    s, num_slots = scl_cfg, len(camids)
-    ranking, _ = graph.slot_ranking(slot_rows, num_slots, max(s.jaccard_k1, s.jaccard_k2))
-    if s.positive_rule == "jaccard":
-        sets = graph.reciprocal_sets(ranking, s.jaccard_k1)
-    else:
-        intra, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_intra, camids=camids, cameras="same")
-        inter, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_inter, camids=camids, cameras="other")
-        sets = graph.camera_aware_sets(intra, inter, s.ca_k_intra, s.ca_k_inter)
-    pairs = graph.jaccard_distance(sets, graph.set_distances(slot_rows, sets[0]), ranking, s.jaccard_k2)
-    return graph.nearest_by_jaccard(pairs, num_slots, s.k, s.jaccard_eps)
-
-
-def cross_camera_pairs(slot_rows: graph.DistanceRows, camids: Tensor, k: int, quota: int) -> tuple[Tensor, Tensor]:
-    """Each slot's mutual neighbours across cameras: slots j of another camera among its ``k``
-    nearest there, that hold it among their own ``k`` nearest in other cameras; the nearest
-    ``quota`` of them.
-
-    Returns:
-        ``(idx, valid)``, each (N, min(quota, k)): nearest first; invalid entries hold the slot itself.
-    """
-    num_slots = len(camids)
-    ranking, _ = graph.slot_ranking(slot_rows, num_slots, k, camids=camids, cameras="other")  # (N, 1+k)
-    mutual = graph.reciprocal_mask(ranking, k)[:, 1:]  # (N, k)
-    first = torch.argsort((~mutual).to(torch.int8), dim=1, stable=True)[:, :quota]  # mutual ones, nearest first
-    valid = mutual.gather(1, first)
-    own = torch.arange(num_slots, device=ranking.device)[:, None]
-    return torch.where(valid, ranking[:, 1:].gather(1, first), own), valid
-
-
 def searches(scl_cfg: SCLConfig) -> bool:
     """Whether the rule is the paper's plain kNN, which asks a searcher (exact or faiss) for each
     step's K + band + M nearest; the other rules rank a dense distance and need none."""
@@ -359,13 +326,16 @@ def _rule_miner(s: SCLConfig, search_cfg: SearchConfig, distance: SelectionDista
             "and its checks"
         )
     checks = PositiveChecks(distance, s.pos_max_distance, s.part_agreement, s.part_agreement_k)
-    if s.positive_rule in ("jaccard", "ca_jaccard"):
+    if s.positive_rule in ("jaccard", "ca_jaccard", "camera_groups"):
         slot_rows = distance.slot_rows()
         cross = None
         if s.cross_camera_positives:
             cross = cross_camera_pairs(slot_rows, distance.camids, s.cross_camera_k, s.cross_camera_positives)
-        positives = jaccard_positives(slot_rows, distance.camids, s)
-        return JaccardMiner(distance, positives, s.m, checks, cross, s.negative_band)
+        if s.positive_rule == "camera_groups":
+            positives = camera_group_positives(distance, slot_rows, s)
+        else:
+            positives = jaccard_positives(slot_rows, distance.camids, s)
+        return TableMiner(distance, positives, s.m, checks, cross, s.negative_band)
     ranking = None
     if s.positive_rule in ("reciprocal", "cycle"):
         ranking, _ = graph.slot_ranking(distance.slot_rows(), len(distance), s.reciprocal_k)

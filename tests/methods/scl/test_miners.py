@@ -11,10 +11,11 @@ from reidlib.methods.memory import MemoryBank, build_banks
 from reidlib.methods.scl import SCL
 from reidlib.methods.scl.miners import (
     CandidateMiner,
-    JaccardMiner,
     NearestMiner,
     PositiveChecks,
+    TableMiner,
     WarmupMiner,
+    camera_group_positives,
     cross_camera_pairs,
     lambda_c_at,
     part_votes,
@@ -223,7 +224,7 @@ def test_camera_debias_changes_the_distance():
     assert not torch.allclose(ref, plain, atol=1e-2)
 
 
-# --- JaccardMiner ------------------------------------------------------------------------------
+# --- TableMiner ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("rule", ["jaccard", "ca_jaccard"])
@@ -232,7 +233,7 @@ def test_jaccard_selector(rule):
     gbank, pbank, cams, anchors = data(seed=3)
     s = scl(positive_rule=rule, k=3, m=10, jaccard_k1=8, jaccard_k2=3, jaccard_eps=0.9, ca_k_intra=3, ca_k_inter=8)
     selector = epoch_miner(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
-    assert isinstance(selector, JaccardMiner)
+    assert isinstance(selector, TableMiner)
     sel = selector(*anchors)
     idx = anchors[3]
     assert sel.pos_idx.shape == (B, 1 + s.k) and sel.neg_idx.shape == (B, s.m)
@@ -459,3 +460,59 @@ def test_oracle_needs_identities_and_says_so():
         load_config(overrides=dict(oracle="labels"))
     with pytest.raises(ConfigError, match="cross_camera_positives"):
         load_config(overrides=dict(positive_rule="knn", cross_camera_positives=1))
+
+
+def test_camera_groups_against_a_loop():
+    """Groups of mutual nearest within a camera; groups of other cameras linked when mutual nearest
+    by their mean features; positives = the rest of the own group, then the linked groups' slots."""
+    gbank, pbank, cams, anchors = data(seed=7, ids=10, noise=0.4)
+    s = scl(positive_rule="camera_groups", k=5, group_intra_k=1, group_inter_k=2)
+    distance = SelectionDistance(gbank, pbank, cams, lambda_g=0.5, lambda_c=0.05)
+    idx, valid = camera_group_positives(distance, distance.slot_rows(), s)
+    feats_g, feats_p = debiased_banks(distance)
+    slot = distance.to_slots(feats_g, feats_p, cams).tolist()  # (N, N) selection distances
+
+    def nearest(i, pool, k):
+        return sorted((j for j in pool if j != i), key=lambda j: slot[i][j])[:k]
+
+    same_cam = {i: [j for j in range(N) if cams[j] == cams[i]] for i in range(N)}
+    partner = {i: nearest(i, same_cam[i], 1) for i in range(N)}
+    groups = []  # mutual nearest pairs within a camera, else alone (group_intra_k 1: no chains)
+    for i in range(N):
+        mine = [i] + [j for j in partner[i] if i in partner[j]]
+        if not any(i in g for g in groups):
+            groups.append(sorted(mine))
+    group_of = {i: next(n for n, g in enumerate(groups) if i in g) for i in range(N)}
+
+    def mean(rows):
+        g = F.normalize(feats_g[rows].sum(0), dim=-1)
+        p = F.normalize(feats_p[rows].sum(0), dim=-1)
+        return g, p
+
+    means = [mean(g) for g in groups]
+    gcam = [int(cams[g[0]]) for g in groups]
+
+    def gdist(a, b):
+        (ga, pa), (gb, pb) = means[a], means[b]
+        return 0.5 * ((ga - gb) ** 2).sum().item() + 0.5 / P * ((pa - pb) ** 2).sum().item()
+
+    def nearest_groups(a):
+        others = [b for b in range(len(groups)) if gcam[b] != gcam[a]]
+        return sorted(others, key=lambda b: gdist(a, b))[:2]
+
+    for i in range(N):
+        a = group_of[i]
+        linked = [b for b in nearest_groups(a) if a in nearest_groups(b)]
+        want = [j for j in groups[a] if j != i] + [j for b in linked for j in groups[b]]
+        assert idx[i][valid[i]].tolist() == want[: s.k], i
+        assert (idx[i][~valid[i]] == i).all()
+    assert valid.any() and (cams[idx][valid] != cams[torch.arange(N)[:, None].expand_as(idx)][valid]).any()
+
+
+def test_mutual_groups_are_the_components():
+    from reidlib.neighbours.graph import mutual_groups
+
+    # 0-1 mutual, 1-2 mutual (k=2), 3 alone, 4-5 mutual: components {0,1,2}, {3}, {4,5}
+    ranking = torch.tensor([[0, 1, 3], [1, 0, 2], [2, 1, 0], [3, 2, 5], [4, 5, 0], [5, 4, 1]])
+    assert mutual_groups(ranking, 2).tolist() == [0, 0, 0, 1, 2, 2]
+    assert mutual_groups(ranking, 1).tolist() == [0, 0, 1, 2, 3, 3]

@@ -1,0 +1,104 @@
+"""SCL's per-epoch positive tables: each slot's positives, computed once at the start of an epoch
+from the slot-to-slot selection distance, and read by :class:`~reidlib.methods.scl.miners.TableMiner`
+at every step.
+
+- :func:`jaccard_positives`: the k-reciprocal Jaccard rules (``jaccard``, ``ca_jaccard``);
+- :func:`camera_group_positives`: ``camera_groups``, within cameras first, then across them;
+- :func:`cross_camera_pairs`: mutual neighbours across cameras (``scl.cross_camera_positives``).
+
+Each returns ``(idx, valid)``, (N, K): nearest first, invalid entries holding the slot itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from reidlib.config import SCLConfig
+from reidlib.methods.scl.diagnostics import IdentityTable
+from reidlib.neighbours import graph
+from reidlib.neighbours.selection_distance import SelectionDistance
+
+
+def jaccard_positives(slot_rows: graph.DistanceRows, camids: Tensor, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
+    """The per-epoch table of :class:`TableMiner` for ``scl.positive_rule`` jaccard / ca_jaccard:
+    each slot's ``scl.k`` nearest by (camera-aware) k-reciprocal Jaccard distance below ``jaccard_eps``.
+
+    Args:
+        slot_rows: slot-to-slot distances (:meth:`SelectionDistance.slot_rows`).
+        camids: (N,) the slots' cameras.
+    """
+    s, num_slots = scl_cfg, len(camids)
+    ranking, _ = graph.slot_ranking(slot_rows, num_slots, max(s.jaccard_k1, s.jaccard_k2))
+    if s.positive_rule == "jaccard":
+        sets = graph.reciprocal_sets(ranking, s.jaccard_k1)
+    else:
+        intra, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_intra, camids=camids, cameras="same")
+        inter, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_inter, camids=camids, cameras="other")
+        sets = graph.camera_aware_sets(intra, inter, s.ca_k_intra, s.ca_k_inter)
+    pairs = graph.jaccard_distance(sets, graph.set_distances(slot_rows, sets[0]), ranking, s.jaccard_k2)
+    return graph.nearest_by_jaccard(pairs, num_slots, s.k, s.jaccard_eps)
+
+
+def camera_group_positives(
+    distance: SelectionDistance, slot_rows: graph.DistanceRows, scl_cfg: SCLConfig
+) -> tuple[Tensor, Tensor]:
+    """The per-epoch table of ``scl.positive_rule: camera_groups`` (after IICS, CVPR 2021, and CAP,
+    AAAI 2021: associate within cameras first, then across them).
+
+    Within each camera, slots that are mutual ``group_intra_k`` nearest form groups (the connected
+    components, :func:`reidlib.neighbours.graph.mutual_groups`); each group's mean global feature
+    and mean stripes (as the selection distance sees them, renormalised) stand for it; groups of
+    other cameras that are mutual ``group_inter_k`` nearest by the selection distance of those
+    means are linked. A slot's positives are the other members of its group, then the members of
+    its linked groups, nearest group first: at most ``scl.k``.
+
+    Returns:
+        ``(idx, valid)``, each (N, K); invalid entries hold the slot itself.
+    """
+    s, camids = scl_cfg, distance.camids
+    num_slots = len(camids)
+    within, _ = graph.slot_ranking(slot_rows, num_slots, s.group_intra_k, camids=camids, cameras="same")
+    labels = graph.mutual_groups(within, s.group_intra_k)  # (N,)
+    num_groups = int(labels.max()) + 1
+    g, p, _ = distance.slots(slice(None))  # (N, D), (N, P, d) as the distance sees them
+    mean_g = F.normalize(torch.zeros(num_groups, *g.shape[1:], device=g.device).index_add_(0, labels, g), dim=-1)
+    mean_p = F.normalize(torch.zeros(num_groups, *p.shape[1:], device=p.device).index_add_(0, labels, p), dim=-1)
+    group_cams = torch.zeros(num_groups, dtype=camids.dtype, device=camids.device).index_copy_(0, labels, camids)
+    between = SelectionDistance(mean_g, mean_p, group_cams, lambda_g=distance.lambda_g, lambda_c=0.0)
+    ranking, _ = graph.slot_ranking(
+        between.slot_rows(), num_groups, s.group_inter_k, camids=group_cams, cameras="other"
+    )
+    linked = graph.reciprocal_mask(ranking, s.group_inter_k)[:, 1:]  # (G, k) mutual across cameras
+    own = IdentityTable.build(labels)  # each slot's other group members, (N, S)
+    members, _ = graph.group_members(labels)  # (G, S) each group's slots (labels are 0..G-1)
+    partners = ranking[:, 1:].clamp_min(0)[labels]  # (N, k) the slot's group's linked groups
+    from_partners = members[partners].masked_fill(~linked[labels][:, :, None], -1).flatten(1)  # (N, k S)
+    cand = torch.cat([own.slots.masked_fill(~own.valid, -1), from_partners], dim=1)
+    valid = cand >= 0
+    first = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)[:, : s.k]  # own group first, in order
+    valid = valid.gather(1, first)
+    idx = torch.where(valid, cand.gather(1, first), torch.arange(num_slots, device=cand.device)[:, None])
+    if idx.shape[1] < s.k:  # fewer candidates than k in every row: pad with the slot itself
+        pad = s.k - idx.shape[1]
+        idx = torch.cat([idx, torch.arange(num_slots, device=idx.device)[:, None].expand(-1, pad)], dim=1)
+        valid = torch.cat([valid, torch.zeros(num_slots, pad, dtype=torch.bool, device=valid.device)], dim=1)
+    return idx, valid
+
+
+def cross_camera_pairs(slot_rows: graph.DistanceRows, camids: Tensor, k: int, quota: int) -> tuple[Tensor, Tensor]:
+    """Each slot's mutual neighbours across cameras: slots j of another camera among its ``k``
+    nearest there, that hold it among their own ``k`` nearest in other cameras; the nearest
+    ``quota`` of them.
+
+    Returns:
+        ``(idx, valid)``, each (N, min(quota, k)): nearest first; invalid entries hold the slot itself.
+    """
+    num_slots = len(camids)
+    ranking, _ = graph.slot_ranking(slot_rows, num_slots, k, camids=camids, cameras="other")  # (N, 1+k)
+    mutual = graph.reciprocal_mask(ranking, k)[:, 1:]  # (N, k)
+    first = torch.argsort((~mutual).to(torch.int8), dim=1, stable=True)[:, :quota]  # mutual ones, nearest first
+    valid = mutual.gather(1, first)
+    own = torch.arange(num_slots, device=ranking.device)[:, None]
+    return torch.where(valid, ranking[:, 1:].gather(1, first), own), valid
