@@ -68,9 +68,11 @@ MEMORY_BUDGET = 17 * 2**30  # keep the process under this (the machine's 24 GiB 
 class ReidLikeData:
     """The data model of the module docstring; features are made in blocks, never all in float32."""
 
-    def __init__(self, num_slots: int, latent: int = 32, noise: float = 1.0, seed: int = 0):
+    def __init__(
+        self, num_slots: int, latent: int = 32, noise: float = 1.0, seed: int = 0, dim: int = D, parts: int = P
+    ):
         g = torch.Generator().manual_seed(seed)
-        self.gen, self.r, self.noise = g, latent, noise
+        self.gen, self.r, self.noise, self.dim, self.parts = g, latent, noise, dim, parts
         sizes = torch.randint(8, 13, (num_slots // 8 + 1,), generator=g)
         pids = torch.repeat_interleave(torch.arange(len(sizes)), sizes)[:num_slots]  # (N,)
         num_ids = int(pids[-1]) + 1
@@ -82,26 +84,26 @@ class ReidLikeData:
         centres = torch.randn(num_ids, r, generator=g)
         cam_shift = SIGMA_CAM * torch.randn(C, r, generator=g)
         self.latent = centres[pids] + cam_shift[self.camids] + SIGMA_VIEW * torch.randn(num_slots, r, generator=g)
-        self.a = torch.randn(r, D, generator=g) / math.sqrt(r)
-        self.b = torch.randn(P, r, D // P, generator=g) / math.sqrt(r)
+        self.a = torch.randn(r, dim, generator=g) / math.sqrt(r)
+        self.b = torch.randn(parts, r, dim // parts, generator=g) / math.sqrt(r)
 
     def signal_share(self) -> float:
         """Share of the global feature's variance (before normalising) that comes from the latent."""
         signal = (self.latent[:10_000] @ self.a).pow(2).sum(1).mean().item()
-        return signal / (signal + self.noise**2 * D)
+        return signal / (signal + self.noise**2 * self.dim)
 
     def features(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latents (n, r) -> unit global (n, D) and unit stripes (n, P, D/P), float32."""
-        g = self.gen
-        glob = F.normalize(u @ self.a + self.noise * torch.randn(len(u), D, generator=g), dim=-1)
-        part_u = u[:, None] + SIGMA_PART * torch.randn(len(u), P, self.r, generator=g)  # (n, P, r)
-        parts = torch.einsum("npr,prd->npd", part_u, self.b) + self.noise * torch.randn(len(u), P, D // P, generator=g)
-        return glob, F.normalize(parts, dim=-1)
+        g, dim, num_parts = self.gen, self.dim, self.parts
+        glob = F.normalize(u @ self.a + self.noise * torch.randn(len(u), dim, generator=g), dim=-1)
+        part_u = u[:, None] + SIGMA_PART * torch.randn(len(u), num_parts, self.r, generator=g)  # (n, P, r)
+        noise = self.noise * torch.randn(len(u), num_parts, dim // num_parts, generator=g)
+        return glob, F.normalize(torch.einsum("npr,prd->npd", part_u, self.b) + noise, dim=-1)
 
     def banks(self, dtype=torch.float16, chunk=32_768) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.latent)
-        glob = torch.empty(n, D, dtype=dtype)
-        parts = torch.empty(n, P, D // P, dtype=dtype)
+        glob = torch.empty(n, self.dim, dtype=dtype)
+        parts = torch.empty(n, self.parts, self.dim // self.parts, dtype=dtype)
         for start in range(0, n, chunk):
             glob[start : start + chunk], parts[start : start + chunk] = self.features(
                 self.latent[start : start + chunk]

@@ -18,6 +18,7 @@ from reidlib.config.loader import (
 from reidlib.config.sections import (
     CAMERA_DEBIAS,
     FAISS_INDEXES,
+    GRAPH_INDEXES,
     LAYOUTS,
     LR_SCHEDULES,
     METHODS,
@@ -40,6 +41,7 @@ from reidlib.config.sections import (
 __all__ = [
     "CAMERA_DEBIAS",
     "FAISS_INDEXES",
+    "GRAPH_INDEXES",
     "LAYOUTS",
     "LR_SCHEDULES",
     "METHODS",

@@ -219,10 +219,20 @@ class SearchConfig:
     nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
     nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)
     rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
+    # the per-epoch slot graph (reidlib/neighbours/slot_search.py): exact with backend torch (and
+    # auto below 20,000 slots), else one index per camera over the frozen banks
+    graph_index: str = "hnsw"  # flat (exact) | ivf | hnsw
+    graph_dim: int = 128  # ivf / hnsw: PCA to this many dims; 0 keeps all 2D
+    graph_rerank: float = 2.0  # ivf / hnsw: candidates per camera re-ranked exactly, a multiple of k + 1
+    graph_nprobe: int = 32  # ivf: cells visited per query
+    graph_ef: int = 64  # hnsw: the search's beam width (raised to the candidates asked for)
 
     def check(self) -> None:
         _one_of("search.backend", self.backend, SEARCH_BACKENDS)
         _one_of("search.faiss_index", self.faiss_index, FAISS_INDEXES)
+        _one_of("search.graph_index", self.graph_index, GRAPH_INDEXES)
+        _at_least("search", 0, graph_dim=self.graph_dim)
+        _at_least("search", 1, graph_rerank=self.graph_rerank, graph_nprobe=self.graph_nprobe, graph_ef=self.graph_ef)
         _at_least("search", 0, faiss_dim=self.faiss_dim, nlist=self.nlist)
         _at_least("search", 1, nprobe=self.nprobe, rerank=self.rerank)
         if self.nlist and self.nprobe > self.nlist:
@@ -365,6 +375,7 @@ CAMERA_DEBIAS = ("none", "mean", "mean_std")
 ORACLES = ("none", "ceiling", "positives", "negatives")  # scl.oracle: the supervised ceiling and its halves
 SEARCH_BACKENDS = ("auto", "torch", "faiss")
 FAISS_INDEXES = ("flat", "ivf")
+GRAPH_INDEXES = ("flat", "ivf", "hnsw")
 LAYOUTS = (
     "auto",
     "market1501",

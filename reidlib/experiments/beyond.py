@@ -1,15 +1,15 @@
 """Beyond the paper: changes to the CPU recipe as a grid of runs, arms x datasets x seeds.
 
-The base config (``configs/real-cpu.yaml``) holds the recipe (CA-Jaccard positives on camera-
-debiased features that 2 stripes agree on, λc 0.2); each arm of :data:`BEYOND_ARMS` changes it:
-the supervised ceiling and its halves (the yardstick), a band of non-positives left alone,
-mutual neighbours across cameras added, groups within cameras linked across them instead of
-CA-Jaccard, CA-Jaccard without the debiasing, the recipe with one setting moved (part agreement,
-the Jaccard threshold, the debiasing, λc, the cross-camera k), back to the paper's k nearest
-positives, and from there one change at a time (a cycle check, k-reciprocal, plain Jaccard,
-camera debiasing, agreement of the stripes, a ramp of λc, where the stripes' sqrt(P) norm meets
-the mixture bank, the public code's mixture bank), and the previous real-image config. Every arm
-runs on every dataset with every seed, by :func:`reidlib.experiments.grid.run_grid`.
+The base config (``configs/real-cpu.yaml``) holds the recipe (camera groups on camera-debiased
+features that 2 stripes agree on, λc 0.2, 192x96 crops, batch 32); each arm of :data:`BEYOND_ARMS`
+changes it: the supervised ceiling and its halves (the yardstick), the recipe as it was until
+2026-12-04 (CA-Jaccard at 128x64, batch 64) and each of the day's two changes alone, the groups'
+settings, a band of non-positives left alone, mutual neighbours across cameras added, CA-Jaccard
+and its settings, the debiasing, λc, back to the paper's k nearest positives, and from there one
+change at a time (a cycle check, k-reciprocal, plain Jaccard, camera debiasing, agreement of the
+stripes, a ramp of λc, where the stripes' sqrt(P) norm meets the mixture bank, the public code's
+mixture bank), and the real-image config before the recipe. Every arm runs on every dataset with
+every seed, by :func:`reidlib.experiments.grid.run_grid`.
 ``04_beyond_the_paper.ipynb`` runs the grid and tabulates it; ``make beyond`` runs that notebook
 with papermill. All figures are each run's headline (combined) figures under the standard
 Market-1501 protocol, with the base config's test-time choices (for ``configs/real-cpu.yaml``:
@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from reidlib.experiments.grid import CEILING, Arm
 
-RECIPE = "recipe (CA-Jaccard + camera debias)"  # the base config as it is: every comparison's reference
+RECIPE = "recipe (camera groups + camera debias)"  # the base config as it is: every comparison's reference
+CA_JACCARD = {"positive_rule": "ca_jaccard"}  # the recipe's rule until 2026-12-04
+OLD_BUDGET = {"height": 128, "width": 64, "batch_size": 64}  # the recipe's crops and batch until 2026-12-04
 # the paper's rule and its lambda_c, no checks; the single-change arms start from it
 KNN = {"positive_rule": "knn", "camera_debias": "none", "lambda_c": 0.05, "part_agreement": 0}
 # configs/real-cpu.yaml before the recipe (tuned on the synthetic set and pku_reid), for comparison
@@ -42,31 +44,32 @@ PREVIOUS_REAL_CPU = {
     "part_scale": "sqrt_p",
     "eval_every": 5,
 }
-# groups within cameras, linked across them (positive_rule: camera_groups), no stripe check
-GROUPS = {"positive_rule": "camera_groups", "part_agreement": 0}
 BEYOND_ARMS: tuple[Arm, ...] = (
     Arm(RECIPE, {}),
     CEILING,
     Arm("supervised half: every true match a positive, the recipe's negatives", {"oracle": "positives"}),
     Arm("supervised half: the recipe's positives, no true match a negative", {"oracle": "negatives"}),
+    Arm("the recipe until 2026-12-04 (CA-Jaccard, 128x64, batch 64)", {**CA_JACCARD, **OLD_BUDGET}),
+    Arm("CA-Jaccard positives (the rule until 2026-12-04)", CA_JACCARD),
+    Arm("recipe at 128x64, batch 64 (the budget until 2026-12-04)", OLD_BUDGET),
+    Arm("recipe at 128x64, batch 64, without part agreement", {**OLD_BUDGET, "part_agreement": 0}),
+    Arm("recipe without part agreement", {"part_agreement": 0}),
+    Arm("recipe, groups linked across cameras as mutual 1 nearest", {"group_inter_k": 1}),
+    Arm("recipe, groups linked across cameras as mutual 3 nearest", {"group_inter_k": 3}),
     Arm("recipe + band of 20 nearest non-positives left alone", {"negative_band": 20}),
     Arm("recipe + cross-camera mutual neighbours (1 of 1)", {"cross_camera_positives": 1, "cross_camera_k": 1}),
     Arm("recipe + cross-camera mutual neighbours (2 of 3)", {"cross_camera_positives": 2, "cross_camera_k": 3}),
-    Arm("camera groups (mutual 1 within, 2 across)", GROUPS),
-    Arm("camera groups (mutual 1 within, 1 across)", {**GROUPS, "group_inter_k": 1}),
-    Arm("camera groups (mutual 1 within, 3 across)", {**GROUPS, "group_inter_k": 3}),
-    Arm("camera groups (1 within, 2 across) + part agreement", {"positive_rule": "camera_groups"}),
-    Arm("CA-Jaccard (no debias)", {"camera_debias": "none"}),
-    Arm("recipe without part agreement", {"part_agreement": 0}),
-    Arm("recipe, Jaccard eps 0.5", {"jaccard_eps": 0.5}),
-    Arm("recipe, Jaccard eps 0.7", {"jaccard_eps": 0.7}),
+    Arm("CA-Jaccard (no debias)", {**CA_JACCARD, "camera_debias": "none"}),
+    Arm("CA-Jaccard without part agreement", {**CA_JACCARD, "part_agreement": 0}),
+    Arm("CA-Jaccard, Jaccard eps 0.5", {**CA_JACCARD, "jaccard_eps": 0.5}),
+    Arm("CA-Jaccard, Jaccard eps 0.7", {**CA_JACCARD, "jaccard_eps": 0.7}),
+    Arm("CA-Jaccard, cross-camera k 10", {**CA_JACCARD, "ca_k_inter": 10}),
     Arm("recipe, debias mean and spread", {"camera_debias": "mean_std"}),
     Arm("recipe, λc 0", {"lambda_c": 0.0}),
     Arm("recipe, λc 0.05 (before 2026-12-03)", {"lambda_c": 0.05}),
     Arm("recipe, λc 0.1", {"lambda_c": 0.1}),
     Arm("recipe, λc 0.3", {"lambda_c": 0.3}),
     Arm("recipe, λc ramp 0.05 → 0.3", {"lambda_c_start": 0.05, "lambda_c": 0.3}),
-    Arm("recipe, cross-camera k 10", {"ca_k_inter": 10}),
     Arm("kNN positives (the paper's rule)", KNN),
     Arm("kNN + cycle check (adaptive k)", {**KNN, "positive_rule": "cycle"}),
     Arm("kNN + k-reciprocal", {**KNN, "positive_rule": "reciprocal"}),

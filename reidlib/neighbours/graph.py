@@ -217,26 +217,31 @@ def jaccard_distance(
     # S(i, l) = sum over shared columns j of min(V_ij, V_lj): join the entries on their column,
     # the rows i of one block at a time (the join of all rows at once holds N R^2 pairs of
     # indices, for rows of R entries; a block holds block R^2)
+    row_ends = torch.cumsum(torch.bincount(r, minlength=num_slots), 0)  # r ascends: each row's entries
     order = torch.argsort(c, stable=True)
     r, c, w = r[order], c[order], w[order]
+    moved = torch.empty_like(order)
+    moved[order] = torch.arange(len(order), device=order.device)  # where each row's entries went
     counts = torch.bincount(c, minlength=num_slots)  # entries per column
     starts = torch.cumsum(counts, 0) - counts
-    blocks = [
-        _join_rows((r, c, w), starts, counts, start, min(start + block, num_slots))
-        for start in range(0, num_slots, block)
-    ]
+    blocks = []
+    for start in range(0, num_slots, block):
+        end = min(start + block, num_slots)
+        first = int(row_ends[start - 1]) if start else 0
+        mine = moved[first : int(row_ends[end - 1])].sort().values  # the block's entries, by column
+        blocks.append(_join_rows((r, c, w), starts, counts, mine))
     pair_rows, pair_cols, dist = (torch.cat(parts) for parts in zip(*blocks))
     return pair_rows, pair_cols, dist
 
 
 def _join_rows(
-    entries: tuple[Tensor, Tensor, Tensor], starts: Tensor, counts: Tensor, first_row: int, end_row: int
+    entries: tuple[Tensor, Tensor, Tensor], starts: Tensor, counts: Tensor, mine: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """:func:`jaccard_distance`'s pairs (i, l) for the rows i in [first_row, end_row), sorted by row,
-    then distance; ``entries`` sorted by column, each column's entries from ``starts``, ``counts``."""
+    """:func:`jaccard_distance`'s pairs (i, l) for the rows i of the entries ``mine`` (positions in
+    ``entries``, ascending), sorted by row, then distance; ``entries`` sorted by column, each
+    column's entries from ``starts``, ``counts``. Work O(block R^2), whatever N."""
     r, c, w = entries
     num_slots = len(counts)
-    mine = torch.nonzero((r >= first_row) & (r < end_row)).squeeze(1)  # the block's entries, by column
     group = counts[c[mine]]  # the partners of each: every entry of its column
     left = torch.repeat_interleave(mine, group)
     first = torch.repeat_interleave(torch.cumsum(group, 0) - group, group)

@@ -49,11 +49,11 @@ from reidlib.config import SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
 from reidlib.methods.scl.diagnostics import IdentityTable
 from reidlib.methods.scl.selection import Selection, neighbour_count, select_random, selection_from_order
-from reidlib.methods.scl.tables import camera_group_positives, cross_camera_pairs, jaccard_positives
-from reidlib.neighbours import graph
+from reidlib.methods.scl.tables import cross_camera_pairs, positive_table
 from reidlib.neighbours.exact import nearest_slots
 from reidlib.neighbours.searchers import Searcher, make_searcher
 from reidlib.neighbours.selection_distance import SelectionDistance
+from reidlib.neighbours.slot_search import make_slot_search
 
 
 def lambda_c_at(scl_cfg: SCLConfig, epoch: int, epochs: int) -> float:
@@ -327,18 +327,14 @@ def _rule_miner(s: SCLConfig, search_cfg: SearchConfig, distance: SelectionDista
         )
     checks = PositiveChecks(distance, s.pos_max_distance, s.part_agreement, s.part_agreement_k)
     if s.positive_rule in ("jaccard", "ca_jaccard", "camera_groups"):
-        slot_rows = distance.slot_rows()
+        search = make_slot_search(search_cfg, distance, seed=seed)
         cross = None
         if s.cross_camera_positives:
-            cross = cross_camera_pairs(slot_rows, distance.camids, s.cross_camera_k, s.cross_camera_positives)
-        if s.positive_rule == "camera_groups":
-            positives = camera_group_positives(distance, slot_rows, s)
-        else:
-            positives = jaccard_positives(slot_rows, distance.camids, s)
-        return TableMiner(distance, positives, s.m, checks, cross, s.negative_band)
+            cross = cross_camera_pairs(search, s.cross_camera_k, s.cross_camera_positives)
+        return TableMiner(distance, positive_table(distance, search, s), s.m, checks, cross, s.negative_band)
     ranking = None
     if s.positive_rule in ("reciprocal", "cycle"):
-        ranking, _ = graph.slot_ranking(distance.slot_rows(), len(distance), s.reciprocal_k)
+        ranking, _ = make_slot_search(search_cfg, distance, seed=seed).ranking(s.reciprocal_k)
     return CandidateMiner(
         distance, s.k, s.m, checks, ranking=ranking, prefix=s.positive_rule == "cycle", band=s.negative_band
     )

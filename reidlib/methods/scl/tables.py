@@ -1,7 +1,9 @@
 """SCL's per-epoch positive tables: each slot's positives, computed once at the start of an epoch
-from the slot-to-slot selection distance, and read by :class:`~reidlib.methods.scl.miners.TableMiner`
+from the slots' rankings by the selection distance (:class:`~reidlib.neighbours.slot_search.SlotSearch`:
+exact, or through a faiss index for large banks), and read by :class:`~reidlib.methods.scl.miners.TableMiner`
 at every step.
 
+- :func:`positive_table`: the table of ``scl.positive_rule``, one of the two below;
 - :func:`jaccard_positives`: the k-reciprocal Jaccard rules (``jaccard``, ``ca_jaccard``);
 - :func:`camera_group_positives`: ``camera_groups``, within cameras first, then across them;
 - :func:`cross_camera_pairs`: mutual neighbours across cameras (``scl.cross_camera_positives``).
@@ -19,30 +21,37 @@ from reidlib.config import SCLConfig
 from reidlib.methods.scl.diagnostics import IdentityTable
 from reidlib.neighbours import graph
 from reidlib.neighbours.selection_distance import SelectionDistance
+from reidlib.neighbours.slot_search import SlotSearch
 
 
-def jaccard_positives(slot_rows: graph.DistanceRows, camids: Tensor, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
+def positive_table(distance: SelectionDistance, search: SlotSearch, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
+    """The per-epoch positives of ``scl.positive_rule`` (jaccard, ca_jaccard or camera_groups)."""
+    if scl_cfg.positive_rule == "camera_groups":
+        return camera_group_positives(distance, search, scl_cfg)
+    return jaccard_positives(search, scl_cfg)
+
+
+def jaccard_positives(search: SlotSearch, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
     """The per-epoch table of :class:`TableMiner` for ``scl.positive_rule`` jaccard / ca_jaccard:
     each slot's ``scl.k`` nearest by (camera-aware) k-reciprocal Jaccard distance below ``jaccard_eps``.
 
     Args:
-        slot_rows: slot-to-slot distances (:meth:`SelectionDistance.slot_rows`).
-        camids: (N,) the slots' cameras.
+        search: the slots' rankings and set distances (:mod:`reidlib.neighbours.slot_search`).
     """
-    s, num_slots = scl_cfg, len(camids)
-    ranking, _ = graph.slot_ranking(slot_rows, num_slots, max(s.jaccard_k1, s.jaccard_k2))
+    s, num_slots = scl_cfg, search.num_slots
+    ranking, _ = search.ranking(max(s.jaccard_k1, s.jaccard_k2))
     if s.positive_rule == "jaccard":
         sets = graph.reciprocal_sets(ranking, s.jaccard_k1)
     else:
-        intra, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_intra, camids=camids, cameras="same")
-        inter, _ = graph.slot_ranking(slot_rows, num_slots, s.ca_k_inter, camids=camids, cameras="other")
+        intra, _ = search.ranking(s.ca_k_intra, cameras="same")
+        inter, _ = search.ranking(s.ca_k_inter, cameras="other")
         sets = graph.camera_aware_sets(intra, inter, s.ca_k_intra, s.ca_k_inter)
-    pairs = graph.jaccard_distance(sets, graph.set_distances(slot_rows, sets[0]), ranking, s.jaccard_k2)
+    pairs = graph.jaccard_distance(sets, search.pair_distances(sets[0]), ranking, s.jaccard_k2)
     return graph.nearest_by_jaccard(pairs, num_slots, s.k, s.jaccard_eps)
 
 
 def camera_group_positives(
-    distance: SelectionDistance, slot_rows: graph.DistanceRows, scl_cfg: SCLConfig
+    distance: SelectionDistance, search: SlotSearch, scl_cfg: SCLConfig
 ) -> tuple[Tensor, Tensor]:
     """The per-epoch table of ``scl.positive_rule: camera_groups`` (after IICS, CVPR 2021, and CAP,
     AAAI 2021: associate within cameras first, then across them).
@@ -59,7 +68,7 @@ def camera_group_positives(
     """
     s, camids = scl_cfg, distance.camids
     num_slots = len(camids)
-    within, _ = graph.slot_ranking(slot_rows, num_slots, s.group_intra_k, camids=camids, cameras="same")
+    within, _ = search.ranking(s.group_intra_k, cameras="same")
     labels = graph.mutual_groups(within, s.group_intra_k)  # (N,)
     num_groups = int(labels.max()) + 1
     g, p, _ = distance.slots(slice(None))  # (N, D), (N, P, d) as the distance sees them
@@ -67,9 +76,7 @@ def camera_group_positives(
     mean_p = F.normalize(torch.zeros(num_groups, *p.shape[1:], device=p.device).index_add_(0, labels, p), dim=-1)
     group_cams = torch.zeros(num_groups, dtype=camids.dtype, device=camids.device).index_copy_(0, labels, camids)
     between = SelectionDistance(mean_g, mean_p, group_cams, lambda_g=distance.lambda_g, lambda_c=0.0)
-    ranking, _ = graph.slot_ranking(
-        between.slot_rows(), num_groups, s.group_inter_k, camids=group_cams, cameras="other"
-    )
+    ranking, _ = search.over(between).ranking(s.group_inter_k, cameras="other")
     linked = graph.reciprocal_mask(ranking, s.group_inter_k)[:, 1:]  # (G, k) mutual across cameras
     own = IdentityTable.build(labels)  # each slot's other group members, (N, S)
     members, _ = graph.group_members(labels)  # (G, S) each group's slots (labels are 0..G-1)
@@ -87,7 +94,7 @@ def camera_group_positives(
     return idx, valid
 
 
-def cross_camera_pairs(slot_rows: graph.DistanceRows, camids: Tensor, k: int, quota: int) -> tuple[Tensor, Tensor]:
+def cross_camera_pairs(search: SlotSearch, k: int, quota: int) -> tuple[Tensor, Tensor]:
     """Each slot's mutual neighbours across cameras: slots j of another camera among its ``k``
     nearest there, that hold it among their own ``k`` nearest in other cameras; the nearest
     ``quota`` of them.
@@ -95,8 +102,8 @@ def cross_camera_pairs(slot_rows: graph.DistanceRows, camids: Tensor, k: int, qu
     Returns:
         ``(idx, valid)``, each (N, min(quota, k)): nearest first; invalid entries hold the slot itself.
     """
-    num_slots = len(camids)
-    ranking, _ = graph.slot_ranking(slot_rows, num_slots, k, camids=camids, cameras="other")  # (N, 1+k)
+    num_slots = search.num_slots
+    ranking, _ = search.ranking(k, cameras="other")  # (N, 1+k)
     mutual = graph.reciprocal_mask(ranking, k)[:, 1:]  # (N, k)
     first = torch.argsort((~mutual).to(torch.int8), dim=1, stable=True)[:, :quota]  # mutual ones, nearest first
     valid = mutual.gather(1, first)

@@ -15,14 +15,14 @@ from reidlib.methods.scl.miners import (
     PositiveChecks,
     TableMiner,
     WarmupMiner,
-    camera_group_positives,
-    cross_camera_pairs,
     lambda_c_at,
     part_votes,
 )
 from reidlib.methods.scl.selection import select_neighbours
+from reidlib.methods.scl.tables import camera_group_positives, cross_camera_pairs
 from reidlib.neighbours.searchers import FaissSearcher, TorchSearcher
 from reidlib.neighbours.selection_distance import SelectionDistance
+from reidlib.neighbours.slot_search import SlotSearch
 
 torch.set_num_threads(1)
 N, D, P, C, B = 48, 16, 4, 3, 10
@@ -374,7 +374,7 @@ def test_cross_camera_pairs_against_a_loop():
     gbank, pbank, cams, _ = data(seed=6)
     distance = SelectionDistance(gbank, pbank, cams, lambda_g=0.5, lambda_c=0.05)
     for k, quota in ((1, 1), (3, 2)):
-        idx, valid = cross_camera_pairs(distance.slot_rows(), cams, k, quota)
+        idx, valid = cross_camera_pairs(SlotSearch(distance), k, quota)
         assert idx.shape == valid.shape == (N, min(k, quota))
         slot = distance.to_slots(gbank.features, pbank.features, cams).tolist()  # (N, N)
 
@@ -468,7 +468,7 @@ def test_camera_groups_against_a_loop():
     gbank, pbank, cams, anchors = data(seed=7, ids=10, noise=0.4)
     s = scl(positive_rule="camera_groups", k=5, group_intra_k=1, group_inter_k=2)
     distance = SelectionDistance(gbank, pbank, cams, lambda_g=0.5, lambda_c=0.05)
-    idx, valid = camera_group_positives(distance, distance.slot_rows(), s)
+    idx, valid = camera_group_positives(distance, SlotSearch(distance), s)
     feats_g, feats_p = debiased_banks(distance)
     slot = distance.to_slots(feats_g, feats_p, cams).tolist()  # (N, N) selection distances
 

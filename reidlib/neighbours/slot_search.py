@@ -1,0 +1,234 @@
+"""Each slot's nearest slots for the per-epoch graph, exact or through a faiss index.
+
+Shape letters: N slots, D feature dim, P stripes, d = D / P, C cameras, k neighbours, W the widest
+set of a row, E = 2D the embedding dim, E' = the indexed dim (after PCA).
+
+The graph of :mod:`reidlib.neighbours.graph` (k-reciprocal sets, CA-Jaccard, camera groups) needs two
+things of the slots, both on the banks as they are at the start of the epoch (frozen while the
+graph is built):
+
+- :meth:`SlotSearch.ranking`: each slot's k nearest slots, itself first, among all slots, within
+  its camera, or across cameras (the contract of :func:`reidlib.neighbours.graph.slot_ranking`);
+- :meth:`SlotSearch.pair_distances`: the distance from each slot to given slots (a set's members).
+
+**Backends** (config ``search.backend`` and ``search.graph_index``; :func:`make_slot_search`):
+
+- ``exact``: the dense rows of :meth:`SelectionDistance.slot_rows`, ``block`` x N distances at a
+  time. O(N^2 D) work an epoch; memory O(block N). Bit for bit today's graph.
+- ``flat``, ``ivf``, ``hnsw``: one faiss index per camera over the slots' feature embedding
+  ``x = [sqrt(w_g) g, sqrt(w_p) p]`` (:func:`reidlib.neighbours.faiss_index.embed` without the
+  camera columns; ``dist = 2 - 2 x_i . x_j`` + lambda_c on the same camera). ``flat`` is exact;
+  ``ivf`` (k-means cells) and ``hnsw`` (a navigable small-world graph, which suits banks frozen
+  for the epoch: it cannot move a slot, and here none moves) search the PCA-reduced x
+  (``graph_dim``) and return ``ceil(graph_rerank * (k + 1))`` candidates per camera, re-ranked
+  exactly on the full x. A ranking asks the cameras it needs (its own, the others, or all, with
+  lambda_c added on its own) and merges them: the camera term is exact, whatever the index.
+  Memory O(N E) for x, O(N E') for the index, O(N k) for a ranking; no N x N anything.
+
+``tests/neighbours/test_slot_search.py`` checks every backend against the exact rankings;
+``benchmarks/bench_graph.py`` measures the recipe's whole per-epoch graph against N.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from reidlib.config import GRAPH_INDEXES, SearchConfig
+from reidlib.errors import ConfigError
+from reidlib.neighbours import graph
+from reidlib.neighbours.faiss_index import KMEANS_ITER, KMEANS_POINTS_PER_CELL, PCA_SAMPLE, embed, pca_basis
+from reidlib.neighbours.selection_distance import SelectionDistance, scratch
+
+# ``search.backend: auto`` builds the graph exactly below this many slots, through
+# ``search.graph_index`` from there on. benchmarks/bench_graph.py (2026-12-04, 2 threads): the
+# exact graph took 6.3 s at 7,000 slots and 87 s at 32,621 (MSMT17's size), and grows as N^2.
+AUTO_GRAPH_MIN_SLOTS = 20_000
+BLOCK = 1024  # query slots per faiss search and per exact re-ranking block (b R E floats)
+HNSW_M = 32  # links per node of an HNSW graph
+
+
+class SlotSearch:
+    """The slots' nearest slots by the epoch's selection distance, the banks frozen.
+
+    Args:
+        distance: the epoch's :class:`SelectionDistance` (its weights, debiasing and cameras).
+        index: ``exact``, ``flat``, ``ivf`` or ``hnsw`` (module docstring).
+        dim: ivf / hnsw: PCA to this many dims (0 keeps all E).
+        rerank: ivf / hnsw: candidates per camera searched, as a multiple of k + 1.
+        nprobe: ivf: cells visited per query; ef: hnsw: the search's beam width (at least the
+            candidates asked for).
+        seed: seeds the PCA sample and k-means, so a build is repeatable.
+    """
+
+    def __init__(
+        self,
+        distance: SelectionDistance,
+        index: str = "exact",
+        *,
+        dim: int = 128,
+        rerank: float = 2.0,
+        nprobe: int = 32,
+        ef: int = 64,
+        seed: int = 0,
+    ) -> None:
+        if index not in ("exact", *GRAPH_INDEXES):
+            raise ConfigError(
+                f"config key 'search.graph_index' must be one of {', '.join(GRAPH_INDEXES)}; got {index!r}"
+            )
+        self.index, self.dim, self.rerank, self.nprobe, self.ef = index, dim, rerank, nprobe, ef
+        self.camids, self.lambda_c = distance.camids, distance.lambda_c
+        self._buffers: dict[str, Tensor] = {}
+        self._kept: dict[str, tuple[Tensor, Tensor]] = {}  # "same" / "other" -> (N, k) nearest
+        self.num_slots = len(distance)
+        if index == "exact":
+            self._rows = distance.slot_rows()
+            return
+        g, p, _ = distance.slots(slice(None))  # (N, D), (N, P, d) as the distance sees them
+        self.x = embed(g, p, None, lambda_g=distance.lambda_g).cpu()  # (N, E), |x| = 1
+        del g, p
+        self.reduced = self.x
+        if index != "flat" and dim and dim < self.x.shape[1]:
+            generator = torch.Generator().manual_seed(seed)
+            sample = torch.randperm(self.num_slots, generator=generator)[:PCA_SAMPLE].sort().values
+            mean, basis = pca_basis(self.x[sample], dim, generator)
+            self.reduced = torch.cat([(rows - mean) @ basis for rows in self.x.split(65_536)])  # (N, E')
+        cams = self.camids.cpu()
+        self.members = [torch.nonzero(cams == c).squeeze(1) for c in range(int(cams.max()) + 1)]
+        self.indexes = [self._build(self.reduced[rows], seed) if len(rows) else None for rows in self.members]
+
+    def _build(self, vectors: Tensor, seed: int):
+        """A faiss index over one camera's vectors (n, E'), ids 0..n-1 in their order."""
+        import faiss
+
+        n, width = vectors.shape
+        data = np.ascontiguousarray(vectors.numpy(), dtype=np.float32)
+        if self.index == "flat" or n < 1_000:  # a small camera is searched exactly
+            found = faiss.IndexFlatIP(width)
+        elif self.index == "hnsw":
+            found = faiss.IndexHNSWFlat(width, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            found.hnsw.efConstruction = 40
+        else:
+            nlist = max(1, min(round(4 * math.sqrt(n)), n // KMEANS_POINTS_PER_CELL))
+            found = faiss.IndexIVFFlat(faiss.IndexFlatIP(width), width, nlist, faiss.METRIC_INNER_PRODUCT)
+            found.cp.niter, found.cp.seed = KMEANS_ITER, seed
+            rng = np.random.default_rng(seed)
+            found.train(data[rng.permutation(n)[: KMEANS_POINTS_PER_CELL * nlist]])
+            found.nprobe = min(self.nprobe, nlist)
+        found.add(data)
+        return found
+
+    # -- rankings -------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def ranking(self, k: int, cameras: str = "all") -> tuple[Tensor, Tensor]:
+        """Each slot's k nearest slots, the slot itself in column 0 (:func:`graph.slot_ranking`'s
+        contract: ``cameras`` all / same / other; rows short of candidates padded with -1 at inf).
+
+        Returns:
+            ``(idx, dist)``, each (N, 1 + k).
+        """
+        if cameras not in ("all", "same", "other"):
+            raise ConfigError(f"cameras must be all, same or other; got {cameras!r}")
+        if self.index == "exact":
+            return graph.slot_ranking(self._rows, self.num_slots, k, camids=self.camids, cameras=cameras)
+        if cameras == "all":  # the nearest overall are among the nearest within and across cameras
+            same, other = self._nearest("same", k), self._nearest("other", k)
+            cand = torch.cat([same[0], other[0]], dim=1)
+            values, order = torch.topk(torch.cat([same[1] + self.lambda_c, other[1]], dim=1), k, dim=1, largest=False)
+            found = cand.gather(1, order).masked_fill(torch.isinf(values), -1), values
+        else:  # within the camera every distance holds the camera term
+            idx, dist = self._nearest(cameras, k)
+            found = idx, dist + (self.lambda_c if cameras == "same" else 0.0)
+        own = torch.arange(self.num_slots)[:, None]
+        idx = torch.cat([own, found[0]], dim=1)
+        dist = torch.cat([torch.zeros(self.num_slots, 1), found[1]], dim=1)
+        device = self.camids.device
+        return idx.to(device), dist.to(device)
+
+    def _nearest(self, cameras: str, k: int) -> tuple[Tensor, Tensor]:
+        """Each slot's k nearest other slots within its camera (``same``) or across cameras
+        (``other``), without the camera term: (N, k) indices (-1 padding) and distances (inf).
+        Kept for the epoch: a later call with a k no larger reads the first k columns."""
+        kept = self._kept.get(cameras)
+        if kept is not None and kept[0].shape[1] >= k:
+            return kept[0][:, :k], kept[1][:, :k]
+        idx = torch.full((self.num_slots, k), -1, dtype=torch.int64)
+        dist = torch.full((self.num_slots, k), float("inf"))
+        for cam, rows in enumerate(self.members):
+            targets = [cam] if cameras == "same" else [t for t in range(len(self.members)) if t != cam]
+            for block in rows.split(BLOCK):
+                found = [self._search(block, t, k) for t in targets]
+                cand = torch.cat([f[0] for f in found] + [torch.empty(len(block), 0, dtype=torch.int64)], dim=1)
+                cdist = torch.cat([f[1] for f in found] + [torch.empty(len(block), 0)], dim=1)
+                cdist = cdist.masked_fill(cand == block[:, None], float("inf"))  # not the slot itself
+                take = min(k, cand.shape[1])
+                values, order = torch.topk(cdist, take, dim=1, largest=False, sorted=True)
+                idx[block, :take] = cand.gather(1, order).masked_fill(torch.isinf(values), -1)
+                dist[block, :take] = values
+        self._kept[cameras] = idx, dist
+        return idx, dist
+
+    def _search(self, rows: Tensor, cam: int, k: int) -> tuple[Tensor, Tensor]:
+        """Slots ``rows`` (b,) -> candidates among camera ``cam``'s slots (b, R) (-1 where the index
+        found none) and their exact distances without the camera term (b, R) (inf for -1)."""
+        members, found = self.members[cam], self.indexes[cam]
+        if found is None:
+            return torch.empty(len(rows), 0, dtype=torch.int64), torch.empty(len(rows), 0)
+        exact = self.index == "flat" or found.ntotal < 1_000
+        num = min(len(members), k + 1 if exact else math.ceil(self.rerank * (k + 1)))
+        if self.index == "hnsw" and not exact:
+            found.hnsw.efSearch = max(self.ef, num)
+        queries = np.ascontiguousarray(self.reduced[rows].numpy(), dtype=np.float32)
+        _, local = found.search(queries, num)
+        local = torch.from_numpy(local)
+        cand = torch.where(local >= 0, members[local.clamp_min(0)], torch.full_like(local, -1))
+        dist = 2.0 - 2.0 * torch.einsum("be,bre->br", self.x[rows], self._rows_of(cand.clamp_min(0)))
+        return cand, dist.clamp_min(0.0).masked_fill(cand < 0, float("inf"))
+
+    def _rows_of(self, idx: Tensor) -> Tensor:
+        """x's rows ``idx`` (b, R) -> (b, R, E), gathered into a reused buffer (a fresh one
+        page-faults: 7x slower in this module's loops)."""
+        out = scratch(self._buffers, "rows", (idx.numel(), self.x.shape[1]), self.x.dtype, self.x.device)
+        return torch.index_select(self.x, 0, idx.reshape(-1), out=out).view(*idx.shape, -1)
+
+    def over(self, distance: SelectionDistance, *, seed: int = 0) -> SlotSearch:
+        """The same kind of search over another distance (e.g. between groups' means)."""
+        if self.index == "exact":
+            return SlotSearch(distance, "exact")
+        return SlotSearch(
+            distance, self.index, dim=self.dim, rerank=self.rerank, nprobe=self.nprobe, ef=self.ef, seed=seed
+        )
+
+    @torch.no_grad()
+    def pair_distances(self, idx: Tensor) -> Tensor:
+        """The distance from each slot to each of its slots ``idx`` (N, W) -> (N, W) float32
+        (:func:`graph.set_distances`'s contract)."""
+        if self.index == "exact":
+            return graph.set_distances(self._rows, idx)
+        out = torch.empty(idx.shape, dtype=torch.float32)
+        cams, cpu_idx = self.camids.cpu(), idx.cpu()
+        for block in torch.arange(self.num_slots).split(BLOCK):
+            cols = cpu_idx[block]
+            dot = torch.einsum("be,bwe->bw", self.x[block], self._rows_of(cols))
+            same = cams[block][:, None] == cams[cols]
+            out[block] = (2.0 - 2.0 * dot).clamp_min(0.0) + self.lambda_c * same
+        return out.to(idx.device)
+
+
+def make_slot_search(search_cfg: SearchConfig, distance: SelectionDistance, *, seed: int = 0) -> SlotSearch:
+    """The graph's search that config section ``search`` asks for: ``backend`` torch is exact,
+    faiss uses ``graph_index``, auto is exact below :data:`AUTO_GRAPH_MIN_SLOTS` slots (and on an
+    accelerator, where the dense rows are cheap) and ``graph_index`` from there on."""
+    c = search_cfg
+    approximate = c.backend == "faiss" or (
+        c.backend == "auto" and len(distance) >= AUTO_GRAPH_MIN_SLOTS and distance.device.type == "cpu"
+    )
+    if not approximate:
+        return SlotSearch(distance, "exact")
+    return SlotSearch(
+        distance, c.graph_index, dim=c.graph_dim, rerank=c.graph_rerank, nprobe=c.graph_nprobe, ef=c.graph_ef, seed=seed
+    )

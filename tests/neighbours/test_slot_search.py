@@ -1,0 +1,107 @@
+"""The per-epoch graph's search (reidlib.neighbours.slot_search): every faiss backend against the
+exact rankings of reidlib.neighbours.graph, on clustered banks with unbalanced cameras."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from reidlib.config import SCLConfig, SearchConfig
+from reidlib.errors import ConfigError
+from reidlib.methods.scl.tables import jaccard_positives, positive_table
+from reidlib.neighbours import graph
+from reidlib.neighbours.selection_distance import SelectionDistance
+from reidlib.neighbours.slot_search import AUTO_GRAPH_MIN_SLOTS, SlotSearch, make_slot_search
+
+pytest.importorskip("faiss")
+torch.set_num_threads(1)
+D, P = 32, 4
+
+
+def clustered_distance(n=300, ids=40, cams=(0.6, 0.3, 0.1), noise=0.5, lambda_c=0.2, debias="mean", seed=0):
+    """A SelectionDistance over ``n`` slots of ``ids`` identities, cameras drawn with the shares ``cams``."""
+    g = torch.Generator().manual_seed(seed)
+    pid = torch.randint(0, ids, (n,), generator=g)
+    cam = torch.multinomial(torch.tensor(cams), n, replacement=True, generator=g)
+    shift = 0.3 * torch.randn(len(cams), D, generator=g)
+    glob = F.normalize(
+        torch.randn(ids, D, generator=g)[pid] + shift[cam] + noise * torch.randn(n, D, generator=g), dim=-1
+    )
+    parts = F.normalize(
+        torch.randn(ids, P, D // P, generator=g)[pid] + noise * torch.randn(n, P, D // P, generator=g), dim=-1
+    )
+    return SelectionDistance(glob, parts, cam, lambda_g=0.5, lambda_c=lambda_c, debias=debias)
+
+
+@pytest.mark.parametrize("cameras", ["all", "same", "other"])
+@pytest.mark.parametrize("debias", ["none", "mean"])
+def test_flat_rankings_are_the_exact_ones(cameras, debias):
+    distance = clustered_distance(debias=debias)
+    exact_idx, exact_dist = SlotSearch(distance, "exact").ranking(12, cameras)
+    idx, dist = SlotSearch(distance, "flat").ranking(12, cameras)
+    assert idx.shape == exact_idx.shape == (300, 13)
+    torch.testing.assert_close(dist, exact_dist, atol=1e-4, rtol=0)
+    # the same slots wherever the distances are not tied; padding (-1 at inf) in the same places
+    assert (idx == exact_idx).float().mean() > 0.99
+    assert torch.equal(idx < 0, exact_idx < 0)
+    assert torch.equal(idx[:, 0], torch.arange(300))
+
+
+def test_the_camera_rules_hold_for_every_backend():
+    distance = clustered_distance(n=2_400, cams=(0.5, 0.5))  # 1,200 a camera: the indexes are approximate
+    cams = distance.camids
+    for index in ("flat", "ivf", "hnsw"):
+        search = SlotSearch(distance, index)
+        same, _ = search.ranking(5, "same")
+        other, _ = search.ranking(5, "other")
+        assert (cams[same[:, 1:]] == cams[:, None]).all(), index
+        assert (cams[other[:, 1:]] != cams[:, None]).all(), index
+
+
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+def test_approximate_rankings_find_most_exact_neighbours(index):
+    distance = clustered_distance(n=2_400, ids=300, cams=(0.5, 0.5))
+    exact_idx, _ = SlotSearch(distance, "exact").ranking(20, "all")
+    idx, dist = SlotSearch(distance, index).ranking(20, "all")
+    hits = (idx[:, 1:, None] == exact_idx[:, None, 1:]).any(-1).float().mean()
+    assert hits > 0.9, f"{index}: recall of the exact 20 nearest {hits:.3f}"
+    assert (dist[:, 1:].diff(dim=1) >= 0).all()  # re-ranked: nearest first
+
+
+def test_pair_distances_match_the_dense_rows():
+    distance = clustered_distance()
+    ranking, _ = SlotSearch(distance, "exact").ranking(10)
+    expected = graph.set_distances(distance.slot_rows(), ranking)
+    torch.testing.assert_close(SlotSearch(distance, "hnsw").pair_distances(ranking), expected, atol=1e-4, rtol=0)
+
+
+def test_ca_jaccard_positives_through_the_flat_index_are_the_exact_ones():
+    distance = clustered_distance()
+    cfg = SCLConfig(positive_rule="ca_jaccard", camera_debias="mean", k=7)
+    exact_idx, exact_valid = jaccard_positives(SlotSearch(distance, "exact"), cfg)
+    idx, valid = jaccard_positives(SlotSearch(distance, "flat"), cfg)
+    assert valid.sum() == exact_valid.sum()
+    # the same positives (equal Jaccard distances may come in either order)
+    same = (idx[:, :, None] == exact_idx[:, None, :]).any(-1) | ~valid
+    assert same.float().mean() > 0.99
+
+
+def test_camera_groups_through_the_flat_index_are_the_exact_ones():
+    distance = clustered_distance()
+    cfg = SCLConfig(positive_rule="camera_groups", camera_debias="mean", k=7)
+    exact_idx, exact_valid = positive_table(distance, SlotSearch(distance, "exact"), cfg)
+    idx, valid = positive_table(distance, SlotSearch(distance, "flat"), cfg)
+    assert valid.sum() == exact_valid.sum() > 0
+    same = (idx[:, :, None] == exact_idx[:, None, :]).any(-1) | ~valid
+    assert same.float().mean() > 0.99
+
+
+def test_the_config_chooses_the_backend():
+    small = clustered_distance()
+    assert make_slot_search(SearchConfig(backend="auto"), small).index == "exact"
+    assert make_slot_search(SearchConfig(backend="torch"), small).index == "exact"
+    assert make_slot_search(SearchConfig(backend="faiss", graph_index="ivf"), small).index == "ivf"
+    assert AUTO_GRAPH_MIN_SLOTS > len(small)
+    with pytest.raises(ConfigError, match="search.graph_index"):
+        SearchConfig(graph_index="annoy").check()
+    with pytest.raises(ConfigError, match="search.graph_index"):
+        SlotSearch(small, "annoy")
