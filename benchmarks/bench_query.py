@@ -1,6 +1,8 @@
-"""`python -m reidlib query` over a 100,000-image gallery: time and peak memory, measured in one run.
+"""`python -m reidlib query` over a 100,000-image gallery: time and peak memory, measured in one run;
+with ``--page``, the page it writes for 10,000 queries, beside the single page it wrote before.
 
     .venv/bin/python -m benchmarks.bench_query [--gallery 100000] [--top 10] [--threads 0]
+    .venv/bin/python -m benchmarks.bench_query --page [--queries 10000] [--crops 20000] [--compare 1000] [--top 10]
 
 **The gallery is a features file of synthetic vectors, not 100,000 rendered images**: unit-norm
 random global (D) and stripe (P x D/P) features, written by ``reidlib.retrieval.embedding.save_features``
@@ -23,13 +25,30 @@ Rows, each timed with its peak resident memory:
    searching top-R candidates, before any re-ranking, and say how many of the exact top k the
    candidates hold. A flat index is the same matrix product as the exact ranking; IVF must be
    trained on the gallery first.
+
+``--page``: only the page (:func:`reidlib.retrieval.page.write_results`), no model. The crops are
+``--crops`` gallery and ``--queries`` query JPEGs, each a copy, under its own Market-1501 name, of
+one of the synthetic ``tiny`` set's 52 rendered crops (realistic thumbnails, quick to make); the
+ranking is made up: ``--top`` distinct gallery rows per query, the query's identity at rank 1 for
+every other query. Rows, each written into a fresh folder, timed, and measured on disk:
+
+1. the page as ``query`` wrote it before (:func:`per_row_page`: one ``index.html``, every thumbnail
+   embedded in every row that shows it), for ``--compare`` queries, where it is still feasible;
+2. the one self-contained page now (each thumbnail embedded once), forced to ``--compare`` queries;
+3. the pages now, for ``--compare`` and for ``--queries`` queries (``thumbs/`` and pages of 200).
+
+A browser opens the index and one page at a time, so the largest HTML file is what decides how
+fast a page opens; the thumbnails of a page load lazily, as it scrolls.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import html
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,6 +65,8 @@ from reidlib.data.synthetic import generate
 from reidlib.engine.trainer import train
 from reidlib.neighbours.faiss_index import build_index, embed
 from reidlib.retrieval import embed_images, load_features, load_run, rank_gallery, save_features
+from reidlib.retrieval.page import QUERIES_PER_PAGE, ranks_csv, write_results
+from reidlib.retrieval.thumbnails import thumbnail
 
 ROOT = Path(__file__).resolve().parents[1]
 MANY_QUERIES = 256  # a second query set, random vectors: how the ranking's cost grows with the queries
@@ -152,14 +173,154 @@ def faiss_rows(
             rows[-1] = (*rows[-1], f"hold {100 * held:.0f}% of the exact top {exact[name].shape[1]}")
 
 
+def page_crops(folder: Path, templates: list[Path], gallery: int, queries: int) -> tuple[dict, dict]:
+    """``gallery`` and ``queries`` JPEG copies of the ``templates`` under Market-1501 names (the
+    gallery: 4 images per identity in cameras c1-c4; the queries: camera c5), as the page's dicts."""
+
+    def copies(sub: str, names: list[str]) -> dict:
+        (folder / sub).mkdir(parents=True)
+        paths = [folder / sub / name for name in names]
+        for n, path in enumerate(paths):
+            shutil.copyfile(templates[n % len(templates)], path)
+        return {"paths": np.array([str(p) for p in paths]), "cameras": np.array([n.split("_")[1][:2] for n in names])}
+
+    ids = gallery // 4
+    g_names = [f"{1 + n // 4:04d}_c{1 + n % 4}s1_{n:06d}_01.jpg" for n in range(gallery)]
+    q_names = [f"{1 + q % ids:04d}_c5s1_{q:06d}_00.jpg" for q in range(queries)]
+    return copies("query", q_names), copies("gallery", g_names)
+
+
+def made_up_ranking(rng, num_q: int, num_g: int, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """(num_q, top) distinct gallery rows, a random start and stride each; every other query starts
+    at its identity's first gallery image (as :func:`page_crops` names them), so it is right at rank 1."""
+    own = 4 * (np.arange(num_q) % (num_g // 4))
+    start = np.where(np.arange(num_q) % 2 == 0, own, rng.integers(0, num_g, num_q))
+    stride = rng.integers(1, num_g // top, num_q)
+    order = (start[:, None] + stride[:, None] * np.arange(top)) % num_g
+    return order, np.sort(rng.random((num_q, top), dtype=np.float32), axis=1)
+
+
+def per_row_page(out: Path, query: dict, gallery: dict, order: np.ndarray, dist: np.ndarray) -> None:
+    """The page as ``query`` wrote it before paging (commit b05e71f), for the comparison: one
+    ``index.html`` whose every picture carries its thumbnail, each image encoded once but embedded
+    in every row that shows it (its style and table of what it shows left out: under 1 KB); and
+    ``ranks.csv``."""
+    uris: dict[str, str] = {}
+
+    def figure(path: str, caption: str, css: str = "") -> str:
+        if path not in uris:
+            uris[path] = "data:image/jpeg;base64," + base64.b64encode(thumbnail(path)[1]).decode("ascii")
+        name = html.escape("/".join(Path(path).parts[-2:]))
+        return (
+            f'<figure{css} title="{html.escape(path)}"><img src="{uris[path]}" alt="{name}">'
+            f"<figcaption>{caption}<br>{name}</figcaption></figure>"
+        )
+
+    rows = []
+    for q in range(len(order)):
+        cells = [figure(str(query["paths"][q]), f"query<br>camera {query['cameras'][q]}", ' class="query"')]
+        for rank, (g, d) in enumerate(zip(order[q], dist[q]), start=1):
+            cells.append(figure(str(gallery["paths"][g]), f"{rank} &middot; {d:.3f}<br>camera {gallery['cameras'][g]}"))
+        rows.append('<div class="row">' + "".join(cells) + "</div>")
+    out.mkdir()
+    (out / "index.html").write_text("<!doctype html><html><body>\n" + "\n".join(rows) + "\n</body></html>\n")
+    (out / "ranks.csv").write_text(ranks_csv(query["paths"], gallery["paths"], order, dist))
+
+
+def measured_folder(out: Path) -> dict[str, float]:
+    """What a layout wrote: index.html (KB), the largest HTML file, thumbs/ and the whole (MB); files in thumbs/."""
+    html_sizes = [p.stat().st_size for p in out.glob("*.html")]
+    thumbs = [p.stat().st_size for p in (out / "thumbs").glob("*.jpg")]
+    everything = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {
+        "index": (out / "index.html").stat().st_size / 1e3,
+        "largest": max(html_sizes) / 1e6,
+        "thumbs": sum(thumbs) / 1e6,
+        "total": everything / 1e6,
+        "files": len(thumbs),
+        "pages": len(html_sizes) - 1,
+    }
+
+
+def page_benchmark(args: argparse.Namespace) -> None:
+    """The ``--page`` rows: the layouts side by side (see the module docstring)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        generate(tmp / "tiny", preset="tiny", seed=0)
+        templates = sorted((tmp / "tiny").glob("[bq]*/*.jpg"))
+        start = time.perf_counter()
+        query, gallery = page_crops(tmp / "crops", templates, args.crops, args.queries)
+        made = time.perf_counter() - start
+        order, dist = made_up_ranking(rng, args.queries, args.crops, args.top)
+        some = {key: value[: args.compare] for key, value in query.items()}
+        q, d, n = order[: args.compare], dist[: args.compare], args.compare
+        layouts = [  # name, queries, write into a folder
+            ("before: one page, a thumbnail per picture", n, lambda out: per_row_page(out, some, gallery, q, d)),
+            (
+                "now: one page, each thumbnail once",
+                n,
+                lambda out: write_results(out, some, gallery, q, d, {}, single_page_max=n),
+            ),
+            ("now: pages", n, lambda out: write_results(out, some, gallery, q, d, {}, single_page_max=0)),
+            ("now: pages", args.queries, lambda out: write_results(out, query, gallery, order, dist, {})),
+        ]
+        for i, (name, num_q, write) in enumerate(layouts):
+            out = tmp / f"out{i}"
+            start = time.perf_counter()
+            write(out)
+            rows.append(
+                {"name": name, "queries": num_q, "seconds": time.perf_counter() - start, **measured_folder(out)}
+            )
+            shutil.rmtree(out)
+
+    before, one, paged, large = rows
+    print(
+        f"query page: {args.queries:,} made-up queries x top {args.top} over {args.crops:,} gallery crops "
+        f"(copies of the tiny set's rendered crops, made in {made:.1f} s); pages of {QUERIES_PER_PAGE} queries"
+    )
+    print(
+        f"{'layout':<44} {'queries':>8} {'seconds':>8} {'index KB':>9} {'largest MB':>11} {'pages':>6} "
+        f"{'thumbs MB':>10} {'files':>7} {'total MB':>9} {'KB/query':>9}"
+    )
+    for r in rows:
+        print(
+            f"{r['name']:<44} {r['queries']:>8,} {r['seconds']:8.1f} {r['index']:9,.0f} {r['largest']:11.2f} "
+            f"{r['pages']:>6} {r['thumbs']:10.2f} {r['files']:>7,} {r['total']:9.2f} "
+            f"{1e3 * r['total'] / r['queries']:9.1f}"
+        )
+    print(
+        f"at {args.compare:,} queries, before / now: the one page {before['total'] / one['total']:.1f}x larger "
+        f"than with each thumbnail once; its one file {before['largest'] / paged['largest']:.0f}x the largest "
+        f"of the pages"
+    )
+    html_growth = (large["total"] - large["thumbs"]) / (paged["total"] - paged["thumbs"])
+    print(
+        f"{args.queries:,} / {args.compare:,} queries ({args.queries / args.compare:.0f}x), pages: the total "
+        f"{large['total'] / paged['total']:.1f}x, HTML and ranks.csv {html_growth:.1f}x, the largest page "
+        f"{large['largest'] / paged['largest']:.2f}x, index.html {large['index'] / paged['index']:.1f}x, seconds "
+        f"{large['seconds'] / paged['seconds']:.1f}x; the largest file a browser opens: {large['largest']:.2f} MB at "
+        f"{args.queries:,} queries, {before['largest']:.1f} MB before at {args.compare:,} "
+        f"(load average {os.getloadavg()[0]:.1f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gallery", type=int, default=100_000, help="gallery size")
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--page", action="store_true", help="the page's benchmark instead (no model)")
+    parser.add_argument("--queries", type=int, default=10_000, help="--page: queries")
+    parser.add_argument("--crops", type=int, default=20_000, help="--page: gallery crops")
+    parser.add_argument("--compare", type=int, default=1_000, help="--page: queries of the before / after rows")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.page:
+        page_benchmark(args)
+        return
     logging.getLogger("reidlib").setLevel(logging.ERROR)  # the tiny run's notes on its small gallery
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:

@@ -141,12 +141,23 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
 
 def _cmd_query(args: argparse.Namespace) -> None:
+    from reidlib.retrieval.page import count_pages
     from reidlib.retrieval.ranking import query
 
-    ranking = query(args.run_dir, args.gallery, args.query, args.out, top=args.top, overwrite=args.overwrite)
+    ranking = query(
+        args.run_dir,
+        args.gallery,
+        args.query,
+        args.out,
+        top=args.top,
+        single_page_max=args.single_page_max,
+        overwrite=args.overwrite,
+    )
     num_q, k = ranking.order.shape
+    pages = count_pages(num_q, args.single_page_max)
+    page = "index.html (one page)" if not pages else f"index.html (of {pages} pages, thumbnails in thumbs/)"
     print(
-        f"wrote {args.out}/index.html and {args.out}/ranks.csv: top {k} of the gallery for {num_q} "
+        f"wrote {args.out}/{page} and {args.out}/ranks.csv: top {k} of the gallery for {num_q} "
         f"{'query' if num_q == 1 else 'queries'}"
     )
 
@@ -268,7 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gallery", required=True, help="a features file of `embed` (.npz) or a folder of crops")
     p.add_argument("--query", required=True, help="one query image or a folder of them")
     p.add_argument("--top", type=int, default=10, help="matches per query (default 10)")
-    p.add_argument("--out", required=True, help="folder for index.html and ranks.csv")
+    p.add_argument(
+        "--single-page-max",
+        type=int,
+        default=500,  # reidlib.retrieval.page.SINGLE_PAGE_MAX (the library is imported when the command runs)
+        metavar="N",
+        help="up to N queries (default 500), index.html is one self-contained page; above, it lists pages "
+        "of 200 queries (page-0001.html, ...) that show thumbnails from thumbs/",
+    )
+    p.add_argument("--out", required=True, help="folder for index.html (and its pages) and ranks.csv")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (else it is kept: error)")
     p.set_defaults(func=_cmd_query)
 

@@ -3,7 +3,10 @@
 - :mod:`reidlib.retrieval.embedding`: a run's model, a folder's crops and cameras, their features,
   and the ``.npz`` features file with the model's fingerprint (``python -m reidlib embed``);
 - :mod:`reidlib.retrieval.ranking`: each query's nearest gallery crops (``python -m reidlib query``);
-- :mod:`reidlib.retrieval.page`: what ``query`` writes, ``index.html`` and ``ranks.csv``.
+- :mod:`reidlib.retrieval.page`: what ``query`` writes, ``index.html`` (one self-contained page up
+  to 500 queries, else an index of pages) and ``ranks.csv``;
+- :mod:`reidlib.retrieval.thumbnails`: each distinct crop's thumbnail, once, embedded in the one
+  page or written to ``thumbs/`` for the pages.
 """
 
 from reidlib.retrieval.embedding import embed, embed_images, load_features, load_run, save_features

@@ -16,6 +16,8 @@ Cameras are read from the file names when every name starts like Market-1501's `
 (DukeMTMC-reID and CUHK03-NP names too): camera C, ``camid`` C - 1. Otherwise, when every image
 lies in a sub-folder, the first sub-folder below the root names the camera (``ROOT/<camera>/...``)
 and ``camid`` counts the names in sorted order. Otherwise cameras are unknown (``camid`` -1).
+Such names also give identities (PPPP, :func:`name_identities`), which only the query page uses:
+to mark the matches of the query's identity and count them.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from reidlib.utils import runs
 
 log = logging.getLogger(__name__)
 
-NAME_CAMERA = re.compile(r"-?\d+_c([1-9]\d*)")  # PPPP_cC at the start of a name: camera C (from 1)
+# PPPP_cC at the start of a name: identity PPPP, camera C (from 1)
+MARKET_NAME = re.compile(r"(-?\d+)_c([1-9]\d*)")
 # What `embed` writes; numpy reads it with np.load, without pickles.
 FEATURE_KEYS = ("global", "parts", "paths", "camids", "cameras", "model_sha256", "model_epoch", "run_dir")
 
@@ -84,14 +87,25 @@ def camera_labels(root: str | Path, paths: list[Path]) -> tuple[np.ndarray, np.n
         name, or ``""``), and where they came from (``file names``, ``folders`` or ``unknown``).
     """
     root = Path(root).absolute()
-    named = [NAME_CAMERA.match(p.name) for p in paths]
+    named = [MARKET_NAME.match(p.name) for p in paths]
     if all(named):
-        numbers = np.array([int(m.group(1)) for m in named], dtype=np.int64)
+        numbers = np.array([int(m.group(2)) for m in named], dtype=np.int64)
         return numbers - 1, np.array([f"c{c}" for c in numbers]), "file names"
     folders = folder_cameras(root, paths)
     if folders is not None:
         return *folders, "folders"
     return np.full(len(paths), -1, dtype=np.int64), np.full(len(paths), ""), "unknown"
+
+
+def name_identities(paths) -> np.ndarray | None:
+    """Each image's identity, when every file name starts like Market-1501's ``PPPP_cC`` (the rule
+    of the cameras): (n,) int64 PPPP, with the distractors (0) and junk (-1) read as unknown, -1.
+    None when some name does not say: identities of your own crops are unknown."""
+    named = [MARKET_NAME.match(Path(p).name) for p in paths]
+    if not all(named):
+        return None
+    pids = np.array([int(m.group(1)) for m in named], dtype=np.int64)
+    return np.where(pids > 0, pids, -1)
 
 
 def embed_images(run: SearchRun, path: str | Path, *, progress: bool = True) -> dict[str, np.ndarray]:

@@ -6,7 +6,8 @@ per query.
 - :func:`rank_gallery`: each query's k nearest gallery images, in blocks, never the (Q, G) matrix
   (the blocked loop of :mod:`reidlib.neighbours.exact`);
 - :func:`query`: the command: read or embed the gallery, embed the queries, rank, and write the
-  page and ``ranks.csv`` (:mod:`reidlib.retrieval.page`).
+  page (one page, or an index of pages above 500 queries) and ``ranks.csv``
+  (:mod:`reidlib.retrieval.page`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from reidlib.errors import ConfigError
 from reidlib.evaluation.evaluator import eval_lambda_g
 from reidlib.neighbours import exact
 from reidlib.retrieval.embedding import embed_images, load_run, read_gallery
-from reidlib.retrieval.page import check_out_dir, write_results
+from reidlib.retrieval.page import SINGLE_PAGE_MAX, check_out_dir, count_pages, write_results
 
 # Blocks of the ranking: 256 queries x 65,536 gallery images keep each (c, g) distance temporary at 64 MiB.
 QUERY_CHUNK, GALLERY_CHUNK = 256, 65_536
@@ -100,13 +101,17 @@ def query(
     out_dir: str | Path,
     *,
     top: int = 10,
+    single_page_max: int = SINGLE_PAGE_MAX,
     overwrite: bool = False,
 ) -> Ranking:
     """``python -m reidlib query``: rank the gallery for each of ``queries`` (an image or a folder);
-    write ``index.html`` and ``ranks.csv`` (:mod:`reidlib.retrieval.page`). Every input is checked,
-    and the page built, before anything is written; an earlier page is kept unless ``overwrite``."""
+    write the page and ``ranks.csv`` (:mod:`reidlib.retrieval.page`: one self-contained
+    ``index.html`` up to ``single_page_max`` queries, else an index of pages). Every input is
+    checked, and every picture made, before anything is written to ``out_dir``; an earlier page is
+    kept unless ``overwrite``."""
     if top < 1:
         raise ConfigError(f"--top must be at least 1, got {top}")
+    count_pages(0, single_page_max)  # its bounds, checked before the work
     check_out_dir(out_dir, overwrite=overwrite)
     run = load_run(run_dir)
     gallery_feats = read_gallery(run, gallery)
@@ -120,5 +125,14 @@ def query(
         "distance": f"{lambda_g:g} |global difference| + {1 - lambda_g:g} |parts difference| (Euclidean, "
         "as evaluation; no camera term)",
     }
-    write_results(out_dir, query_feats, gallery_feats, ranking.order, ranking.dist, about)
+    write_results(
+        out_dir,
+        query_feats,
+        gallery_feats,
+        ranking.order,
+        ranking.dist,
+        about,
+        single_page_max=single_page_max,
+        overwrite=overwrite,
+    )
     return ranking

@@ -19,7 +19,7 @@ from reidlib.retrieval.ranking import rank_gallery
 from reidlib.utils import runs
 from tests.helpers import assert_one_line_error, run_cli, tiny_cfg, write_jpeg
 
-THUMBNAIL = '<img src="data:image/jpeg;base64,'
+THUMBNAIL = "url(data:image/jpeg;base64,"
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +92,14 @@ def test_query_finds_its_own_copy_at_rank_1(gallery_file, trained_run, tiny_synt
     assert list(first["gallery_path"]) == [str(s.absolute()) for s in sources]
     assert (first["distance"] < 1e-3).all()
     assert (ranks.groupby("query_path")["distance"].diff().dropna() >= 0).all()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["index.html", "ranks.csv"]  # one page
     page = (tmp_path / "out" / "index.html").read_text()
-    assert page.count(THUMBNAIL) == 5 * (1 + 3)  # every picture embedded: the page works when moved
-    assert 'src="/' not in page and "file:" not in page
+    pictures = set(ranks["query_path"]) | set(ranks["gallery_path"])
+    assert page.count(THUMBNAIL) == len(pictures)  # each picture embedded once: the page works when moved
+    assert page.count("<figure") == 5 * (1 + 3)
+    assert "src=" not in page and "file:" not in page
 
-    # a gallery folder instead of its features file: the same ranking
+    # a gallery folder instead of its features file: the same ranking; above 2 queries, pages
     code, err = run_cli(
         [
             "query",
@@ -108,12 +111,17 @@ def test_query_finds_its_own_copy_at_rank_1(gallery_file, trained_run, tiny_synt
             query,
             "--top",
             3,
+            "--single-page-max",
+            2,
             "--out",
             tmp_path / "again",
         ],
         capsys,
     )
     assert code == 0, err
+    written = sorted(p.name for p in (tmp_path / "again").iterdir())
+    assert written == ["index.html", "page-0001.html", "ranks.csv", "thumbs"]  # 5 queries, 200 a page
+    assert len(list((tmp_path / "again" / "thumbs").iterdir())) == len(pictures)
     again = pd.read_csv(tmp_path / "again" / "ranks.csv")
     assert again[["query_path", "rank", "gallery_path"]].equals(ranks[["query_path", "rank", "gallery_path"]])
     assert np.allclose(again["distance"], ranks["distance"], atol=2e-4)
