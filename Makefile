@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 DATA   ?= data/synthetic-demo
 RUN    ?= runs/demo
 
-.PHONY: help install lock check lint format test bench demo tracklets report walkthrough ablations beyond methods lab clean-venv
+.PHONY: help install lock check lint format test bench gpu-check demo tracklets report walkthrough ablations beyond methods lab clean-venv
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,13 @@ bench: $(VENV)/.installed ## every benchmark in turn (BENCH="bench_step" for one
 		if [ $$b = bench_epoch ]; then $(PY) -m benchmarks.$$b --data $(BENCH_DATA) --config configs/real-cpu.yaml || exit 1; \
 		else $(PY) -m benchmarks.$$b || exit 1; fi; \
 	done
+
+# The GPU check (docs/gpu.md) runs with .venv's Python when there is one, else with python3, so that
+# a bare CUDA PyTorch image needs no install: make gpu-check GPU_CHECK_ARGS="--quick".
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_CHECK_ARGS ?=
+gpu-check: ## on a CUDA machine: device tests, paper steps, selection, graph, NCCL in one table (< 8 min)
+	$(GPU_PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)
 
 demo: $(VENV)/.installed ## generate the synthetic set, show it, score baselines, train, compare, report
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0

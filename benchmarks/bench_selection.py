@@ -39,6 +39,10 @@ R = ceil(rerank * 508), re-ranked exactly from the float16 banks). ``HNSW`` (ben
 reidlib/neighbours/faiss_index.py): :class:`HNSWIndex` here, faiss IndexHNSWFlat (M = 32) over the same
 PCA-reduced vectors, efSearch = R, candidates re-ranked by the same searcher; it cannot update
 slots in place, so its refresh is a rebuild.
+
+``ReidLikeData`` takes other dims (``dim``, ``parts``) and a ``device`` to build the banks on
+(``benchmarks/gpu_check.py`` builds them on a GPU); faiss is imported only where an index is built,
+so the data model needs no faiss.
 """
 
 from __future__ import annotations
@@ -49,9 +53,9 @@ import math
 import statistics
 import time
 
-import faiss
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from benchmarks.memory_usage import rss_gib
 from reidlib.config import SearchConfig
@@ -66,52 +70,74 @@ MEMORY_BUDGET = 17 * 2**30  # keep the process under this (the machine's 24 GiB 
 
 
 class ReidLikeData:
-    """The data model of the module docstring; features are made in blocks, never all in float32."""
+    """The data model of the module docstring; features are made in blocks, never all in float32.
+
+    Identities, cameras, latents and the projections are drawn on the CPU and kept on ``device``,
+    where the features are drawn (with a generator of that device, so a GPU draws other numbers
+    than the CPU) and the banks are built.
+    """
 
     def __init__(
-        self, num_slots: int, latent: int = 32, noise: float = 1.0, seed: int = 0, dim: int = D, parts: int = P
+        self,
+        num_slots: int,
+        latent: int = 32,
+        noise: float = 1.0,
+        seed: int = 0,
+        *,
+        dim: int = D,
+        parts: int = P,
+        device: torch.device | str = "cpu",
     ):
         g = torch.Generator().manual_seed(seed)
-        self.gen, self.r, self.noise, self.dim, self.parts = g, latent, noise, dim, parts
+        self.device = torch.device(device)
+        self.gen = g if self.device.type == "cpu" else torch.Generator(self.device).manual_seed(seed)
+        self.r, self.noise, self.dim, self.parts = latent, noise, dim, parts
         sizes = torch.randint(8, 13, (num_slots // 8 + 1,), generator=g)
         pids = torch.repeat_interleave(torch.arange(len(sizes)), sizes)[:num_slots]  # (N,)
         num_ids = int(pids[-1]) + 1
         cams_per_id = torch.rand(num_ids, C, generator=g).argsort(1)  # a random camera order per id
         n_cams = torch.randint(2, 5, (num_ids,), generator=g)  # each id seen by 2-4 cameras
         pick = (torch.rand(num_slots, generator=g) * n_cams[pids]).long()
-        self.pids, self.camids = pids, cams_per_id[pids, pick]
+        camids = cams_per_id[pids, pick]
         r = latent
         centres = torch.randn(num_ids, r, generator=g)
         cam_shift = SIGMA_CAM * torch.randn(C, r, generator=g)
-        self.latent = centres[pids] + cam_shift[self.camids] + SIGMA_VIEW * torch.randn(num_slots, r, generator=g)
-        self.a = torch.randn(r, dim, generator=g) / math.sqrt(r)
-        self.b = torch.randn(parts, r, dim // parts, generator=g) / math.sqrt(r)
+        latents = centres[pids] + cam_shift[camids] + SIGMA_VIEW * torch.randn(num_slots, r, generator=g)
+        self.pids, self.camids, self.latent = pids.to(device), camids.to(device), latents.to(device)
+        self.a = (torch.randn(r, dim, generator=g) / math.sqrt(r)).to(device)
+        self.b = (torch.randn(parts, r, dim // parts, generator=g) / math.sqrt(r)).to(device)
+
+    def randn(self, *shape: int) -> Tensor:
+        return torch.randn(*shape, generator=self.gen, device=self.device)
 
     def signal_share(self) -> float:
         """Share of the global feature's variance (before normalising) that comes from the latent."""
         signal = (self.latent[:10_000] @ self.a).pow(2).sum(1).mean().item()
         return signal / (signal + self.noise**2 * self.dim)
 
-    def features(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def features(self, u: Tensor) -> tuple[Tensor, Tensor]:
         """Latents (n, r) -> unit global (n, D) and unit stripes (n, P, D/P), float32."""
-        g, dim, num_parts = self.gen, self.dim, self.parts
-        glob = F.normalize(u @ self.a + self.noise * torch.randn(len(u), dim, generator=g), dim=-1)
-        part_u = u[:, None] + SIGMA_PART * torch.randn(len(u), num_parts, self.r, generator=g)  # (n, P, r)
-        noise = self.noise * torch.randn(len(u), num_parts, dim // num_parts, generator=g)
-        return glob, F.normalize(torch.einsum("npr,prd->npd", part_u, self.b) + noise, dim=-1)
+        n, parts, d = len(u), self.parts, self.dim // self.parts
+        glob = F.normalize(u @ self.a + self.noise * self.randn(n, self.dim), dim=-1)
+        part_u = u[:, None] + SIGMA_PART * self.randn(n, parts, self.r)  # (n, P, r)
+        stripes = torch.einsum("npr,prd->npd", part_u, self.b) + self.noise * self.randn(n, parts, d)
+        return glob, F.normalize(stripes, dim=-1)
 
-    def banks(self, dtype=torch.float16, chunk=32_768) -> tuple[torch.Tensor, torch.Tensor]:
+    def banks(self, dtype=torch.float16, chunk=32_768) -> tuple[Tensor, Tensor]:
+        """The global (N, D) and part (N, P, D/P) banks of every slot, in ``dtype`` on the device."""
         n = len(self.latent)
-        glob = torch.empty(n, self.dim, dtype=dtype)
-        parts = torch.empty(n, self.parts, self.dim // self.parts, dtype=dtype)
+        glob = torch.empty(n, self.dim, dtype=dtype, device=self.device)
+        parts = torch.empty(n, self.parts, self.dim // self.parts, dtype=dtype, device=self.device)
         for start in range(0, n, chunk):
             glob[start : start + chunk], parts[start : start + chunk] = self.features(
                 self.latent[start : start + chunk]
             )
         return glob, parts
 
-    def anchors(self, self_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        u = self.latent[self_idx] + SIGMA_ANCHOR * torch.randn(len(self_idx), self.r, generator=self.gen)
+    def anchors(self, self_idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """New views of the slots ``self_idx`` (B,): their global (B, D), stripes (B, P, D/P), cameras (B,)."""
+        self_idx = self_idx.to(self.device)
+        u = self.latent[self_idx] + SIGMA_ANCHOR * self.randn(len(self_idx), self.r)
         glob, parts = self.features(u)
         return glob, parts, self.camids[self_idx]
 
@@ -168,6 +194,8 @@ class HNSWIndex:
     approximate = True
 
     def __init__(self, ivf: IVFIndex, embed_slots, num_slots: int, ef: int):
+        import faiss
+
         self.vectors = ivf.vectors
         self.hnsw = faiss.IndexHNSWFlat(ivf.ivf.d, 32)
         self.hnsw.hnsw.efConstruction = 40
@@ -333,6 +361,8 @@ def run_size(n: int, args) -> None:
 
 
 def main() -> None:
+    import faiss
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--threads", type=int, default=1, help="torch and faiss threads (the machine is shared)")

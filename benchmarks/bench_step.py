@@ -2,7 +2,7 @@
 per-sample loop, at Market-1501 and MSMT17 size on this CPU.
 
     .venv/bin/python -m benchmarks.bench_step [--threads 2] [--sizes 12936 32621] [--repeats 7]
-        [--backbone-repeats 3] [--ref-anchors 64] [--archs resnet50 mobilenet_v2]
+        [--backbone-repeats 3] [--ref-anchors 64] [--archs resnet50 mobilenet_v2] [--device cpu]
 
 (From a worktree whose package is not the one installed in .venv, prefix ``PYTHONPATH=.``; the
 first line of the output says which ``reidlib`` was imported.) The default run takes about 5 to 10
@@ -40,6 +40,10 @@ lambda_p 0.5, tau 0.1) and B = 64:
   context the project's CPU backbone, MobileNetV2 at 128x64, D 256 (whose overhead is measured at
   D 256). One warm-up, then the median of the repeats.
 
+With ``--device cuda`` the backbone, the banks and both steps run on the GPU, and every clock
+waits for the device's queued work (``benchmarks/gpu_check.py`` takes the backbone and the
+vectorised step from here).
+
 Before timing, both sides run on a small clustered input in float64 and must agree
 (:func:`benchmarks.step_reference.equality_check`, the same check the tests run); at full size the
 banks are compared only on slots written once, and the output counts the others.
@@ -66,6 +70,7 @@ from benchmarks.step_reference import (
     paper_settings,
     per_sample_step,
     random_inputs,
+    wait,
 )
 from reidlib.model import build_model
 
@@ -96,30 +101,40 @@ def timed_runs(
     return last, out
 
 
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
+def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     def once() -> float:
+        wait(device)
         t0 = time.perf_counter()
         fn()
+        wait(device)
         return time.perf_counter() - t0
 
     return statistics.median(once() for _ in range(repeats))
 
 
-def backbone_seconds(arch: str, batch: int, parts: int, repeats: int) -> float:
-    """Median seconds of forward + backward of ``build_model(arch)`` in train mode, after a warm-up."""
+def backbone_seconds(arch: str, batch: int, parts: int, repeats: int, device: torch.device) -> float:
+    """Median seconds of forward + backward of ``build_model(arch)`` in train mode on ``device``,
+    after a warm-up."""
     height, width, dim = BACKBONES[arch]
-    model = build_model(arch, feat_dim=dim, num_parts=parts, pretrained=None, last_stride=1).train()
-    img = torch.randn(batch, 3, height, width)  # (B, 3, H, W)
+    model = build_model(arch, feat_dim=dim, num_parts=parts, pretrained=None, last_stride=1).to(device).train()
+    img = torch.randn(batch, 3, height, width, device=device)  # (B, 3, H, W)
 
     def step() -> float:
         model.zero_grad(set_to_none=True)
+        wait(device)
         t0 = time.perf_counter()
         feats = model(img)
         (feats.global_.sum() + feats.parts.sum()).backward()
+        wait(device)
         return time.perf_counter() - t0
 
     step()  # warm-up
     return statistics.median(step() for _ in range(repeats))
+
+
+def step_share(overhead: float, backbone: float) -> float:
+    """The share of a training step that SCL's overhead takes beside the backbone's pass."""
+    return overhead / (backbone + overhead)
 
 
 def fmt_seconds(x: float) -> str:
@@ -146,13 +161,15 @@ def main() -> None:
     )
     parser.add_argument("--ref-repeats", type=int, default=1)
     parser.add_argument("--archs", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
+    parser.add_argument("--device", default="cpu", help="where the backbone, the banks and the steps run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     s = paper_settings()
     load = os.getloadavg()
     print(
         f"reidlib from {os.path.dirname(reidlib.__file__)}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads (--threads {args.threads}), {os.cpu_count()} CPUs; "
+        f"{torch.get_num_threads()} threads (--threads {args.threads}), {os.cpu_count()} CPUs, device {device}; "
         f"load average at start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print(
@@ -172,7 +189,7 @@ def main() -> None:
     backbone = {}
     for arch in args.archs:
         height, width, dim = BACKBONES[arch]
-        backbone[arch] = backbone_seconds(arch, args.batch, args.parts, args.backbone_repeats)
+        backbone[arch] = backbone_seconds(arch, args.batch, args.parts, args.backbone_repeats, device)
         print(
             f"backbone {arch} {height}x{width} D {dim}: forward + backward of {args.batch} images, "
             f"median of {args.backbone_repeats} after a warm-up: {backbone[arch]:.2f} s"
@@ -184,17 +201,17 @@ def main() -> None:
         cols = {}
         for arch in args.archs:
             dim = BACKBONES[arch][2]
-            inp = random_inputs(n, dim, args.parts, args.batch, cameras)
+            inp = random_inputs(n, dim, args.parts, args.batch, cameras, device=device)
             library_step(inp, s)  # warm-up
             lib_out, vec = timed_runs(lambda: library_step(inp, s), args.repeats)
             anchors = min(args.ref_anchors, args.batch)
             ref_out, ref = timed_runs(lambda: per_sample_step(inp, s, anchors), args.ref_repeats)
             scale = args.batch / anchors
             ref_total = ref["total"] * scale
-            batched = median_seconds(lambda: batched_public_distances(inp, s), args.repeats)
+            batched = median_seconds(lambda: batched_public_distances(inp, s), args.repeats, device)
             ref_batched = ref_total - ref["distances"] * scale + batched
             agree = compare(lib_out, ref_out) if anchors == args.batch else None
-            share = vec["total"] / (backbone[arch] + vec["total"])
+            share = step_share(vec["total"], backbone[arch])
             cols[arch] = dict(
                 vec=vec,
                 ref=ref_total,

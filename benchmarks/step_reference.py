@@ -9,6 +9,9 @@ Shape letters: B batch, N memory slots, D feature dim, P stripes, d = D/P, K pos
 - :func:`clustered_inputs` / :func:`random_inputs`: the inputs both take, and :func:`compare` /
   :func:`check_passes`: how far apart their results are.
 
+The library's step runs where its inputs are (``device``); its stage times wait for the device's
+queued work (:func:`wait`), so that they hold on a GPU too.
+
 The tests (``tests/methods/scl/test_step_reference.py``) hold the library to this loop;
 ``benchmarks/bench_step.py`` times both. On the clustered float64 input both sides must agree: the
 same selection indices, the same loss and feature gradients, the same banks afterwards. The bank
@@ -69,15 +72,28 @@ def unit(x: Tensor) -> Tensor:
     return F.normalize(x, dim=-1)
 
 
+def wait(device: torch.device) -> None:
+    """Let the work queued on ``device`` finish before a clock is read (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def to_device(inp: StepInputs, device: torch.device | str) -> StepInputs:
+    return StepInputs(*(t.to(device) for t in inp))
+
+
 # ---------------------------------------------------------------------------------------------
 # Inputs
 
 
-def random_inputs(num_slots: int, dim: int, parts: int, batch: int, cameras: int, seed: int = 0) -> StepInputs:
-    """Random unit features for the batch and the three banks, random cameras, distinct own slots."""
+def random_inputs(
+    num_slots: int, dim: int, parts: int, batch: int, cameras: int, seed: int = 0, device: torch.device | str = "cpu"
+) -> StepInputs:
+    """Random unit features for the batch and the three banks, random cameras, distinct own slots
+    (drawn on the CPU, so that every device gets the same numbers, then moved to ``device``)."""
     gen = torch.Generator().manual_seed(seed)
     randn = lambda *shape: torch.randn(*shape, generator=gen)  # noqa: E731
-    return StepInputs(
+    inp = StepInputs(
         g=unit(randn(batch, dim)),
         p=unit(randn(batch, parts, dim // parts)),
         idx=torch.randperm(num_slots, generator=gen)[:batch],
@@ -86,6 +102,7 @@ def random_inputs(num_slots: int, dim: int, parts: int, batch: int, cameras: int
         L=unit(randn(num_slots, parts, dim // parts)),
         X=unit(randn(num_slots, dim)),
     )
+    return to_device(inp, device)
 
 
 def clustered_inputs(
@@ -129,9 +146,10 @@ def clustered_inputs(
 
 
 def library_banks(inp: StepInputs, momentum: float) -> tuple[MemoryBank, MemoryBank, MemoryBank]:
-    """The library's three banks holding copies of the input banks (copied, not re-normalised)."""
+    """The library's three banks holding copies of the input banks (copied, not re-normalised),
+    on the input's device."""
     num_slots, dim = inp.G.shape
-    banks = build_banks(num_slots, dim, inp.L.shape[1], momentum, dtype=inp.G.dtype)
+    banks = tuple(b.to(inp.G.device) for b in build_banks(num_slots, dim, inp.L.shape[1], momentum, dtype=inp.G.dtype))
     for bank, start in zip(banks, (inp.G, inp.L, inp.X)):
         bank.features.copy_(start)
     return banks
@@ -144,20 +162,26 @@ def library_banks(inp: StepInputs, momentum: float) -> tuple[MemoryBank, MemoryB
 def library_step(inp: StepInputs, s: SCLConfig) -> tuple[StepOutput, dict[str, float]]:
     """One SCL step after the backbone, through the library's own hooks (reidlib.methods.scl.learner.SCL), in the
     order the training loop calls them; returns its results and stage times."""
+    device = inp.G.device
     banks = library_banks(inp, s.bank_momentum)  # untimed copies
-    pids = torch.arange(len(inp.G))  # the diagnostics' identities; not timed, not read by the step
+    pids = torch.arange(len(inp.G), device=device)  # the diagnostics' identities; not timed, not read by the step
     method = SCL(s, EXACT, *banks, pids, inp.bank_cams, epochs=s.warmup_epochs + 1)
-    method.start_epoch(s.warmup_epochs, torch.Generator(), features=None, resumed=False)  # the first selecting epoch
+    first_selecting = s.warmup_epochs
+    method.start_epoch(first_selecting, torch.Generator(device), features=None, resumed=False)
     out = Features(inp.g.clone().requires_grad_(), inp.p.clone().requires_grad_())  # the model's output
 
+    wait(device)
     t0 = time.perf_counter()
     with torch.no_grad():
         sel = method.select(out, inp.idx)  # pos (B, 1+K), neg (B, M)
+    wait(device)
     t1 = time.perf_counter()
     loss = method.loss(out, sel).total
     loss.backward()
+    wait(device)
     t2 = time.perf_counter()
     method.update(out, inp.idx, sel, gather=lambda x: x)  # one process
+    wait(device)
     t3 = time.perf_counter()
 
     out = StepOutput(
@@ -184,6 +208,7 @@ def sq_dist_to_all(q: Tensor, bank: Tensor) -> Tensor:
 def per_sample_step(inp: StepInputs, s: SCLConfig, anchors: int | None = None) -> tuple[StepOutput, dict[str, float]]:
     """The step as a loop over anchors; ``anchors`` < B runs only the first ones (for timing)."""
     G, L, X = inp.G.clone(), inp.L.clone(), inp.X.clone()  # untimed copies
+    device = G.device
     b = len(inp.idx) if anchors is None else anchors
     parts = L.shape[1]
     g = inp.g[:b].clone().requires_grad_()  # (b, D)
@@ -206,6 +231,7 @@ def per_sample_step(inp: StepInputs, s: SCLConfig, anchors: int | None = None) -
         order = order[order != own]  # (N-1,) the own slot is never a neighbour or a negative
         pos_rows.append([own] + order[: s.k].tolist())
         neg_rows.append(order[s.k : s.k + s.m].tolist())
+    wait(device)
     t1 = time.perf_counter()
 
     weights = [s.lambda_t] + [s.alpha * (1.0 - s.lambda_t) / s.k] * s.k  # own slot, then neighbours
@@ -219,6 +245,7 @@ def per_sample_step(inp: StepInputs, s: SCLConfig, anchors: int | None = None) -
             term = -sum(w * log_prob[j] for j, w in enumerate(weights))
             loss = loss + share * term / len(inp.idx)
     loss.backward()
+    wait(device)
     t2 = time.perf_counter()
 
     with torch.no_grad():
@@ -231,6 +258,7 @@ def per_sample_step(inp: StepInputs, s: SCLConfig, anchors: int | None = None) -
             for i in range(b):
                 for y in pos_rows[i]:
                     X[y] = unit((X[y] + feats[i]) / 2)
+    wait(device)
     t3 = time.perf_counter()
 
     out = StepOutput(
@@ -272,8 +300,14 @@ def written_once(pos_idx: Tensor, num_slots: int) -> Tensor:
     return torch.bincount(pos_idx.flatten(), minlength=num_slots) == 1
 
 
+def on_cpu(out: StepOutput) -> StepOutput:
+    return StepOutput(*(x.cpu() if isinstance(x, Tensor) else x for x in out))
+
+
 def compare(lib: StepOutput, ref: StepOutput) -> dict[str, float | int | bool]:
-    """How far the two sides' results are apart (banks compared on slots written at most once)."""
+    """How far the two sides' results are apart (banks compared on slots written at most once),
+    wherever each side ran."""
+    lib, ref = on_cpu(lib), on_cpu(ref)
     num_slots = lib.X.shape[0]
     counts = torch.bincount(lib.pos_idx.flatten(), minlength=num_slots)
     repeated = counts > 1  # mixture slots the library averages and the loop writes in turn
@@ -290,11 +324,12 @@ def compare(lib: StepOutput, ref: StepOutput) -> dict[str, float | int | bool]:
     }
 
 
-def equality_check(s: SCLConfig) -> dict[str, float | int | bool]:
-    """Both sides on the clustered float64 input (no repeated writes, see the module docstring)."""
+def equality_check(s: SCLConfig, device: torch.device | str = "cpu") -> dict[str, float | int | bool]:
+    """Both sides on the clustered float64 input (no repeated writes, see the module docstring):
+    the library's step on ``device``, the per-sample loop on the CPU."""
     inp = clustered_inputs(k=s.k)
     small = replace(s, m=50)  # 300 slots: 50 negatives
-    lib, _ = library_step(inp, small)
+    lib, _ = library_step(to_device(inp, device), small)
     ref, _ = per_sample_step(inp, small)
     return compare(lib, ref)
 

@@ -55,12 +55,14 @@ def test_euclidean_path():
     assert torch.allclose(got, want)
 
 
-def test_camera_penalty_changes_exactly_same_camera_pairs():
-    qg, qp = feats(4)
-    gg, gp = feats(6, seed=4)
-    qc, gc = torch.tensor([0, 1, 2, 0]), torch.tensor([0, 0, 1, 2, 2, 1])
+def test_camera_penalty_changes_exactly_same_camera_pairs(device):
+    qg, qp = (x.to(device) for x in feats(4))
+    gg, gp = (x.to(device) for x in feats(6, seed=4))
+    qc, gc = torch.tensor([0, 1, 2, 0], device=device), torch.tensor([0, 0, 1, 2, 2, 1], device=device)
     plain = combined_distance(qg, qp, gg, gp, lambda_g=0.5, q_camids=qc, g_camids=gc)
     pen = combined_distance(qg, qp, gg, gp, lambda_g=0.5, lambda_c=0.05, q_camids=qc, g_camids=gc)
+    assert pen.device.type == device.type
+    plain, pen, qc, gc = plain.cpu(), pen.cpu(), qc.cpu(), gc.cpu()
     same = qc[:, None] == gc[None]
     assert torch.allclose((pen - plain)[same], torch.full((int(same.sum()),), 0.05, dtype=pen.dtype))
     assert torch.equal((pen - plain)[~same], torch.zeros(int((~same).sum()), dtype=pen.dtype))
@@ -112,12 +114,12 @@ def test_query_gallery_chunks_agree():
 
 
 @pytest.mark.parametrize("lambda_g", [0.0, 0.4, 1.0])
-def test_unit_norm_shortcut_equals_the_general_formula(lambda_g):
+def test_unit_norm_shortcut_equals_the_general_formula(lambda_g, device):
     qg, qp = feats(6)
     gg, gp = feats(11, seed=5)
-    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731  rows, and each stripe
+    unit = lambda x: torch.nn.functional.normalize(x.to(device), dim=-1)  # noqa: E731  rows, and each stripe
     qg, qp, gg, gp = unit(qg), unit(qp), unit(gg), unit(gp)
-    qc, gc = torch.tensor([0, 1, 2, 0, 1, 2]), torch.arange(11) % 3
+    qc, gc = torch.tensor([0, 1, 2, 0, 1, 2], device=device), torch.arange(11, device=device) % 3
     kw = dict(lambda_g=lambda_g, lambda_c=0.3, q_camids=qc, g_camids=gc)
     fast = combined_distance(qg, qp, gg, gp, unit_norm=True, **kw)
     assert torch.allclose(fast, combined_distance(qg, qp, gg, gp, **kw), atol=1e-12)

@@ -14,10 +14,12 @@ def _seed():
 
 
 @pytest.mark.parametrize("arch,parts,dim", [("resnet_mini", 8, 64), ("resnet18", 4, 32)])
-def test_features_shapes_and_norms(arch, parts, dim):
-    model = build_model(arch, feat_dim=dim, num_parts=parts).eval()
+def test_features_shapes_and_norms(arch, parts, dim, device):
+    model = build_model(arch, feat_dim=dim, num_parts=parts).to(device).eval()
     with torch.no_grad():
-        f = model(torch.randn(3, 3, 64, 32))
+        f = model(torch.randn(3, 3, 64, 32, device=device))
+    assert f.global_.device.type == device.type
+    f = type(f)(f.global_.cpu(), f.parts.cpu())
     assert f.global_.shape == (3, dim) and f.parts.shape == (3, parts, dim // parts)
     assert torch.allclose(f.global_.norm(dim=1), torch.ones(3), atol=1e-5)
     assert torch.allclose(f.parts.norm(dim=2), torch.ones(3, parts), atol=1e-5)

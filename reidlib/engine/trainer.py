@@ -338,7 +338,12 @@ def _finish(
     if state.method.supervised:
         metrics["supervised"] = state.method.supervised
     if ctx.distributed:
-        metrics["replicas"] = {"world_size": ctx.world, "digests": digests, "identical": len(set(digests)) == 1}
+        metrics["replicas"] = {
+            "world_size": ctx.world,
+            "backend": ctx.backend,
+            "digests": digests,
+            "identical": len(set(digests)) == 1,
+        }
         if len(set(digests)) > 1:
             log.error("the processes' memory or weights differ at the end: %s", digests)
     if test is not None:

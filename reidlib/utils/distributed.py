@@ -8,7 +8,9 @@ process applies the *same* bank update and the banks stay identical (``replica_d
 it at the end of a run). Only rank 0 writes run files; the others wait for it.
 
 Without ``torchrun`` (``WORLD_SIZE`` unset) :func:`setup` returns a single-process context and
-every function here is a no-op, so the training loop has one code path.
+every function here is a no-op, so the training loop has one code path. Under ``torchrun`` even one
+process joins a process group, so that ``torchrun --nproc_per_node 1`` runs the distributed path
+(``DistributedDataParallel`` and the collectives, NCCL on a GPU) on a machine with one device.
 """
 
 from __future__ import annotations
@@ -29,15 +31,18 @@ from reidlib import errors
 from reidlib.errors import ConfigError
 
 T = TypeVar("T")
+TORCHRUN_ID = "TORCHELASTIC_RUN_ID"  # set by torchrun in every process it starts
 
 
 @dataclass(frozen=True)
 class Context:
-    """This process's place in the run: ``rank`` of ``world`` processes, on ``device``."""
+    """This process's place in the run: ``rank`` of ``world`` processes, on ``device``;
+    ``backend`` (gloo or nccl) names the process group it joined, None without one."""
 
     rank: int = 0
     world: int = 1
     device: torch.device = torch.device("cpu")
+    backend: str | None = None
 
     @property
     def main(self) -> bool:
@@ -46,17 +51,19 @@ class Context:
 
     @property
     def distributed(self) -> bool:
-        return self.world > 1
+        """Whether this process is in a process group (started by ``torchrun``, even alone)."""
+        return self.backend is not None
 
 
 def setup(device: torch.device, timeout_minutes: int = 120) -> Context:
-    """Join the process group that ``torchrun`` describes in the environment, if any.
+    """Join the process group that ``torchrun`` describes in the environment, if any (a
+    ``WORLD_SIZE`` above 1, or torchrun's ``TORCHELASTIC_RUN_ID`` with one process).
 
     gloo on a CPU, NCCL on CUDA; with CUDA each process takes the device ``LOCAL_RANK``.
     ``timeout_minutes`` bounds how long the others wait while rank 0 evaluates or writes.
     """
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if world == 1 and TORCHRUN_ID not in os.environ:
         return Context(device=device)
     if device.type == "cuda":
         device = torch.device(device.type, int(os.environ.get("LOCAL_RANK", "0")))
@@ -64,7 +71,7 @@ def setup(device: torch.device, timeout_minutes: int = 120) -> Context:
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=timedelta(minutes=timeout_minutes))
-    return Context(rank=dist.get_rank(), world=dist.get_world_size(), device=device)
+    return Context(rank=dist.get_rank(), world=dist.get_world_size(), device=device, backend=str(dist.get_backend()))
 
 
 def teardown(ctx: Context) -> None:

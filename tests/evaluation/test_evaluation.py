@@ -151,30 +151,37 @@ def truncated_ap_loop(distmat, q_pids, g_pids, q_camids, g_camids, top_r):
         ("faiss", "euclidean", 0.0),
     ],
 )
-def test_topk_whole_gallery_equals_evaluate(backend, distance, lambda_g):
+def test_topk_whole_gallery_equals_evaluate(backend, distance, lambda_g, device):
+    """On ``device``: the torch path's distances, or faiss's GPU index where the build has one."""
     from reidlib.evaluation.topk import evaluate_topk
 
+    if backend == "faiss":
+        pytest.importorskip("faiss")
     rng = np.random.default_rng(3)
     query, gallery = feature_split(rng, 40), feature_split(rng, 150)
     distmat = dense(query, gallery, lambda_g, distance == "squared")
     ref = evaluate(distmat, query["pids"], gallery["pids"], query["camids"], gallery["camids"])
-    got = evaluate_topk(query, gallery, lambda_g=lambda_g, distance=distance, backend=backend, chunk=16)
+    got = evaluate_topk(query, gallery, lambda_g=lambda_g, distance=distance, backend=backend, chunk=16, device=device)
     np.testing.assert_allclose(got.cmc, ref.cmc)
     assert got.mAP == pytest.approx(ref.mAP) and got.mINP == pytest.approx(ref.mINP)
     assert (got.num_valid_queries, got.num_skipped_queries) == (ref.num_valid_queries, ref.num_skipped_queries)
 
 
 @pytest.mark.parametrize("backend, distance", [("torch", "euclidean"), ("faiss", "squared")])
-def test_topk_cmc_exact_up_to_r_and_map_at_r(backend, distance):
+def test_topk_cmc_exact_up_to_r_and_map_at_r(backend, distance, device):
     from reidlib.evaluation.topk import evaluate_topk
 
+    if backend == "faiss":
+        pytest.importorskip("faiss")
     rng = np.random.default_rng(4)
     query, gallery = feature_split(rng, 50), feature_split(rng, 200)
     distmat = dense(query, gallery, 0.5, distance == "squared")
     args = (query["pids"], gallery["pids"], query["camids"], gallery["camids"])
     ref = evaluate(distmat, *args)
     top_r = 12
-    got = evaluate_topk(query, gallery, lambda_g=0.5, top_r=top_r, distance=distance, backend=backend, chunk=7)
+    got = evaluate_topk(
+        query, gallery, lambda_g=0.5, top_r=top_r, distance=distance, backend=backend, chunk=7, device=device
+    )
     assert len(got.cmc) == top_r
     np.testing.assert_allclose(got.cmc, ref.cmc[:top_r])
     map_r, _ = truncated_ap_loop(distmat, *args, top_r)

@@ -25,21 +25,22 @@ def naive_loss(feats, bank, pos_idx, neg_idx, temperature, lambda_t, alpha):
     return total / feats.shape[0]
 
 
-def random_case(b=5, n=40, d=12, k=3, m=9, seed=0, dtype=torch.float64):
+def random_case(b=5, n=40, d=12, k=3, m=9, seed=0, dtype=torch.float64, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     feats = F.normalize(torch.randn(b, d, generator=g, dtype=dtype), dim=1)
     bank = F.normalize(torch.randn(n, d, generator=g, dtype=dtype), dim=1)
     perm = torch.stack([torch.randperm(n, generator=g)[: 1 + k + m] for _ in range(b)])
-    return feats, bank, perm[:, : 1 + k], perm[:, 1 + k :]
+    return feats.to(device), bank.to(device), perm[:, : 1 + k].to(device), perm[:, 1 + k :].to(device)
 
 
 @pytest.mark.parametrize("k,m", [(3, 9), (0, 5), (1, 0), (7, 20)])
-def test_matches_naive_loop(k, m):
-    feats, bank, pos, neg = random_case(k=k, m=m, seed=k + m)
+def test_matches_naive_loop(k, m, device):
+    feats, bank, pos, neg = random_case(k=k, m=m, seed=k + m, device=device)
     kw = dict(temperature=0.1, lambda_t=0.5, alpha=1.75)
     got = selective_contrastive_loss(feats, bank, pos, neg, **kw)
-    want = naive_loss(feats, bank, pos, neg, **kw)
-    assert torch.allclose(got, want, atol=1e-10)
+    want = naive_loss(*(x.cpu() for x in (feats, bank, pos, neg)), **kw)
+    assert got.device.type == device.type
+    assert torch.allclose(got.cpu(), want, atol=1e-10)
 
 
 @pytest.mark.parametrize("k,m", [(7, 500), (0, 10), (3, 0)])
@@ -63,8 +64,8 @@ def test_weights():
     assert c[0] == 0.5 and torch.allclose(c[1:], torch.full((7,), 1.75 * 0.5 / 7, dtype=c.dtype))
 
 
-def test_gradcheck():
-    feats, bank, pos, neg = random_case(b=3, n=20, d=6, k=2, m=5)
+def test_gradcheck(device):
+    feats, bank, pos, neg = random_case(b=3, n=20, d=6, k=2, m=5, device=device)
     feats.requires_grad_(True)
     fn = lambda x: selective_contrastive_loss(  # noqa: E731
         x, bank, pos, neg, temperature=0.5, lambda_t=0.4, alpha=1.5
@@ -106,16 +107,16 @@ def naive_masked_loss(feats, bank, pos_idx, neg_idx, pos_mask, temperature, lamb
     return total / feats.shape[0]
 
 
-def test_masked_loss_matches_naive_loop():
+def test_masked_loss_matches_naive_loop(device):
     """A positive mask drops columns from the softmax and renormalises the neighbours' weight."""
-    feats, bank, pos, neg = random_case(b=6, k=4, m=9, seed=3)
+    feats, bank, pos, neg = random_case(b=6, k=4, m=9, seed=3, device=device)
     mask = torch.tensor(
         [[1, 1, 1, 1, 1], [1, 0, 0, 0, 0], [1, 1, 0, 1, 0], [1, 0, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 1]]
     ).bool()
     kw = dict(temperature=0.1, lambda_t=0.5, alpha=1.75)
-    got = selective_contrastive_loss(feats, bank, pos, neg, pos_mask=mask, **kw)
-    want = naive_masked_loss(feats, bank, pos, neg, mask, **kw)
-    assert torch.allclose(got, want, atol=1e-10)
+    got = selective_contrastive_loss(feats, bank, pos, neg, pos_mask=mask.to(device), **kw)
+    want = naive_masked_loss(*(x.cpu() for x in (feats, bank, pos, neg)), mask, **kw)
+    assert torch.allclose(got.cpu(), want, atol=1e-10)
 
 
 def test_all_true_mask_is_the_unmasked_loss():

@@ -6,17 +6,18 @@ import torch.nn.functional as F
 from reidlib.methods.memory import MemoryBank, build_banks
 
 
-def test_update_matches_formula():
-    bank = MemoryBank(6, (4,), momentum=0.5)
+def test_update_matches_formula(device):
+    bank = MemoryBank(6, (4,), momentum=0.5).to(device)
     init = F.normalize(torch.randn(6, 4), dim=1)
-    bank.fill(init)
+    bank.fill(init.to(device))
     new = torch.randn(2, 4)
-    bank.update(torch.tensor([1, 4]), new)
+    bank.update(torch.tensor([1, 4], device=device), new.to(device))
+    features = bank.features.cpu()
     for row, slot in enumerate([1, 4]):
         want = F.normalize(0.5 * init[slot] + 0.5 * new[row], dim=0)
-        assert torch.allclose(bank.features[slot], want, atol=1e-6)
+        assert torch.allclose(features[slot], want, atol=1e-6)
     untouched = [0, 2, 3, 5]
-    assert torch.allclose(bank.features[untouched], init[untouched], atol=1e-7)
+    assert torch.allclose(features[untouched], init[untouched], atol=1e-7)
 
 
 def test_part_bank_normalises_each_stripe():
@@ -33,21 +34,22 @@ def test_zero_initialised_mixture_takes_first_feature():
     assert torch.allclose(bank.features[0], x[0], atol=1e-6)
 
 
-def test_repeated_slots_take_the_mean():
-    bank = MemoryBank(4, (3,), momentum=0.5)
+def test_repeated_slots_take_the_mean(device):
+    bank = MemoryBank(4, (3,), momentum=0.5).to(device)
     init = F.normalize(torch.randn(4, 3), dim=1)
-    bank.fill(init)
+    bank.fill(init.to(device))
     a, b = torch.randn(3), torch.randn(3)
-    bank.update(torch.tensor([[1, 3], [1, 2]]), torch.stack([a, b]))
+    bank.update(torch.tensor([[1, 3], [1, 2]], device=device), torch.stack([a, b]).to(device))
+    features = bank.features.cpu()
     want1 = F.normalize(0.5 * init[1] + 0.5 * (a + b) / 2, dim=0)
-    assert torch.allclose(bank.features[1], want1, atol=1e-6)
-    assert torch.allclose(bank.features[3], F.normalize(0.5 * init[3] + 0.5 * a, dim=0), atol=1e-6)
+    assert torch.allclose(features[1], want1, atol=1e-6)
+    assert torch.allclose(features[3], F.normalize(0.5 * init[3] + 0.5 * a, dim=0), atol=1e-6)
 
 
-def test_float16_storage():
-    bank = MemoryBank(4, (8,), dtype=torch.float16)
-    bank.update(torch.tensor([0]), torch.randn(1, 8))
-    assert bank.features.dtype == torch.float16
+def test_float16_storage(device):
+    bank = MemoryBank(4, (8,), dtype=torch.float16).to(device)
+    bank.update(torch.tensor([0], device=device), torch.randn(1, 8, device=device))
+    assert bank.features.dtype == torch.float16 and bank.features.device.type == device.type
     assert abs(bank.features[0].float().norm().item() - 1) < 1e-2
 
 

@@ -28,11 +28,11 @@ def clustered(seed=0, n=N, ids=12, noise=0.6):
     return glob, parts, cams
 
 
-def dense_distance(seed=0, small_first=False):
+def dense_distance(seed=0, small_first=False, device="cpu"):
     """(N, N) SCL selection distance between slots (camera penalty included), and the cameras.
 
     ``small_first``: slot 0 is put in the smallest camera (where -1 padding would point to it)."""
-    glob, parts, cams = clustered(seed)
+    glob, parts, cams = (x.to(device) for x in clustered(seed))
     if small_first:
         j = int(torch.nonzero(cams == len(CAM_COUNTS) - 1)[0])
         cams[[0, j]] = cams[[j, 0]]
@@ -112,10 +112,12 @@ def naive_jaccard(sets, set_dist, rank, k2):
 
 @pytest.mark.parametrize("k", [5, 20])
 @pytest.mark.parametrize("cameras", ["all", "same", "other"])
-def test_slot_ranking_matches_sorted_rows(cameras, k):
+def test_slot_ranking_matches_sorted_rows(cameras, k, device):
     """slot_ranking == each dense row sorted in Python (self first, camera rule, -1 / inf padding)."""
-    dist, cams = dense_distance()
+    dist, cams = dense_distance(device=device)
     idx, val = graph.slot_ranking(lambda rows: dist[rows], N, k, camids=cams, cameras=cameras)
+    assert idx.device.type == device.type
+    idx, val, dist, cams = idx.cpu(), val.cpu(), dist.cpu(), cams.cpu()
     ref_idx, ref_val = naive_ranking(dist, k, cams, cameras)
     assert idx.shape == (N, 1 + k)
     assert torch.equal(idx, ref_idx)
@@ -166,14 +168,14 @@ def test_reciprocal_mask_textbook(cameras, k, use, small_first):
 
 @pytest.mark.parametrize("seed", [0, 2])  # seed 2, k1 12: a forward but not reciprocal j passes the 2/3 test
 @pytest.mark.parametrize("k1", [4, 5, 8, 12])
-def test_reciprocal_sets_zhong_expansion(k1, seed):
+def test_reciprocal_sets_zhong_expansion(k1, seed, device):
     """R*(i, k1) == Zhong et al.'s loop (k-reciprocal set expanded by the round(k1/2) sets).
 
     (Below k1 = 6 a half-size set of at most 3 slots passes the 2/3 test only when it lies
     wholly inside R(i, k1), so only the larger k1 can add members.)"""
-    dist, _ = dense_distance(seed)
+    dist, _ = dense_distance(seed, device=device)
     rank = ranking_of(dist, k1 + 3)
-    sets = graph.reciprocal_sets(rank, k1)
+    sets = tuple(x.cpu() for x in graph.reciprocal_sets(rank, k1))
     rows = rank.tolist()
     got = row_sets(sets)
     ref = [zhong_expansion(rows, i, k1) for i in range(N)]
@@ -184,13 +186,14 @@ def test_reciprocal_sets_zhong_expansion(k1, seed):
         assert any(r != p for r, p in zip(ref, plain)), "no expansion happened: a weak test case"
 
 
-def test_camera_aware_sets_union():
+def test_camera_aware_sets_union(device):
     """camera_aware_sets == within-camera reciprocal neighbours united with cross-camera ones."""
-    dist, cams = dense_distance(seed=1)
+    dist, cams = dense_distance(seed=1, device=device)
     k_intra, k_inter = 4, 9
     intra = ranking_of(dist, k_intra + 2, cams, "same")
     inter = ranking_of(dist, k_inter, cams, "other")
-    got = row_sets(graph.camera_aware_sets(intra, inter, k_intra, k_inter))
+    got = row_sets(tuple(x.cpu() for x in graph.camera_aware_sets(intra, inter, k_intra, k_inter)))
+    cams = cams.cpu()
     ri, ro = intra.tolist(), inter.tolist()
     ref = [set(k_reciprocal_neigh(ri, i, k_intra)) | set(k_reciprocal_neigh(ro, i, k_inter)) for i in range(N)]
     assert got == ref
@@ -201,8 +204,8 @@ def test_camera_aware_sets_union():
 # --- jaccard_distance / nearest_by_jaccard ---------------------------------------------------
 
 
-def jaccard_case(k2, k1=6, seed=0):
-    dist, _ = dense_distance(seed)
+def jaccard_case(k2, k1=6, seed=0, device="cpu"):
+    dist, _ = dense_distance(seed, device=device)
     rank = ranking_of(dist, max(k1, k2))
     sets = graph.reciprocal_sets(rank, k1)
     set_dist = dist.gather(1, sets[0])
@@ -210,11 +213,12 @@ def jaccard_case(k2, k1=6, seed=0):
 
 
 @pytest.mark.parametrize("k2", [1, 3])
-def test_jaccard_distance_matches_dense(k2):
+def test_jaccard_distance_matches_dense(k2, device):
     """Every returned pair has the dense loop's d_J; exactly the pairs with S > 0 are returned;
     sorted by row, then distance."""
-    sets, set_dist, rank = jaccard_case(k2)
-    rows, cols, dist = graph.jaccard_distance(sets, set_dist, rank, k2)
+    sets, set_dist, rank = jaccard_case(k2, device=device)
+    rows, cols, dist = (x.cpu() for x in graph.jaccard_distance(sets, set_dist, rank, k2))
+    sets, set_dist, rank = tuple(x.cpu() for x in sets), set_dist.cpu(), rank.cpu()
     s_ref, d_ref = naive_jaccard(sets, set_dist, rank.tolist(), k2)
     assert torch.allclose(dist.double(), d_ref[rows, cols], atol=1e-5)
     got = set(zip(rows.tolist(), cols.tolist()))
@@ -249,10 +253,10 @@ def naive_nearest(pairs, k, eps):
 
 
 @pytest.mark.parametrize("k2,k,eps", [(1, 3, 0.6), (3, 4, 0.8), (3, 8, 1.0)])
-def test_nearest_by_jaccard(k2, k, eps):
+def test_nearest_by_jaccard(k2, k, eps, device):
     """The first k other slots by Jaccard distance below eps; invalid entries hold the slot itself."""
-    pairs = graph.jaccard_distance(*jaccard_case(k2), k2)
-    idx, valid = graph.nearest_by_jaccard(pairs, N, k, eps)
+    pairs = graph.jaccard_distance(*jaccard_case(k2, device=device), k2)
+    idx, valid = (x.cpu() for x in graph.nearest_by_jaccard(pairs, N, k, eps))
     ref_idx, ref_valid = naive_nearest(pairs, k, eps)
     assert torch.equal(valid, ref_valid)
     assert torch.equal(idx, ref_idx)
@@ -278,12 +282,12 @@ def naive_debias(feats, cams, scale):
 
 @pytest.mark.parametrize("scale", [False, True])
 @pytest.mark.parametrize("part", [False, True])
-def test_camera_debias_matches_loop(part, scale):
+def test_camera_debias_matches_loop(part, scale, device):
     """fit + apply == a loop over cameras (mean off, optionally / std, renormalised), for (N, D) and (N, P, d)."""
     glob, parts, cams = clustered(seed=2)
     feats = parts if part else glob
-    deb = CameraDebias.fit(feats, cams, len(CAM_COUNTS), scale=scale)
-    out = deb(feats, cams)
+    deb = CameraDebias.fit(feats.to(device), cams.to(device), len(CAM_COUNTS), scale=scale)
+    out = deb(feats.to(device), cams.to(device)).cpu()
     assert out.shape == feats.shape
     assert torch.allclose(out, naive_debias(feats, cams, scale), atol=1e-5)
     assert torch.allclose(out.norm(dim=-1), torch.ones(out.shape[:-1]), atol=1e-5)

@@ -30,8 +30,10 @@ EXACT = SearchConfig(backend="torch")  # the search section of every miner here
 
 
 def epoch_miner(s, search, epoch, epochs, gbank, pbank, cams, generator):
-    """The miner that SCL builds at the start of ``epoch`` over these banks."""
-    method = SCL(s, search, gbank, pbank, MemoryBank(N, (D,)), torch.zeros(N, dtype=torch.long), cams, epochs=epochs)
+    """The miner that SCL builds at the start of ``epoch`` over these banks (on their device)."""
+    device = cams.device
+    mixture, pids = MemoryBank(N, (D,)).to(device), torch.zeros(N, dtype=torch.long, device=device)
+    method = SCL(s, search, gbank, pbank, mixture, pids, cams, epochs=epochs)
     method.start_epoch(epoch, generator, features=None, resumed=False)
     return method.miner
 
@@ -48,8 +50,9 @@ def scl(**overrides):
     return load_config(None, base).scl
 
 
-def data(seed=0, ids=12, noise=0.6):
-    """Clustered unit features filled into MemoryBanks, cameras, and B anchors near their own slots."""
+def data(seed=0, ids=12, noise=0.6, device="cpu"):
+    """Clustered unit features filled into MemoryBanks, cameras, and B anchors near their own slots,
+    all on ``device`` (drawn on the CPU)."""
     g = torch.Generator().manual_seed(seed)
     pid = torch.randint(0, ids, (N,), generator=g)
     glob = torch.randn(ids, D, generator=g)[pid] + noise * torch.randn(N, D, generator=g)
@@ -61,7 +64,7 @@ def data(seed=0, ids=12, noise=0.6):
     idx = torch.randperm(N, generator=g)[:B]
     qg = F.normalize(gbank.features[idx] + 0.3 * torch.randn(B, D, generator=g), dim=-1)
     qp = F.normalize(pbank.features[idx] + 0.3 * torch.randn(B, P, D // P, generator=g), dim=-1)
-    return gbank, pbank, cams, (qg, qp, cams[idx], idx)
+    return gbank.to(device), pbank.to(device), cams.to(device), tuple(x.to(device) for x in (qg, qp, cams[idx], idx))
 
 
 def sorted_others(row, own):
@@ -228,9 +231,9 @@ def test_camera_debias_changes_the_distance():
 
 
 @pytest.mark.parametrize("rule", ["jaccard", "ca_jaccard"])
-def test_jaccard_selector(rule):
+def test_jaccard_selector(rule, device):
     """Anchor in column 0; negatives are the M nearest slots that are neither positives nor the own slot."""
-    gbank, pbank, cams, anchors = data(seed=3)
+    gbank, pbank, cams, anchors = data(seed=3, device=device)
     s = scl(positive_rule=rule, k=3, m=10, jaccard_k1=8, jaccard_k2=3, jaccard_eps=0.9, ca_k_intra=3, ca_k_inter=8)
     selector = epoch_miner(s, EXACT, 0, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
     assert isinstance(selector, TableMiner)
@@ -238,7 +241,8 @@ def test_jaccard_selector(rule):
     idx = anchors[3]
     assert sel.pos_idx.shape == (B, 1 + s.k) and sel.neg_idx.shape == (B, s.m)
     assert torch.equal(sel.pos_idx[:, 0], idx)
-    assert torch.equal(sel.pos_mask, torch.cat([torch.ones(B, 1, dtype=torch.bool), selector.valid[idx]], 1))
+    own = torch.ones(B, 1, dtype=torch.bool, device=device)
+    assert torch.equal(sel.pos_mask, torch.cat([own, selector.valid[idx]], 1))
     assert sel.pos_mask[:, 1:].any()
     assert not (sel.pos_idx[:, 1:][sel.pos_mask[:, 1:]] == idx[:, None].expand(-1, s.k)[sel.pos_mask[:, 1:]]).any()
     dist = selector.distance.to_slots(*anchors[:3]).tolist()
@@ -279,12 +283,12 @@ def test_jaccard_selector_checks_drop_positives():
 
 
 @pytest.mark.parametrize("m", [12, None])
-def test_epoch_miner_warmup(m):
+def test_epoch_miner_warmup(m, device):
     """Warm-up epochs: the own slot is the only positive, K + M (or all) random other slots negatives."""
-    gbank, pbank, cams, anchors = data()
+    gbank, pbank, cams, anchors = data(device=device)
     s = scl(warmup_epochs=2, m=m, positive_rule="knn")
-    for epoch in (0, 1):
-        selector = epoch_miner(s, EXACT, epoch, 5, gbank, pbank, cams, torch.Generator().manual_seed(0))
+    for epoch in (0, 1):  # the training loop's generator is on the run's device
+        selector = epoch_miner(s, EXACT, epoch, 5, gbank, pbank, cams, torch.Generator(device).manual_seed(0))
         assert isinstance(selector, WarmupMiner)
         sel = selector(*anchors)
         idx = anchors[3]
@@ -295,10 +299,10 @@ def test_epoch_miner_warmup(m):
 
 
 @pytest.mark.parametrize("m", [12, None])
-def test_epoch_miner_plain_knn(m):
+def test_epoch_miner_plain_knn(m, device):
     """Plain knn gives a NearestMiner whose Selection == select_neighbours on the combined distance
     with the epoch's scheduled lambda_c."""
-    gbank, pbank, cams, anchors = data(seed=4)
+    gbank, pbank, cams, anchors = data(seed=4, device=device)
     s = scl(m=m, lambda_c=0.2, lambda_c_start=0.0, warmup_epochs=1)
     epoch, epochs = 3, 6  # lambda_c = 0.2 * 2 / 4
     selector = epoch_miner(s, EXACT, epoch, epochs, gbank, pbank, cams, torch.Generator().manual_seed(0))

@@ -8,8 +8,9 @@ from benchmarks import step_reference as bench
 SMALL = bench.paper_settings(m=50)  # the paper's settings, 50 negatives for a 300-slot bank
 
 
-def test_reference_matches_library_on_clustered_input():
-    c = bench.equality_check(bench.paper_settings())
+def test_reference_matches_library_on_clustered_input(device):
+    """The library's step on ``device`` against the loop on the CPU."""
+    c = bench.equality_check(bench.paper_settings(), device)
     assert c["same_selection"]
     assert c["X_slots_written_repeatedly"] == 0
     assert c["loss_diff"] < 1e-9 and c["grad_diff"] < 1e-9
