@@ -98,7 +98,7 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
     return rows
 
 
-def plot(rows: list[dict], path: str) -> None:
+def plot(rows: list[dict], path: str, rule: str) -> None:
     """Seconds and peak memory of the graph against N, one line per backend (log-log)."""
     import matplotlib
 
@@ -114,7 +114,7 @@ def plot(rows: list[dict], path: str) -> None:
         ax.set(xscale="log", yscale="log", xlabel="memory slots N", ylabel=label)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend()
-    fig.suptitle("The recipe's per-epoch graph (CA-Jaccard positives) against N")
+    fig.suptitle(f"The per-epoch graph of positive_rule {rule} against N")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
@@ -151,7 +151,7 @@ def main() -> None:
             args.indexes = [i for i in args.indexes if i != "flat"]
         rows += run_size(n, args, scl_cfg)
     if args.plot:
-        plot(rows, args.plot)
+        plot(rows, args.plot, scl_cfg.positive_rule)
 
 
 if __name__ == "__main__":

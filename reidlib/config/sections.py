@@ -221,7 +221,7 @@ class SearchConfig:
     rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
     # the per-epoch slot graph (reidlib/neighbours/slot_search.py): exact with backend torch (and
     # auto below 20,000 slots), else one index per camera over the frozen banks
-    graph_index: str = "hnsw"  # flat (exact) | ivf | hnsw
+    graph_index: str = "ivf"  # flat (exact) | ivf | hnsw
     graph_dim: int = 128  # ivf / hnsw: PCA to this many dims; 0 keeps all 2D
     graph_rerank: float = 2.0  # ivf / hnsw: candidates per camera re-ranked exactly, a multiple of k + 1
     graph_nprobe: int = 32  # ivf: cells visited per query

@@ -21,7 +21,8 @@ graph is built):
   ``ivf`` (k-means cells) and ``hnsw`` (a navigable small-world graph, which suits banks frozen
   for the epoch: it cannot move a slot, and here none moves) search the PCA-reduced x
   (``graph_dim``) and return ``ceil(graph_rerank * (k + 1))`` candidates per camera, re-ranked
-  exactly on the full x. A ranking asks the cameras it needs (its own, the others, or all, with
+  exactly on the full x (a camera of fewer than :data:`EXACT_BELOW` slots is searched exactly by
+  every backend). A ranking asks the cameras it needs (its own, the others, or all, with
   lambda_c added on its own) and merges them: the camera term is exact, whatever the index.
   Memory O(N E) for x, O(N E') for the index, O(N k) for a ranking; no N x N anything.
 
@@ -44,11 +45,14 @@ from reidlib.neighbours.faiss_index import KMEANS_ITER, KMEANS_POINTS_PER_CELL, 
 from reidlib.neighbours.selection_distance import SelectionDistance, scratch
 
 # ``search.backend: auto`` builds the graph exactly below this many slots, through
-# ``search.graph_index`` from there on. benchmarks/bench_graph.py (2026-12-04, 2 threads): the
-# exact graph took 6.3 s at 7,000 slots and 87 s at 32,621 (MSMT17's size), and grows as N^2.
+# ``search.graph_index`` from there on. benchmarks/bench_graph.py (2026-12-04, one thread, two
+# training runs sharing the machine; the recipe's camera groups): exact 29.9 s at 13,000 slots and
+# 229 s at 32,621 (MSMT17's size), IVF 9.7 s and 23.9 s with the exact graph's positives recovered
+# (recall 0.999 and 0.998); IVF 88 s and 3.3 GiB at 100,000.
 AUTO_GRAPH_MIN_SLOTS = 20_000
 BLOCK = 1024  # query slots per faiss search and per exact re-ranking block (b R E floats)
 HNSW_M = 32  # links per node of an HNSW graph
+EXACT_BELOW = 1_000  # a camera with fewer slots is searched exactly (flat, full dims) by every backend
 
 
 class SlotSearch:
@@ -98,15 +102,20 @@ class SlotSearch:
             self.reduced = torch.cat([(rows - mean) @ basis for rows in self.x.split(65_536)])  # (N, E')
         cams = self.camids.cpu()
         self.members = [torch.nonzero(cams == c).squeeze(1) for c in range(int(cams.max()) + 1)]
-        self.indexes = [self._build(self.reduced[rows], seed) if len(rows) else None for rows in self.members]
+        # a camera of fewer than EXACT_BELOW slots is searched exactly, on the full x
+        self.exact = [index == "flat" or len(rows) < EXACT_BELOW for rows in self.members]
+        self.indexes = [
+            self._build((self.x if exact else self.reduced)[rows], exact, seed) if len(rows) else None
+            for rows, exact in zip(self.members, self.exact)
+        ]
 
-    def _build(self, vectors: Tensor, seed: int):
+    def _build(self, vectors: Tensor, exact: bool, seed: int):
         """A faiss index over one camera's vectors (n, E'), ids 0..n-1 in their order."""
         import faiss
 
         n, width = vectors.shape
         data = np.ascontiguousarray(vectors.numpy(), dtype=np.float32)
-        if self.index == "flat" or n < 1_000:  # a small camera is searched exactly
+        if exact:
             found = faiss.IndexFlatIP(width)
         elif self.index == "hnsw":
             found = faiss.IndexHNSWFlat(width, HNSW_M, faiss.METRIC_INNER_PRODUCT)
@@ -178,11 +187,11 @@ class SlotSearch:
         members, found = self.members[cam], self.indexes[cam]
         if found is None:
             return torch.empty(len(rows), 0, dtype=torch.int64), torch.empty(len(rows), 0)
-        exact = self.index == "flat" or found.ntotal < 1_000
+        exact = self.exact[cam]
         num = min(len(members), k + 1 if exact else math.ceil(self.rerank * (k + 1)))
         if self.index == "hnsw" and not exact:
             found.hnsw.efSearch = max(self.ef, num)
-        queries = np.ascontiguousarray(self.reduced[rows].numpy(), dtype=np.float32)
+        queries = np.ascontiguousarray((self.x if exact else self.reduced)[rows].numpy(), dtype=np.float32)
         _, local = found.search(queries, num)
         local = torch.from_numpy(local)
         cand = torch.where(local >= 0, members[local.clamp_min(0)], torch.full_like(local, -1))
