@@ -307,7 +307,8 @@ def share_of_ceiling(rows: Iterable[dict[str, Any]], ceiling_arm: str) -> list[d
 
 
 def plus_minus(mean: float | None, std: float | None, scale: float = 100.0) -> str:
-    """``"61.2 ± 1.3"`` for a table (in percent by default); the std is left out when unknown."""
-    if mean is None:
+    """``"61.2 ± 1.3"`` for a table (in percent by default); the std is left out when unknown (None,
+    or NaN as a pandas column holds a missing value)."""
+    if _missing(mean):
         return "n/a"
-    return f"{scale * mean:.1f}" + ("" if std is None else f" ± {scale * std:.1f}")
+    return f"{scale * mean:.1f}" + ("" if _missing(std) else f" ± {scale * std:.1f}")

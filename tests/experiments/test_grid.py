@@ -170,6 +170,8 @@ def test_plus_minus():
     assert plus_minus(0.6123, 0.0131) == "61.2 ± 1.3"
     assert plus_minus(12.34, None, scale=1.0) == "12.3"
     assert plus_minus(None, None) == "n/a"
+    assert plus_minus(0.5, float("nan")) == "50.0"  # a missing std in a pandas column
+    assert plus_minus(float("nan"), None) == "n/a"
 
 
 # --- the grid on disk ---------------------------------------------------------------------------
