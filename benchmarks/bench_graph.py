@@ -36,11 +36,6 @@ from reidlib.neighbours.slot_search import SlotSearch
 DIM, PARTS = 512, 4  # the recipe's MobileNetV2 head: feat_dim 512, 4 stripes
 
 
-def positive_sets(idx: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(N, K) table -> the same with invalid entries at -1 (sorted rows, for set comparisons)."""
-    return idx.masked_fill(~valid, -1).sort(dim=1).values
-
-
 def agreement(
     found: tuple[torch.Tensor, torch.Tensor], exact: tuple[torch.Tensor, torch.Tensor]
 ) -> tuple[float, float]:

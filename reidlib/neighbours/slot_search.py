@@ -83,7 +83,8 @@ class SlotSearch:
             raise ConfigError(
                 f"config key 'search.graph_index' must be one of {', '.join(GRAPH_INDEXES)}; got {index!r}"
             )
-        self.index, self.dim, self.rerank, self.nprobe, self.ef = index, dim, rerank, nprobe, ef
+        self.index, self.rerank, self.nprobe, self.ef = index, rerank, nprobe, ef
+        self._settings = {"dim": dim, "rerank": rerank, "nprobe": nprobe, "ef": ef}  # for over()
         self.camids, self.lambda_c = distance.camids, distance.lambda_c
         self._buffers: dict[str, Tensor] = {}
         self._kept: dict[str, tuple[Tensor, Tensor]] = {}  # "same" / "other" -> (N, k) nearest
@@ -206,11 +207,7 @@ class SlotSearch:
 
     def over(self, distance: SelectionDistance, *, seed: int = 0) -> SlotSearch:
         """The same kind of search over another distance (e.g. between groups' means)."""
-        if self.index == "exact":
-            return SlotSearch(distance, "exact")
-        return SlotSearch(
-            distance, self.index, dim=self.dim, rerank=self.rerank, nprobe=self.nprobe, ef=self.ef, seed=seed
-        )
+        return SlotSearch(distance, self.index, **self._settings, seed=seed)
 
     @torch.no_grad()
     def pair_distances(self, idx: Tensor) -> Tensor:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from reidlib.config import SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
-from reidlib.methods.scl.tables import jaccard_positives, positive_table
+from reidlib.methods.scl.tables import positive_table
 from reidlib.neighbours import graph
 from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.neighbours.slot_search import AUTO_GRAPH_MIN_SLOTS, SlotSearch, make_slot_search
@@ -74,23 +74,14 @@ def test_pair_distances_match_the_dense_rows():
     torch.testing.assert_close(SlotSearch(distance, "hnsw").pair_distances(ranking), expected, atol=1e-4, rtol=0)
 
 
-def test_ca_jaccard_positives_through_the_flat_index_are_the_exact_ones():
+@pytest.mark.parametrize("rule", ["ca_jaccard", "camera_groups"])
+def test_positive_tables_through_the_flat_index_are_the_exact_ones(rule):
     distance = clustered_distance()
-    cfg = SCLConfig(positive_rule="ca_jaccard", camera_debias="mean", k=7)
-    exact_idx, exact_valid = jaccard_positives(SlotSearch(distance, "exact"), cfg)
-    idx, valid = jaccard_positives(SlotSearch(distance, "flat"), cfg)
-    assert valid.sum() == exact_valid.sum()
-    # the same positives (equal Jaccard distances may come in either order)
-    same = (idx[:, :, None] == exact_idx[:, None, :]).any(-1) | ~valid
-    assert same.float().mean() > 0.99
-
-
-def test_camera_groups_through_the_flat_index_are_the_exact_ones():
-    distance = clustered_distance()
-    cfg = SCLConfig(positive_rule="camera_groups", camera_debias="mean", k=7)
+    cfg = SCLConfig(positive_rule=rule, camera_debias="mean", k=7)
     exact_idx, exact_valid = positive_table(distance, SlotSearch(distance, "exact"), cfg)
     idx, valid = positive_table(distance, SlotSearch(distance, "flat"), cfg)
     assert valid.sum() == exact_valid.sum() > 0
+    # the same positives (equal distances may come in either order)
     same = (idx[:, :, None] == exact_idx[:, None, :]).any(-1) | ~valid
     assert same.float().mean() > 0.99
 
