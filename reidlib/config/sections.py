@@ -136,6 +136,10 @@ class SCLConfig:
     # members of its group and of the groups linked to it (at most k)
     group_intra_k: int = 1
     group_inter_k: int = 2
+    # camera_groups: none | ca_jaccard (after its groups, an anchor's positives are filled up to k
+    # with its ca_jaccard positives, those not already in: the groups vouch across cameras, the
+    # k-reciprocal sets reach the rest of an identity's crops in the anchor's own camera)
+    group_fill: str = "none"
     # keep a candidate only if at least this many stripes also rank it among their
     # part_agreement_k nearest (after PPLR); 0 turns the check off
     part_agreement: int = 0
@@ -197,6 +201,11 @@ class SCLConfig:
         _at_least("scl", 0, negative_band=self.negative_band, cross_camera_positives=self.cross_camera_positives)
         _at_least("scl", 1, cross_camera_k=self.cross_camera_k)
         _one_of("scl.oracle", self.oracle, ORACLES)
+        _one_of("scl.group_fill", self.group_fill, ("none", "ca_jaccard"))
+        if self.group_fill != "none" and self.positive_rule != "camera_groups":
+            raise ConfigError(
+                f"config key 'scl.group_fill' goes with scl.positive_rule camera_groups, not {self.positive_rule!r}"
+            )
         if self.cross_camera_positives and self.positive_rule not in ("jaccard", "ca_jaccard", "camera_groups"):
             raise ConfigError(
                 f"config key 'scl.cross_camera_positives' goes with scl.positive_rule jaccard, ca_jaccard or "

@@ -3,7 +3,8 @@ from the slots' rankings by the selection distance (:class:`~reidlib.neighbours.
 exact, or through a faiss index for large banks), and read by :class:`~reidlib.methods.scl.miners.TableMiner`
 at every step.
 
-- :func:`positive_table`: the table of ``scl.positive_rule``, one of the two below;
+- :func:`positive_table`: the table of ``scl.positive_rule``, one of the two below (with
+  ``scl.group_fill``, the groups' table filled from the CA-Jaccard one, :func:`fill_table`);
 - :func:`jaccard_positives`: the k-reciprocal Jaccard rules (``jaccard``, ``ca_jaccard``);
 - :func:`camera_group_positives`: ``camera_groups``, within cameras first, then across them;
 - :func:`cross_camera_pairs`: mutual neighbours across cameras (``scl.cross_camera_positives``).
@@ -12,6 +13,8 @@ Each returns ``(idx, valid)``, (N, K): nearest first, invalid entries holding th
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +28,37 @@ from reidlib.neighbours.slot_search import SlotSearch
 
 
 def positive_table(distance: SelectionDistance, search: SlotSearch, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
-    """The per-epoch positives of ``scl.positive_rule`` (jaccard, ca_jaccard or camera_groups)."""
-    if scl_cfg.positive_rule == "camera_groups":
-        return camera_group_positives(distance, search, scl_cfg)
-    return jaccard_positives(search, scl_cfg)
+    """The per-epoch positives of ``scl.positive_rule`` (jaccard, ca_jaccard or camera_groups, the
+    latter filled up to ``scl.k`` from ca_jaccard with ``scl.group_fill: ca_jaccard``)."""
+    if scl_cfg.positive_rule != "camera_groups":
+        return jaccard_positives(search, scl_cfg)
+    groups = camera_group_positives(distance, search, scl_cfg)
+    if scl_cfg.group_fill == "none":
+        return groups
+    return fill_table(groups, jaccard_positives(search, replace(scl_cfg, positive_rule="ca_jaccard")), scl_cfg.k)
+
+
+def fill_table(first: tuple[Tensor, Tensor], then: tuple[Tensor, Tensor], k: int) -> tuple[Tensor, Tensor]:
+    """Each row's valid entries of ``first``, in order, then those of ``then`` that ``first`` does
+    not hold, in order: at most ``k``. Both are ``(idx, valid)``, (N, K1) and (N, K2), their rows
+    free of repeats; invalid entries hold the slot itself, as in the result (N, k)."""
+    (a, a_ok), (b, b_ok) = first, then
+    b_ok = b_ok & ~((b[:, :, None] == a[:, None, :]) & a_ok[:, None, :]).any(-1)  # (N, K2) not yet held
+    return first_valid(torch.cat([a, b], dim=1), torch.cat([a_ok, b_ok], dim=1), k)
+
+
+def first_valid(cand: Tensor, ok: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Each row's first ``k`` valid candidates, in their order, as ``(idx, valid)`` (N, k): the
+    rest, and the columns beyond ``cand``'s (N, C) when C < k, hold the row's own slot, invalid."""
+    order = torch.argsort((~ok).to(torch.int8), dim=1, stable=True)[:, :k]  # valid ones first, in order
+    ok = ok.gather(1, order)
+    own = torch.arange(len(cand), device=cand.device)[:, None]
+    idx = torch.where(ok, cand.gather(1, order), own)
+    if idx.shape[1] < k:
+        pad = k - idx.shape[1]
+        idx = torch.cat([idx, own.expand(-1, pad)], dim=1)
+        ok = torch.cat([ok, torch.zeros(len(cand), pad, dtype=torch.bool, device=ok.device)], dim=1)
+    return idx, ok
 
 
 def jaccard_positives(search: SlotSearch, scl_cfg: SCLConfig) -> tuple[Tensor, Tensor]:
@@ -67,7 +97,6 @@ def camera_group_positives(
         ``(idx, valid)``, each (N, K); invalid entries hold the slot itself.
     """
     s, camids = scl_cfg, distance.camids
-    num_slots = len(camids)
     within, _ = search.ranking(s.group_intra_k, cameras="same")
     labels = graph.mutual_groups(within, s.group_intra_k)  # (N,)
     num_groups = int(labels.max()) + 1
@@ -83,15 +112,7 @@ def camera_group_positives(
     partners = ranking[:, 1:].clamp_min(0)[labels]  # (N, k) the slot's group's linked groups
     from_partners = members[partners].masked_fill(~linked[labels][:, :, None], -1).flatten(1)  # (N, k S)
     cand = torch.cat([own.slots.masked_fill(~own.valid, -1), from_partners], dim=1)
-    valid = cand >= 0
-    first = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)[:, : s.k]  # own group first, in order
-    valid = valid.gather(1, first)
-    idx = torch.where(valid, cand.gather(1, first), torch.arange(num_slots, device=cand.device)[:, None])
-    if idx.shape[1] < s.k:  # fewer candidates than k in every row: pad with the slot itself
-        pad = s.k - idx.shape[1]
-        idx = torch.cat([idx, torch.arange(num_slots, device=idx.device)[:, None].expand(-1, pad)], dim=1)
-        valid = torch.cat([valid, torch.zeros(num_slots, pad, dtype=torch.bool, device=valid.device)], dim=1)
-    return idx, valid
+    return first_valid(cand, cand >= 0, s.k)  # own group first, in order
 
 
 def cross_camera_pairs(search: SlotSearch, k: int, quota: int) -> tuple[Tensor, Tensor]:
