@@ -109,6 +109,30 @@ def _cmd_compare(args: argparse.Namespace) -> None:
     print(format_comparison(args.run_dirs))
 
 
+def _cmd_screen(args: argparse.Namespace) -> None:
+    from reidlib.data import read_dataset
+    from reidlib.experiments.screen import format_screen, screen_rules
+
+    rules = dict(parse_rule(text) for text in args.rule or [])
+    data = read_dataset(args.data) if args.data else None
+    rows = screen_rules(args.run_dir, rules, data=data)
+    print(format_screen(rows, f"selection on the banks of {args.run_dir} (the run's last epoch)"))
+
+
+def parse_rule(text: str) -> tuple[str, dict]:
+    """``"LABEL: KEY=VALUE ..."`` (or ``"KEY=VALUE ..."``, labelled by itself) -> (label, overrides)."""
+    from reidlib.config import parse_set
+
+    label, sep, sets = text.partition(":")
+    if not sep:
+        label, sets = text, text
+    if not sets.split():
+        raise ConfigError(
+            f"--rule {text!r} changes nothing: give KEY=VALUE after the label, e.g. 'band: negative_band=20'"
+        )
+    return label.strip(), parse_set(sets.split())
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from reidlib.reports.notebooks import report
 
@@ -305,6 +329,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="HTML file to write, e.g. reports/walkthrough.html")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (else it is kept: error)")
     p.set_defaults(func=_cmd_notebook)
+
+    p = sub.add_parser(
+        "screen",
+        help="selection rules scored on a finished SCL run's banks, side by side, before training any",
+    )
+    p.add_argument("--run-dir", required=True, help="a finished SCL run dir (its last.pt and config.yaml)")
+    p.add_argument(
+        "--rule",
+        action="append",
+        metavar="'LABEL: KEY=VALUE ...'",
+        help="a rule as config overrides, e.g. 'band 20: negative_band=20' (repeat for more)",
+    )
+    p.add_argument("--data", help="the run's dataset dir, when it is no longer where its config says")
+    p.set_defaults(func=_cmd_screen)
 
     p = sub.add_parser("compare", help="print the final figures of run dirs side by side")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
