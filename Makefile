@@ -85,7 +85,7 @@ ablations: $(VENV)/.installed ## the paper's ablations, 7 arms x 3 seeds on the 
 	$(PY) -m reidlib synth $(DATA) --preset demo --seed 0
 	$(PY) -m reidlib notebook 02_ablations --set data_dir=$(DATA) epochs=$(ABLATION_EPOCHS) --out reports/ablations.html --overwrite
 
-# Arms by name or slug: make beyond BEYOND_ARMS=recipe-camera-groups-camera-debias,jaccard
+# Arms by name or slug: make beyond BEYOND_ARMS=recipe-camera-groups-band-20-camera-debias,jaccard
 BEYOND_DATASETS ?= cuhk01:../shared/data/cuhk01,pku_reid:../shared/data/pku_reid
 BEYOND_SEEDS    ?= 0,1,2
 BEYOND_ARMS     ?= all

@@ -1,10 +1,11 @@
 """Beyond the paper: changes to the CPU recipe as a grid of runs, arms x datasets x seeds.
 
 The base config (``configs/real-cpu.yaml``) holds the recipe (camera groups on camera-debiased
-features that 2 stripes agree on, λc 0.2, 192x96 crops, batch 32); each arm of :data:`BEYOND_ARMS`
-changes it: the supervised ceiling and its halves (the yardstick), the recipe as it was until
-2026-12-04 (CA-Jaccard at 128x64, batch 64) and each of the day's two changes alone, the groups'
-settings, a band of non-positives left alone, mutual neighbours across cameras added, CA-Jaccard
+features that 2 stripes agree on, the 20 nearest non-positives left alone, λc 0.2, 192x96 crops,
+batch 32); each arm of :data:`BEYOND_ARMS` changes it: the supervised ceiling and its halves (the
+yardstick), the recipe without its band, the groups filled from CA-Jaccard, the recipe as it was
+until 2026-12-04 (CA-Jaccard at 128x64, batch 64) and each of the day's changes alone, the groups'
+settings, a wider band, mutual neighbours across cameras added, CA-Jaccard
 and its settings, the debiasing, λc, back to the paper's k nearest positives, and from there one
 change at a time (a cycle check, k-reciprocal, plain Jaccard, camera debiasing, agreement of the
 stripes, a ramp of λc, where the stripes' sqrt(P) norm meets the mixture bank, the public code's
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 from reidlib.experiments.grid import CEILING, Arm
 
-RECIPE = "recipe (camera groups + camera debias)"  # the base config as it is: every comparison's reference
+RECIPE = "recipe (camera groups + band 20 + camera debias)"  # the base config as it is: every comparison's reference
+NO_BAND = {"negative_band": 0}  # the recipe's band until the evening of 2026-12-04 (none)
 CA_JACCARD = {"positive_rule": "ca_jaccard"}  # the recipe's rule until 2026-12-04
 OLD_BUDGET = {"height": 128, "width": 64, "batch_size": 64}  # the recipe's crops and batch until 2026-12-04
-# the paper's rule and its lambda_c, no checks; the single-change arms start from it
-KNN = {"positive_rule": "knn", "camera_debias": "none", "lambda_c": 0.05, "part_agreement": 0}
+# the paper's rule and its lambda_c, no checks, no band; the single-change arms start from it
+KNN = {"positive_rule": "knn", "camera_debias": "none", "lambda_c": 0.05, "part_agreement": 0, **NO_BAND}
 # configs/real-cpu.yaml before the recipe (tuned on the synthetic set and pku_reid), for comparison
 PREVIOUS_REAL_CPU = {
     **KNN,
@@ -49,14 +51,17 @@ BEYOND_ARMS: tuple[Arm, ...] = (
     CEILING,
     Arm("supervised half: every true match a positive, the recipe's negatives", {"oracle": "positives"}),
     Arm("supervised half: the recipe's positives, no true match a negative", {"oracle": "negatives"}),
-    Arm("the recipe until 2026-12-04 (CA-Jaccard, 128x64, batch 64)", {**CA_JACCARD, **OLD_BUDGET}),
-    Arm("CA-Jaccard positives (the rule until 2026-12-04)", CA_JACCARD),
-    Arm("recipe at 128x64, batch 64 (the budget until 2026-12-04)", OLD_BUDGET),
-    Arm("recipe at 128x64, batch 64, without part agreement", {**OLD_BUDGET, "part_agreement": 0}),
+    Arm("recipe without the band (the recipe until the evening of 2026-12-04)", NO_BAND),
+    Arm("recipe + CA-Jaccard fill (groups first, then k-reciprocal)", {"group_fill": "ca_jaccard"}),
+    Arm("recipe without the band, + CA-Jaccard fill", {**NO_BAND, "group_fill": "ca_jaccard"}),
+    Arm("the recipe until 2026-12-04 (CA-Jaccard, 128x64, batch 64, no band)", {**CA_JACCARD, **OLD_BUDGET, **NO_BAND}),
+    Arm("CA-Jaccard positives, no band (the rule until 2026-12-04)", {**CA_JACCARD, **NO_BAND}),
+    Arm("recipe at 128x64, batch 64, no band (the budget until 2026-12-04)", {**OLD_BUDGET, **NO_BAND}),
+    Arm("recipe at 128x64, batch 64, no band, without part agreement", {**OLD_BUDGET, **NO_BAND, "part_agreement": 0}),
     Arm("recipe without part agreement", {"part_agreement": 0}),
     Arm("recipe, groups linked across cameras as mutual 1 nearest", {"group_inter_k": 1}),
     Arm("recipe, groups linked across cameras as mutual 3 nearest", {"group_inter_k": 3}),
-    Arm("recipe + band of 20 nearest non-positives left alone", {"negative_band": 20}),
+    Arm("recipe, a band of 50", {"negative_band": 50}),
     Arm("recipe + cross-camera mutual neighbours (1 of 1)", {"cross_camera_positives": 1, "cross_camera_k": 1}),
     Arm("recipe + cross-camera mutual neighbours (2 of 3)", {"cross_camera_positives": 2, "cross_camera_k": 3}),
     Arm("CA-Jaccard (no debias)", {**CA_JACCARD, "camera_debias": "none"}),

@@ -51,7 +51,10 @@ class Arm:
 # The same pipeline given every true match as a positive and none as a negative (scl.oracle): what
 # perfect selection gives with the backbone, loss and budget of the base config. A yardstick every
 # grid may hold; its rows carry the label "supervised" (never a recipe).
-CEILING = Arm("supervised ceiling: every true match a positive, none a negative", {"oracle": "ceiling"})
+# (It pushes away no true match and leaves no other slot alone: no band, whatever the base's.)
+CEILING = Arm(
+    "supervised ceiling: every true match a positive, none a negative", {"oracle": "ceiling", "negative_band": 0}
+)
 
 
 def slug(name: str) -> str:

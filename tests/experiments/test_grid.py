@@ -57,7 +57,7 @@ def test_claims_name_existing_arms():
 
 def test_select_arms_by_name_or_slug():
     assert select_arms("all", BEYOND_ARMS) == BEYOND_ARMS
-    chosen = select_arms("kNN + cycle check (adaptive k),recipe-camera-groups-camera-debias, jaccard", BEYOND_ARMS)
+    chosen = select_arms("kNN + cycle check (adaptive k),recipe-camera-groups-band-20-camera-debias, jaccard", BEYOND_ARMS)
     assert [arm.name for arm in chosen] == ["kNN + cycle check (adaptive k)", RECIPE, "Jaccard"]
     assert [arm.name for arm in select_arms("Jaccard,jaccard", BEYOND_ARMS)] == ["Jaccard"]
     with pytest.raises(ConfigError, match="unknown"):
@@ -177,7 +177,7 @@ def test_plus_minus():
 # --- the grid on disk ---------------------------------------------------------------------------
 
 BASE = load_config(overrides={"arch": "resnet_mini", "feat_dim": 32, "num_parts": 4, "epochs": 3, "warmup_epochs": 1})
-ARMS_2 = select_arms("recipe (camera groups + camera debias),Jaccard", BEYOND_ARMS)
+ARMS_2 = select_arms("recipe (camera groups + band 20 + camera debias),Jaccard", BEYOND_ARMS)
 DATASETS = {"a": "data/a", "b": "data/b"}
 
 
