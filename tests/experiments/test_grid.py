@@ -57,7 +57,9 @@ def test_claims_name_existing_arms():
 
 def test_select_arms_by_name_or_slug():
     assert select_arms("all", BEYOND_ARMS) == BEYOND_ARMS
-    chosen = select_arms("kNN + cycle check (adaptive k),recipe-camera-groups-band-20-camera-debias, jaccard", BEYOND_ARMS)
+    chosen = select_arms(
+        "kNN + cycle check (adaptive k),recipe-camera-groups-band-20-camera-debias, jaccard", BEYOND_ARMS
+    )
     assert [arm.name for arm in chosen] == ["kNN + cycle check (adaptive k)", RECIPE, "Jaccard"]
     assert [arm.name for arm in select_arms("Jaccard,jaccard", BEYOND_ARMS)] == ["Jaccard"]
     with pytest.raises(ConfigError, match="unknown"):

@@ -165,7 +165,10 @@ def test_beyond_notebook_on_tiny_data(tiny_synthetic, tmp_path):
     assert text.count("data:image/png;base64,") >= 2  # precision per epoch, mAP per arm
     assert "within noise" in text  # one seed: no std, no verdict beyond noise
     runs_done = sorted(p.relative_to(grid).parts[:3] for p in grid.glob("*/*/seed-*/metrics.json"))
-    assert runs_done == [("jaccard", "tiny", "seed-0"), ("recipe-camera-groups-band-20-camera-debias", "tiny", "seed-0")]
+    assert runs_done == [
+        ("jaccard", "tiny", "seed-0"),
+        ("recipe-camera-groups-band-20-camera-debias", "tiny", "seed-0"),
+    ]
     executed = nbformat.read(str(tmp_path / "executed.ipynb"), as_version=4)
     summary = {row["arm"]: row for row in json.loads(executed.cells[-1].outputs[0]["text"])}
     assert set(summary) == {RECIPE, "Jaccard"}
