@@ -144,6 +144,11 @@ class SelectionDistance:
         """D, the global feature's (and the concatenated stripes') dimension."""
         return bank_features(self.global_bank).shape[1]
 
+    @property
+    def num_parts(self) -> int:
+        """P, the stripes of a slot."""
+        return bank_features(self.part_bank).shape[1]
+
     # -- features as the distance sees them ---------------------------------------------------
 
     def anchors(self, g: Tensor, p: Tensor, cams: Tensor) -> tuple[Tensor, Tensor]:
