@@ -20,7 +20,7 @@ skipped above ``--exact-max`` (it grows as N^2). Ratios are exact seconds / back
 With ``--stripes``, each backend also builds the part agreement's per-epoch stripe lists
 (:func:`reidlib.methods.scl.tables.stripe_lists`: each slot's ``part_agreement_k`` nearest by each
 stripe alone, what the table rule looks up at every step when the bank is searched through faiss):
-their seconds, the peak including them, and their recall of the exact backend's lists.
+their seconds, the peak with them, and their recall of the exact backend's lists.
 ``--bank-dtype float16`` keeps the banks as ``scl.bank_dtype: float16`` does (half their memory).
 """
 
@@ -77,9 +77,10 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
         glob, parts, data.camids, lambda_g=scl_cfg.lambda_g, lambda_c=scl_cfg.lambda_c, debias=scl_cfg.camera_debias
     )
     print(f"\n=== N = {n:,} slots ({int(data.pids[-1]) + 1:,} identities, 6 cameras), D = {DIM}, P = {PARTS} ===")
+    stripe_heads = f" {'stripes s':>9} {'peak GiB':>9} {'recall':>7}" if args.stripes else ""
     print(
         f"{'backend':8} {'build s':>8} {'graph s':>8} {'ratio':>6} {'peak GiB':>9} {'pos/slot':>9} "
-        f"{'recall':>7} {'precision':>9} {'own id':>7}" + (f" {'stripes s':>9} {'recall':>7}" if args.stripes else "")
+        f"{'recall':>7} {'precision':>9} {'own id':>7}{stripe_heads}"
     )
     exact = exact_seconds = exact_lists = None
     rows = []
@@ -94,26 +95,26 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
         table = positive_table(distance, search, scl_cfg)
         seconds = time.perf_counter() - t0
         peak = rss_gib()[1]
-        stripes = ""
-        if args.stripes:
-            t0 = time.perf_counter()
-            lists = stripe_lists(distance, search, scl_cfg.part_agreement_k)
-            lists_seconds, peak = time.perf_counter() - t0, rss_gib()[1]
-            if index == "exact":
-                exact_lists = lists
-            hits = float("nan") if exact_lists is None else list_recall(lists, exact_lists)
-            stripes = f" {lists_seconds:9.1f} {hits:7.3f}"
-            del lists
-        del search
         if index == "exact":
             exact, exact_seconds = table, seconds
         rec, prec = agreement(table, exact) if exact is not None else (float("nan"), float("nan"))
         ratio = f"{exact_seconds / seconds:6.1f}" if exact_seconds else f"{'':6}"
         print(
             f"{index:8} {built:8.1f} {seconds:8.1f} {ratio} {peak:9.2f} {table[1].sum(1).float().mean():9.2f} "
-            f"{rec:7.3f} {prec:9.3f} {identity_share(table, data.pids):7.3f}{stripes}",
+            f"{rec:7.3f} {prec:9.3f} {identity_share(table, data.pids):7.3f}",
+            end="" if args.stripes else "\n",
             flush=True,
         )
+        if args.stripes:  # on the same line, once built
+            t0 = time.perf_counter()
+            lists = stripe_lists(distance, search, scl_cfg.part_agreement_k)
+            lists_seconds, lists_peak = time.perf_counter() - t0, rss_gib()[1]
+            if index == "exact":
+                exact_lists = lists
+            hits = float("nan") if exact_lists is None else list_recall(lists, exact_lists)
+            print(f" {lists_seconds:9.1f} {lists_peak:9.2f} {hits:7.3f}", flush=True)
+            del lists
+        del search
         rows.append({"slots": n, "backend": index, "seconds": seconds, "peak_gib": peak, "recall": rec})
     return rows
 

@@ -3,6 +3,7 @@ rule, exact and through faiss, side by side in one run (``bench_step.py --search
 
     .venv/bin/python -m benchmarks.bench_step --search [--sizes 100000 1000000] [--threads 2]
         [--batches 5] [--exact-batches 2] [--exact-recipe-max 100000] [--lists-max 100000]
+        [--nprobe 64 256] [--rerank 1 2]
 
 Shape letters: B anchors, N slots, D feature dim, P stripes, K positives, M negatives.
 
@@ -13,7 +14,7 @@ library builds at an epoch's start, called on the same batches:
 
 - **kNN, exact**: :class:`NearestMiner` over :class:`TorchSearcher` (a block of slots at a time);
 - **kNN, IVF**: :class:`NearestMiner` over :class:`FaissSearcher` (``search`` section defaults:
-  IVF, PCA 256, nprobe 256, rerank 2);
+  IVF with 4 sqrt(N) cells, PCA 256; each ``--nprobe`` and ``--rerank`` in turn, on one index);
 - **recipe, exact**: :class:`TableMiner` as below 100,000 slots: a dense (B, N) distance for the
   negatives, the stripes' (B, P, N) distances for ``part_agreement`` 2 of 4 among the 20 nearest;
 - **recipe, IVF**: :class:`TableMiner` with the same searcher for its negatives and per-epoch
@@ -108,7 +109,10 @@ def run_size(n: int, args, s) -> list[tuple]:
         t0 = time.perf_counter()
         searcher.refresh(batch[3])
         refresh.append(1e3 * (time.perf_counter() - t0))
-    print(f"IVF searcher built in {build:.0f} s; refresh of {BATCH} slots {statistics.median(refresh):.1f} ms")
+    print(
+        f"IVF{searcher.index.ivf.nlist} (PCA 256) searcher built in {build:.0f} s; refresh of {BATCH} slots "
+        f"{statistics.median(refresh):.1f} ms"
+    )
     if n <= args.lists_max:
         search = make_slot_search(SearchConfig(backend="faiss"), distance, seed=args.seed)  # the epoch's graph search
         t0 = time.perf_counter()
@@ -120,41 +124,43 @@ def run_size(n: int, args, s) -> list[tuple]:
         made = f"a random stand-in (above --lists-max {args.lists_max:,})"
     print(f"stripe lists (N, P, {s.part_agreement_k}): {made}", flush=True)
 
-    exact_batches = batches[: args.exact_batches + 1]
-    rows = []
-    knn_exact, knn_exact_out = timed(NearestMiner(TorchSearcher(distance), n, s.k, s.m), exact_batches)
-    knn, knn_out = timed(NearestMiner(searcher, n, s.k, s.m), batches)
-    rows.append(("kNN rule", "exact", knn_exact, 1.0, float("nan")))
-    rows.append(("kNN rule", "IVF", knn, recall(knn_out, knn_exact_out), float("nan")))
-    print(f"  kNN: exact {knn_exact:.0f} ms, IVF {knn:.0f} ms", flush=True)
-
     def recipe(searched: bool, part_agreement: int = s.part_agreement) -> TableMiner:
         checks = PositiveChecks(
             distance, s.pos_max_distance, part_agreement, s.part_agreement_k, lists if searched else None
         )
         return TableMiner(distance, table, s.m, checks, band=s.negative_band, searcher=searcher if searched else None)
 
-    tab, tab_out = timed(recipe(True), batches)
+    exact_batches = batches[: args.exact_batches + 1]
+    knn_exact, knn_ref = timed(NearestMiner(TorchSearcher(distance), n, s.k, s.m), exact_batches)
+    rows = [("kNN rule", "exact", knn_exact, 1.0, float("nan"))]
     if n <= args.exact_recipe_max:
-        tab_exact, tab_exact_out = timed(recipe(False), exact_batches)
+        tab_exact, tab_ref = timed(recipe(False), exact_batches)
         rows.append(("recipe (TableMiner)", "exact", tab_exact, 1.0, 1.0))
-        alike = kept_alike(tab_out, tab_exact_out)
     else:  # the same negatives without the (B, P, N) check: its time is a lower bound of the exact one's
-        tab_exact, tab_exact_out = timed(recipe(False, part_agreement=0), exact_batches)
+        tab_exact, tab_ref = timed(recipe(False, part_agreement=0), exact_batches)
         rows.append(("recipe (TableMiner)", "exact*", tab_exact, 1.0, float("nan")))
-        alike = float("nan")
-    rows.append(("recipe (TableMiner)", "IVF", tab, recall(tab_out, tab_exact_out), alike))
+    print(f"  exact: kNN {knn_exact:.0f} ms, recipe {tab_exact:.0f} ms", flush=True)
+    for nprobe in args.nprobe:
+        for rerank in args.rerank:
+            searcher.index.ivf.nprobe, searcher.rerank = nprobe, rerank
+            label = f"IVF nprobe {nprobe}, rerank {rerank:g}"
+            knn, knn_out = timed(NearestMiner(searcher, n, s.k, s.m), batches)
+            rows.append(("kNN rule", label, knn, recall(knn_out, knn_ref), float("nan")))
+            tab, tab_out = timed(recipe(True), batches)
+            alike = kept_alike(tab_out, tab_ref) if n <= args.exact_recipe_max else float("nan")
+            rows.append(("recipe (TableMiner)", label, tab, recall(tab_out, tab_ref), alike))
+            print(f"  {label}: kNN {knn:.0f} ms, recipe {tab:.0f} ms", flush=True)
     cur, peak = rss_gib()
     print(
         f"\nN = {n:,}: ms per batch of {BATCH} (median of {args.batches} IVF / {args.exact_batches} exact batches "
         f"after one warm-up); recall of the exact rule's {s.negative_band + s.m} negatives; RSS {cur:.1f} GiB, "
         f"peak {peak:.1f} GiB"
     )
-    print(f"{'rule':<22} {'search':<7} {'ms/batch':>9} {'exact/this':>10} {'recall':>7} {'positives alike':>15}")
+    print(f"{'rule':<22} {'search':<28} {'ms/batch':>9} {'exact/this':>10} {'recall':>7} {'positives alike':>15}")
     exact_ms = {}
-    for rule, search_kind, ms, rec, same in rows:
+    for rule, search_kind, ms, rec, same in sorted(rows, key=lambda row: row[0]):  # stable: exact first
         exact_ms.setdefault(rule, ms)
-        print(f"{rule:<22} {search_kind:<7} {ms:9.1f} {exact_ms[rule] / ms:9.1f}x {rec:7.4f} {same:15.3f}")
+        print(f"{rule:<22} {search_kind:<28} {ms:9.1f} {exact_ms[rule] / ms:9.1f}x {rec:7.4f} {same:15.3f}")
     if n > args.exact_recipe_max:
         print(
             f"exact*: above --exact-recipe-max {args.exact_recipe_max:,}, the exact recipe without its (B, P, N) "
