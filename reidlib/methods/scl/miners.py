@@ -221,7 +221,7 @@ class TableMiner:
     dense (B, N) distance, or with a ``searcher`` (a faiss index: ``search.backend`` faiss, or auto
     on a large bank) from its ``band + M + width`` nearest, the positives among them taken out
     (at most ``width`` are): no (B, N) row at all, and the negatives are as good as the index's
-    recall (hard negatives need no perfect one; ``benchmarks/bench_step.py --recipe`` measures it).
+    recall (hard negatives need no perfect one; ``benchmarks/bench_step.py --search`` measures it).
 
     Args:
         distance: the epoch's selection distance (negatives, and the checks).
