@@ -104,7 +104,7 @@ def camera_group_positives(
     mean_g, mean_p = group_means(distance, labels)
     group_cams = torch.zeros(len(mean_g), dtype=camids.dtype, device=camids.device).index_copy_(0, labels, camids)
     between = search.over(SelectionDistance(mean_g, mean_p, group_cams, lambda_g=distance.lambda_g, lambda_c=0.0))
-    del mean_g, mean_p  # the search holds what it needs (at 1M slots, two more GiB while it ranks)
+    del mean_g, mean_p  # the search holds what it needs: G x 2D floats fewer while it ranks
     ranking, _ = between.ranking(s.group_inter_k, cameras="other")
     linked = graph.reciprocal_mask(ranking, s.group_inter_k)[:, 1:]  # (G, k) mutual across cameras
     own = IdentityTable.build(labels)  # each slot's other group members, (N, S)
