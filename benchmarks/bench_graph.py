@@ -16,6 +16,12 @@ counted, they are resident anyway), positives per slot, recall and precision of 
 positives (when the exact graph was run at that N), and the share of positives of the slot's own
 identity (what the data model knows; the exact graph's own share beside it). The exact graph is
 skipped above ``--exact-max`` (it grows as N^2). Ratios are exact seconds / backend seconds.
+
+With ``--stripes``, each backend also builds the part agreement's per-epoch stripe lists
+(:func:`reidlib.methods.scl.tables.stripe_lists`: each slot's ``part_agreement_k`` nearest by each
+stripe alone, what the table rule looks up at every step when the bank is searched through faiss):
+their seconds, the peak with them, and their recall of the exact backend's lists.
+``--bank-dtype float16`` keeps the banks as ``scl.bank_dtype: float16`` does (half their memory).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import torch
 from benchmarks.bench_selection import ReidLikeData
 from benchmarks.memory_usage import reset_peak, rss_gib
 from reidlib.config import load_config
-from reidlib.methods.scl.tables import positive_table
+from reidlib.methods.scl.tables import positive_table, stripe_lists
 from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.neighbours.slot_search import SlotSearch
 
@@ -55,18 +61,28 @@ def identity_share(table: tuple[torch.Tensor, torch.Tensor], pids: torch.Tensor)
     return float((same & valid).sum()) / max(int(valid.sum()), 1)
 
 
+def list_recall(found: torch.Tensor, exact: torch.Tensor) -> float:
+    """Share of the exact stripe lists' entries (N, P, k) that the found lists hold, row by row."""
+    hits = 0
+    for start in range(0, len(found), 65_536):
+        f, e = found[start : start + 65_536], exact[start : start + 65_536]
+        hits += int((e[..., :, None] == f[..., None, :]).any(-1).sum())
+    return hits / exact.numel()
+
+
 def run_size(n: int, args, scl_cfg) -> list[dict]:
     data = ReidLikeData(n, latent=args.latent, noise=args.noise, seed=args.seed, dim=DIM, parts=PARTS)
-    glob, parts = data.banks(dtype=torch.float32)
+    glob, parts = data.banks(dtype=getattr(torch, args.bank_dtype))
     distance = SelectionDistance(
         glob, parts, data.camids, lambda_g=scl_cfg.lambda_g, lambda_c=scl_cfg.lambda_c, debias=scl_cfg.camera_debias
     )
     print(f"\n=== N = {n:,} slots ({int(data.pids[-1]) + 1:,} identities, 6 cameras), D = {DIM}, P = {PARTS} ===")
+    stripe_heads = f" {'stripes s':>9} {'peak GiB':>9} {'recall':>7}" if args.stripes else ""
     print(
         f"{'backend':8} {'build s':>8} {'graph s':>8} {'ratio':>6} {'peak GiB':>9} {'pos/slot':>9} "
-        f"{'recall':>7} {'precision':>9} {'own id':>7}"
+        f"{'recall':>7} {'precision':>9} {'own id':>7}{stripe_heads}"
     )
-    exact = exact_seconds = None
+    exact = exact_seconds = exact_lists = None
     rows = []
     for index in args.indexes:
         if index == "exact" and n > args.exact_max:
@@ -79,7 +95,6 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
         table = positive_table(distance, search, scl_cfg)
         seconds = time.perf_counter() - t0
         peak = rss_gib()[1]
-        del search
         if index == "exact":
             exact, exact_seconds = table, seconds
         rec, prec = agreement(table, exact) if exact is not None else (float("nan"), float("nan"))
@@ -87,8 +102,19 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
         print(
             f"{index:8} {built:8.1f} {seconds:8.1f} {ratio} {peak:9.2f} {table[1].sum(1).float().mean():9.2f} "
             f"{rec:7.3f} {prec:9.3f} {identity_share(table, data.pids):7.3f}",
+            end="" if args.stripes else "\n",
             flush=True,
         )
+        if args.stripes:  # on the same line, once built
+            t0 = time.perf_counter()
+            lists = stripe_lists(distance, search, scl_cfg.part_agreement_k)
+            lists_seconds, lists_peak = time.perf_counter() - t0, rss_gib()[1]
+            if index == "exact":
+                exact_lists = lists
+            hits = float("nan") if exact_lists is None else list_recall(lists, exact_lists)
+            print(f" {lists_seconds:9.1f} {lists_peak:9.2f} {hits:7.3f}", flush=True)
+            del lists
+        del search
         rows.append({"slots": n, "backend": index, "seconds": seconds, "peak_gib": peak, "recall": rec})
     return rows
 
@@ -130,6 +156,8 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", help="also draw seconds and memory against N into this PNG")
+    parser.add_argument("--stripes", action="store_true", help="also build the part agreement's stripe lists")
+    parser.add_argument("--bank-dtype", default="float32", choices=["float32", "float16"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)

@@ -3,6 +3,10 @@ per-sample loop, at Market-1501 and MSMT17 size on this CPU.
 
     .venv/bin/python -m benchmarks.bench_step [--threads 2] [--sizes 12936 32621] [--repeats 7]
         [--backbone-repeats 3] [--ref-anchors 64] [--archs resnet50 mobilenet_v2] [--device cpu]
+    .venv/bin/python -m benchmarks.bench_step --search [--sizes 100000 1000000] [--threads 2]
+
+``--search`` measures instead the per-step search at 100,000 to 1,000,000 slots, the paper's kNN
+rule and the recipe's table rule, exact and through faiss (:mod:`benchmarks.step_search`).
 
 (From a worktree whose package is not the one installed in .venv, prefix ``PYTHONPATH=.``; the
 first line of the output says which ``reidlib`` was imported.) The default run takes about 5 to 10
@@ -60,6 +64,7 @@ from collections.abc import Callable
 import torch
 
 import reidlib
+from benchmarks import step_search
 from benchmarks.step_reference import (
     StepOutput,
     batched_public_distances,
@@ -148,7 +153,7 @@ def fmt_ratio(x: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DATASETS), help="bank sizes N")
+    parser.add_argument("--sizes", type=int, nargs="+", help="bank sizes N (12936 32621; --search: 100000 1000000)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--parts", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7, help="repeats of the vectorised step")
@@ -162,7 +167,24 @@ def main() -> None:
     parser.add_argument("--ref-repeats", type=int, default=1)
     parser.add_argument("--archs", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     parser.add_argument("--device", default="cpu", help="where the backbone, the banks and the steps run")
+    search = parser.add_argument_group("--search: the per-step search at large N (benchmarks/step_search.py)")
+    search.add_argument("--search", action="store_true", help="measure the kNN and the recipe's rule at 100k-1M slots")
+    search.add_argument("--config", default="configs/real-cpu.yaml", help="the recipe whose scl section is used")
+    search.add_argument("--batches", type=int, default=5, help="timed batches through faiss, after one warm-up")
+    search.add_argument("--exact-batches", type=int, default=2, help="timed batches of the exact rules")
+    search.add_argument("--exact-recipe-max", type=int, default=100_000, help="the exact recipe up to this N")
+    search.add_argument("--nprobe", type=int, nargs="+", default=[64, 256], help="IVF cells visited per anchor")
+    search.add_argument("--rerank", type=float, nargs="+", default=[1.0, 2.0], help="candidates, x (count + 1)")
+    search.add_argument("--lists-max", type=int, default=100_000, help="build the stripe lists up to this N")
+    search.add_argument("--latent", type=int, default=16, help="latent dims of the data model")
+    search.add_argument("--noise", type=float, default=0.5, help="noise of the data model")
+    search.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.search:
+        args.sizes = args.sizes or [100_000, 1_000_000]
+        step_search.main(args)
+        return
+    args.sizes = args.sizes or list(DATASETS)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     s = paper_settings()

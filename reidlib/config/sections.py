@@ -219,7 +219,7 @@ class SearchConfig:
 
     ``backend``: torch = exact; faiss = the index below, its candidates re-ranked exactly; auto =
     torch below search.AUTO_FAISS_MIN_SLOTS slots (and on an accelerator), faiss from there on.
-    ``scl.m`` = null always searches exactly.
+    ``scl.m`` = null always searches exactly. The table rules follow the same choice (TableMiner).
     """
 
     backend: str = "auto"  # auto | torch | faiss

@@ -96,6 +96,18 @@ class CameraDebias:
             out = out / self.std.to(feats.device)[cams]
         return F.normalize(out, dim=-1)
 
+    @torch.no_grad()
+    def apply_(self, feats: Tensor, cams: Tensor, buffers: dict[str, Tensor]) -> Tensor:
+        """The same, in place on a float32 ``feats`` (a reused buffer, e.g. each anchor's R
+        gathered candidates), its camera statistics gathered into another reused buffer: no fresh
+        (B, R, D) tensor at every step (fresh ones page-fault). Same values as calling it."""
+        stats = scratch(buffers, "debias", feats.shape, feats.dtype, feats.device)
+        rows = stats.view(-1, *self.mean.shape[1:])  # (B R, ..., d)
+        feats.sub_(torch.index_select(self.mean.to(feats.device), 0, cams.reshape(-1), out=rows).view(feats.shape))
+        if self.std is not None:
+            feats.div_(torch.index_select(self.std.to(feats.device), 0, cams.reshape(-1), out=rows).view(feats.shape))
+        return feats.div_(torch.linalg.vector_norm(feats, dim=-1, keepdim=True).clamp_min_(1e-12))
+
 
 class SelectionDistance:
     """The selection distance from anchors to the slots of the global and part banks.
@@ -143,6 +155,11 @@ class SelectionDistance:
     def feat_dim(self) -> int:
         """D, the global feature's (and the concatenated stripes') dimension."""
         return bank_features(self.global_bank).shape[1]
+
+    @property
+    def num_parts(self) -> int:
+        """P, the stripes of a slot."""
+        return bank_features(self.part_bank).shape[1]
 
     # -- features as the distance sees them ---------------------------------------------------
 
@@ -225,10 +242,9 @@ class SelectionDistance:
         c_cams = self.camids.to(cand.device)[cand]
         c_global = self._gather("c_global", bank_features(self.global_bank), cand)  # (B, R, D)
         c_parts = self._gather("c_parts", bank_features(self.part_bank).flatten(1), cand)  # (B, R, D)
-        if self.debias_g is not None:
-            num_parts = p.shape[1]
-            c_global = self.debias_g(c_global, c_cams)
-            c_parts = self.debias_p(c_parts.unflatten(-1, (num_parts, -1)), c_cams).flatten(-2)
+        if self.debias_g is not None:  # in place on the gathered rows
+            c_global = self.debias_g.apply_(c_global, c_cams, self._buffers)
+            c_parts = self.debias_p.apply_(c_parts.unflatten(-1, (p.shape[1], -1)), c_cams, self._buffers).flatten(-2)
         return candidate_distance(
             g,
             p,

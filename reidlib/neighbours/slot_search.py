@@ -11,6 +11,10 @@ graph is built):
   its camera, or across cameras (the contract of :func:`reidlib.neighbours.graph.slot_ranking`);
 - :meth:`SlotSearch.pair_distances`: the distance from each slot to given slots (a set's members).
 
+The part agreement check at large N asks the same of one stripe alone (``stripe``: the distance
+``2 - 2 s_i . s_j`` of that stripe, no camera term, one index over every slot), for each slot's
+per-epoch stripe lists (:func:`reidlib.methods.scl.tables.stripe_lists`).
+
 **Backends** (config ``search.backend`` and ``search.graph_index``; :func:`make_slot_search`):
 
 - ``exact``: the dense rows of :meth:`SelectionDistance.slot_rows`, ``block`` x N distances at a
@@ -24,7 +28,8 @@ graph is built):
   exactly on the full x (a camera of fewer than :data:`EXACT_BELOW` slots is searched exactly by
   every backend). A ranking asks the cameras it needs (its own, the others, or all, with
   lambda_c added on its own) and merges them: the camera term is exact, whatever the index.
-  Memory O(N E) for x, O(N E') for the index, O(N k) for a ranking; no N x N anything.
+  Memory O(N E) for x (embedded :data:`VECTOR_BLOCK` slots at a time), O(N E') for the index,
+  O(N k) for a ranking; no N x N anything.
 
 ``tests/neighbours/test_slot_search.py`` checks every backend against the exact rankings;
 ``benchmarks/bench_graph.py`` measures the recipe's whole per-epoch graph against N.
@@ -53,6 +58,23 @@ AUTO_GRAPH_MIN_SLOTS = 20_000
 BLOCK = 1024  # query slots per faiss search and per exact re-ranking block (b R E floats)
 HNSW_M = 32  # links per node of an HNSW graph
 EXACT_BELOW = 1_000  # a camera with fewer slots is searched exactly (flat, full dims) by every backend
+VECTOR_BLOCK = 65_536  # slots embedded (and PCA-projected) at a time: no whole bank in float32 twice
+
+
+@torch.no_grad()
+def slot_vectors(distance: SelectionDistance, stripe: int | None = None) -> Tensor:
+    """Every slot's vector for the indexes, on the CPU, a block of slots at a time: the feature
+    embedding ``x = [sqrt(w_g) g, sqrt(w_p) p]`` (N, E), or with ``stripe`` that stripe alone (N, d),
+    as the distance sees them (debiased). A block at a time, the debiasing's float32 copies stay
+    one block's (a whole 1M x 512 bank would take three 2 GB copies per feature space)."""
+    out = None
+    for start in range(0, len(distance), VECTOR_BLOCK):
+        g, p, _ = distance.slots(slice(start, start + VECTOR_BLOCK))  # (b, D), (b, P, d)
+        x = embed(g, p, None, lambda_g=distance.lambda_g) if stripe is None else p[:, stripe]
+        if out is None:
+            out = torch.empty(len(distance), x.shape[1])
+        out[start : start + len(x)] = x.cpu()
+    return out
 
 
 class SlotSearch:
@@ -65,6 +87,8 @@ class SlotSearch:
         rerank: ivf / hnsw: candidates per camera searched, as a multiple of k + 1.
         nprobe: ivf: cells visited per query; ef: hnsw: the search's beam width (at least the
             candidates asked for).
+        stripe: search by this stripe alone, ``2 - 2 s_i . s_j`` on the stripes as the distance
+            sees them, with no camera term (the part agreement's lists); None: the whole distance.
         seed: seeds the PCA sample and k-means, so a build is repeatable.
     """
 
@@ -77,6 +101,7 @@ class SlotSearch:
         rerank: float = 2.0,
         nprobe: int = 32,
         ef: int = 64,
+        stripe: int | None = None,
         seed: int = 0,
     ) -> None:
         if index not in ("exact", *GRAPH_INDEXES):
@@ -86,21 +111,26 @@ class SlotSearch:
         self.index, self.rerank, self.nprobe, self.ef = index, rerank, nprobe, ef
         self._settings = {"dim": dim, "rerank": rerank, "nprobe": nprobe, "ef": ef}  # for over()
         self.camids, self.lambda_c = distance.camids, distance.lambda_c
+        if stripe is not None:  # one stripe alone: no camera term, one index over every slot
+            self.camids, self.lambda_c = torch.zeros_like(distance.camids), 0.0
         self._buffers: dict[str, Tensor] = {}
         self._kept: dict[str, tuple[Tensor, Tensor]] = {}  # "same" / "other" -> (N, k) nearest
         self.num_slots = len(distance)
-        if index == "exact":
+        if index == "exact" and stripe is None:
             self._rows = distance.slot_rows()
             return
-        g, p, _ = distance.slots(slice(None))  # (N, D), (N, P, d) as the distance sees them
-        self.x = embed(g, p, None, lambda_g=distance.lambda_g).cpu()  # (N, E), |x| = 1
-        del g, p
+        self.x = slot_vectors(distance, stripe)  # (N, E) or (N, d)
+        if index == "exact":  # one stripe's dense rows
+            self._rows = lambda rows: (2.0 - 2.0 * self.x[rows] @ self.x.T).clamp_min(0.0)
+            return
         self.reduced = self.x
         if index != "flat" and dim and dim < self.x.shape[1]:
             generator = torch.Generator().manual_seed(seed)
             sample = torch.randperm(self.num_slots, generator=generator)[:PCA_SAMPLE].sort().values
             mean, basis = pca_basis(self.x[sample], dim, generator)
-            self.reduced = torch.cat([(rows - mean) @ basis for rows in self.x.split(65_536)])  # (N, E')
+            self.reduced = torch.empty(self.num_slots, dim)  # (N, E')
+            for start in range(0, self.num_slots, VECTOR_BLOCK):
+                self.reduced[start : start + VECTOR_BLOCK] = (self.x[start : start + VECTOR_BLOCK] - mean) @ basis
         cams = self.camids.cpu()
         self.members = [torch.nonzero(cams == c).squeeze(1) for c in range(int(cams.max()) + 1)]
         # a camera of fewer than EXACT_BELOW slots is searched exactly, on the full x
@@ -205,9 +235,10 @@ class SlotSearch:
         out = scratch(self._buffers, "rows", (idx.numel(), self.x.shape[1]), self.x.dtype, self.x.device)
         return torch.index_select(self.x, 0, idx.reshape(-1), out=out).view(*idx.shape, -1)
 
-    def over(self, distance: SelectionDistance, *, seed: int = 0) -> SlotSearch:
-        """The same kind of search over another distance (e.g. between groups' means)."""
-        return SlotSearch(distance, self.index, **self._settings, seed=seed)
+    def over(self, distance: SelectionDistance, *, stripe: int | None = None, seed: int = 0) -> SlotSearch:
+        """The same kind of search over another distance (e.g. between groups' means), or over
+        one of its stripes alone (``stripe``, the part agreement's lists)."""
+        return SlotSearch(distance, self.index, stripe=stripe, **self._settings, seed=seed)
 
     @torch.no_grad()
     def pair_distances(self, idx: Tensor) -> Tensor:

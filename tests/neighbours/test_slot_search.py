@@ -8,9 +8,10 @@ import torch.nn.functional as F
 from reidlib.config import SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
 from reidlib.methods.scl.tables import positive_table
-from reidlib.neighbours import graph
+from reidlib.neighbours import graph, slot_search
+from reidlib.neighbours.faiss_index import embed
 from reidlib.neighbours.selection_distance import SelectionDistance
-from reidlib.neighbours.slot_search import AUTO_GRAPH_MIN_SLOTS, SlotSearch, make_slot_search
+from reidlib.neighbours.slot_search import AUTO_GRAPH_MIN_SLOTS, SlotSearch, make_slot_search, slot_vectors
 
 pytest.importorskip("faiss")
 torch.set_num_threads(1)
@@ -96,3 +97,22 @@ def test_the_config_chooses_the_backend():
         SearchConfig(graph_index="annoy").check()
     with pytest.raises(ConfigError, match="search.graph_index"):
         SlotSearch(small, "annoy")
+
+
+def test_vectors_are_embedded_a_block_at_a_time(monkeypatch):
+    """The blocks change nothing: the whole banks' embedding, and each stripe as the distance sees it."""
+    distance = clustered_distance(n=300)
+    g, p, _ = distance.slots(slice(None))
+    monkeypatch.setattr(slot_search, "VECTOR_BLOCK", 64)
+    assert torch.equal(slot_vectors(distance), embed(g, p, None, lambda_g=distance.lambda_g))
+    assert torch.equal(slot_vectors(distance, stripe=2), p[:, 2])
+
+
+def test_a_stripe_search_has_no_camera_term():
+    distance = clustered_distance(n=300)
+    search = SlotSearch(distance, "flat", stripe=1)
+    idx, dist = search.ranking(5)
+    stripe = distance.slots(slice(None))[1][:, 1]  # (N, d)
+    expected = (2 - 2 * stripe @ stripe.T).clamp_min(0).fill_diagonal_(float("inf")).topk(5, largest=False)
+    torch.testing.assert_close(dist[:, 1:], expected.values, atol=1e-5, rtol=0)
+    assert (idx[:, 1:] == expected.indices).float().mean() > 0.99

@@ -37,7 +37,10 @@ The rules (config ``scl.positive_rule`` and its modifiers; docs/method.md, "Beyo
 
 ``camera_debias`` and the ``lambda_c`` schedule (:func:`lambda_c_at`) are the distance's, not a
 miner's. Every rule but the paper's ranks a dense (B, N) distance per step (64 x 100,000 float32
-is 26 MB).
+is 26 MB), except :class:`TableMiner` when the search section asks for faiss (``search.backend``
+faiss, or auto from ``AUTO_FAISS_MIN_SLOTS`` slots on, as for the paper's rule): then its
+negatives come from the index's candidates and its part agreement check from per-epoch stripe
+lists, with no (B, N) or (B, P, N) tensor a step.
 """
 
 from __future__ import annotations
@@ -49,9 +52,9 @@ from reidlib.config import SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
 from reidlib.methods.scl.diagnostics import IdentityTable
 from reidlib.methods.scl.selection import Selection, neighbour_count, select_random, selection_from_order
-from reidlib.methods.scl.tables import cross_camera_pairs, positive_table
+from reidlib.methods.scl.tables import cross_camera_pairs, positive_table, stripe_lists
 from reidlib.neighbours.exact import nearest_slots
-from reidlib.neighbours.searchers import Searcher, make_searcher
+from reidlib.neighbours.searchers import FaissSearcher, Searcher, choose_backend, make_searcher
 from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.neighbours.slot_search import make_slot_search
 
@@ -82,6 +85,17 @@ def part_votes(stripe_dist: Tensor, self_idx: Tensor, cand: Tensor, k: int) -> T
     kth = torch.topk(stripe_dist, k, dim=2, largest=False, sorted=True).values[..., -1:]  # (B, P, 1)
     cand_dist = stripe_dist.gather(2, cand[:, None, :].expand(-1, num_parts, -1))  # (B, P, K)
     return (cand_dist <= kth).sum(1)
+
+
+@torch.no_grad()
+def listed_votes(lists: Tensor, cand: Tensor) -> Tensor:
+    """How many stripes list each candidate among the anchor's nearest (:func:`part_votes` through
+    per-epoch lists, :func:`~reidlib.methods.scl.tables.stripe_lists`).
+
+    Shape:
+        lists: (B, P, k) the anchors' rows, cand: (B, K) -> (B, K) int64 in [0, P]
+    """
+    return (lists[:, :, :, None] == cand[:, None, None, :]).any(2).sum(1)
 
 
 class WarmupMiner:
@@ -122,20 +136,32 @@ class PositiveChecks:
         max_distance: drop candidates farther than this; None keeps all.
         part_agreement, part_k: drop candidates fewer than ``part_agreement`` stripes rank among
             their ``part_k`` nearest; 0 skips the check.
+        stripe_lists: (N, P, part_k) each slot's nearest by each stripe at the epoch's start
+            (:func:`~reidlib.methods.scl.tables.stripe_lists`), looked up for the anchor's own
+            slot; None ranks the anchor's stripes against the whole part bank at every step
+            ((B, P, N) distances, the exact check).
     """
 
     def __init__(
-        self, distance: SelectionDistance, max_distance: float | None = None, part_agreement: int = 0, part_k: int = 20
+        self,
+        distance: SelectionDistance,
+        max_distance: float | None = None,
+        part_agreement: int = 0,
+        part_k: int = 20,
+        stripe_lists: Tensor | None = None,
     ) -> None:
         self.distance, self.max_distance = distance, max_distance
-        self.part_agreement, self.part_k = part_agreement, part_k
+        self.part_agreement, self.part_k, self.stripe_lists = part_agreement, part_k, stripe_lists
 
-    def __call__(self, dist: Tensor, p: Tensor, cams: Tensor, idx: Tensor, cand: Tensor, keep: Tensor) -> Tensor:
-        """``keep`` (B, K) narrowed by the checks, for candidates ``cand`` (B, K) at distances ``dist`` (B, N)."""
+    def __call__(self, cand_dist: Tensor, p: Tensor, cams: Tensor, idx: Tensor, cand: Tensor, keep: Tensor) -> Tensor:
+        """``keep`` (B, K) narrowed by the checks, for candidates ``cand`` (B, K) at distances ``cand_dist`` (B, K)."""
         if self.max_distance is not None:
-            keep = keep & (dist.gather(1, cand) <= self.max_distance)
+            keep = keep & (cand_dist <= self.max_distance)
         if self.part_agreement:
-            votes = part_votes(self.distance.stripe_distances(p, cams), idx, cand, self.part_k)
+            if self.stripe_lists is None:
+                votes = part_votes(self.distance.stripe_distances(p, cams), idx, cand, self.part_k)
+            else:
+                votes = listed_votes(self.stripe_lists[idx], cand)
             keep = keep & (votes >= self.part_agreement)
         return keep
 
@@ -174,7 +200,7 @@ class CandidateMiner:
         keep = torch.ones_like(cand, dtype=torch.bool)
         if self.ranking is not None:  # the candidate's own list holds the anchor
             keep &= (self.ranking[cand] == idx[:, None, None]).any(-1)
-        keep = self.checks(dist, p, cams, idx, cand, keep)
+        keep = self.checks(dist.gather(1, cand), p, cams, idx, cand, keep)
         if self.prefix:  # nearest first, up to the first failure
             keep = keep.cumprod(dim=1).bool()
         sel = selection_from_order(order, idx, self.k, self.band)
@@ -191,6 +217,12 @@ class TableMiner:
     (:func:`~reidlib.methods.scl.tables.camera_group_positives`), and,
     optionally, its mutual neighbours across cameras.
 
+    The negatives, the nearest slots that are neither the anchor nor its positives, come from a
+    dense (B, N) distance, or with a ``searcher`` (a faiss index: ``search.backend`` faiss, or auto
+    on a large bank) from its ``band + M + width`` nearest, the positives among them taken out
+    (at most ``width`` are): no (B, N) row at all, and the negatives are as good as the index's
+    recall (hard negatives need no perfect one; ``benchmarks/bench_step.py --search`` measures it).
+
     Args:
         distance: the epoch's selection distance (negatives, and the checks).
         positives: ``(idx, valid)`` (N, K), each slot's positives for the epoch.
@@ -200,6 +232,7 @@ class TableMiner:
             admitted by their own rule (no stripe check; one already a kept Jaccard positive is not
             counted twice); None: none.
         band: the nearest non-positives left alone before the M negatives.
+        searcher: the epoch's searcher over ``distance``; None: the exact dense row.
     """
 
     def __init__(
@@ -210,28 +243,42 @@ class TableMiner:
         checks: PositiveChecks,
         cross: tuple[Tensor, Tensor] | None = None,
         band: int = 0,
+        searcher: Searcher | None = None,
     ) -> None:
         self.distance, (self.table, self.valid), self.m, self.checks = distance, positives, m, checks
-        self.cross, self.band = cross, band
-        width = self.table.shape[1] + (0 if cross is None else cross[0].shape[1])
-        neighbour_count(len(distance), width, m, band)
+        self.cross, self.band, self.searcher = cross, band, searcher
+        self.width = self.table.shape[1] + (0 if cross is None else cross[0].shape[1])  # K + Q
+        neighbour_count(len(distance), self.width, m, band)
 
     def __call__(self, g: Tensor, p: Tensor, cams: Tensor, idx: Tensor) -> Selection:
         pos, keep = self.table[idx], self.valid[idx]  # (B, K)
-        dist = self.distance.to_slots(g, p, cams)  # (B, N)
-        keep = self.checks(dist, p, cams, idx, pos, keep)
+        if self.searcher is None:
+            dist = self.distance.to_slots(g, p, cams)  # (B, N)
+            pos_dist = dist.gather(1, pos)
+        else:
+            pos_dist = self.distance.to_candidates(g, p, cams, pos)  # (B, K)
+        keep = self.checks(pos_dist, p, cams, idx, pos, keep)
         if self.cross is not None:
             cross, cross_keep = self.cross[0][idx], self.cross[1][idx]  # (B, Q)
             twice = (cross[:, :, None] == pos.masked_fill(~keep, -1)[:, None, :]).any(-1)
             pos, keep = torch.cat([pos, cross], dim=1), torch.cat([keep, cross_keep & ~twice], dim=1)
         # positives, kept or dropped, are never negatives; the band is the nearest of the rest
-        near = nearest_slots(dist.scatter(1, pos, float("inf")), idx, self.band + self.m)  # (B, band+M)
+        if self.searcher is None:
+            near = nearest_slots(dist.scatter(1, pos, float("inf")), idx, self.band + self.m)  # (B, band+M)
+        else:
+            order = self.searcher.neighbours(g, p, cams, idx, self.band + self.m + self.width)  # nearest first
+            listed = (order[:, :, None] == pos[:, None, :]).any(-1)  # (B, band+M+K+Q) a positive
+            rest = torch.argsort(listed.to(torch.int8), dim=1, stable=True)[:, : self.band + self.m]
+            near = order.gather(1, rest)  # (B, band+M) the non-positives, nearest first
         pos_mask = torch.cat([torch.ones_like(idx[:, None], dtype=torch.bool), keep], dim=1)
         ignored = near[:, : self.band] if self.band else None
         return Selection(torch.cat([idx[:, None], pos], dim=1), near[:, self.band :], pos_mask, ignored)
 
     def refresh(self, idx: Tensor) -> None:
-        """Nothing to follow: the tables are fixed for the epoch, the distance reads the banks."""
+        """The searcher's index follows the slots just written (the tables are fixed for the epoch;
+        the dense distance reads the banks as they are)."""
+        if self.searcher is not None:
+            self.searcher.refresh(idx)
 
 
 class OracleMiner:
@@ -331,7 +378,14 @@ def _rule_miner(s: SCLConfig, search_cfg: SearchConfig, distance: SelectionDista
         cross = None
         if s.cross_camera_positives:
             cross = cross_camera_pairs(search, s.cross_camera_k, s.cross_camera_positives)
-        return TableMiner(distance, positive_table(distance, search, s), s.m, checks, cross, s.negative_band)
+        table = positive_table(distance, search, s)
+        searcher = None
+        if choose_backend(search_cfg.backend, s.m, len(distance), distance.device) == "faiss":
+            # a bank too large for (B, N) rows a step: negatives through the index, stripes by lists
+            searcher = FaissSearcher(distance, search_cfg, seed=seed)
+            if s.part_agreement:
+                checks.stripe_lists = stripe_lists(distance, search, s.part_agreement_k)
+        return TableMiner(distance, table, s.m, checks, cross, s.negative_band, searcher)
     ranking = None
     if s.positive_rule in ("reciprocal", "cycle"):
         ranking, _ = make_slot_search(search_cfg, distance, seed=seed).ranking(s.reciprocal_k)

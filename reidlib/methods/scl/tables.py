@@ -7,7 +7,9 @@ at every step.
   ``scl.group_fill``, the groups' table filled from the CA-Jaccard one, :func:`fill_table`);
 - :func:`jaccard_positives`: the k-reciprocal Jaccard rules (``jaccard``, ``ca_jaccard``);
 - :func:`camera_group_positives`: ``camera_groups``, within cameras first, then across them;
-- :func:`cross_camera_pairs`: mutual neighbours across cameras (``scl.cross_camera_positives``).
+- :func:`cross_camera_pairs`: mutual neighbours across cameras (``scl.cross_camera_positives``);
+- :func:`stripe_lists`: each slot's nearest by each stripe alone, for the part agreement check
+  when the bank is searched through faiss (``scl.part_agreement``).
 
 Each returns ``(idx, valid)``, (N, K): nearest first, invalid entries holding the slot itself.
 """
@@ -99,13 +101,11 @@ def camera_group_positives(
     s, camids = scl_cfg, distance.camids
     within, _ = search.ranking(s.group_intra_k, cameras="same")
     labels = graph.mutual_groups(within, s.group_intra_k)  # (N,)
-    num_groups = int(labels.max()) + 1
-    g, p, _ = distance.slots(slice(None))  # (N, D), (N, P, d) as the distance sees them
-    mean_g = F.normalize(torch.zeros(num_groups, *g.shape[1:], device=g.device).index_add_(0, labels, g), dim=-1)
-    mean_p = F.normalize(torch.zeros(num_groups, *p.shape[1:], device=p.device).index_add_(0, labels, p), dim=-1)
-    group_cams = torch.zeros(num_groups, dtype=camids.dtype, device=camids.device).index_copy_(0, labels, camids)
-    between = SelectionDistance(mean_g, mean_p, group_cams, lambda_g=distance.lambda_g, lambda_c=0.0)
-    ranking, _ = search.over(between).ranking(s.group_inter_k, cameras="other")
+    mean_g, mean_p = group_means(distance, labels)
+    group_cams = torch.zeros(len(mean_g), dtype=camids.dtype, device=camids.device).index_copy_(0, labels, camids)
+    between = search.over(SelectionDistance(mean_g, mean_p, group_cams, lambda_g=distance.lambda_g, lambda_c=0.0))
+    del mean_g, mean_p  # the search holds what it needs: G x 2D floats fewer while it ranks
+    ranking, _ = between.ranking(s.group_inter_k, cameras="other")
     linked = graph.reciprocal_mask(ranking, s.group_inter_k)[:, 1:]  # (G, k) mutual across cameras
     own = IdentityTable.build(labels)  # each slot's other group members, (N, S)
     members, _ = graph.group_members(labels)  # (G, S) each group's slots (labels are 0..G-1)
@@ -113,6 +113,41 @@ def camera_group_positives(
     from_partners = members[partners].masked_fill(~linked[labels][:, :, None], -1).flatten(1)  # (N, k S)
     cand = torch.cat([own.slots.masked_fill(~own.valid, -1), from_partners], dim=1)
     return first_valid(cand, cand >= 0, s.k)  # own group first, in order
+
+
+@torch.no_grad()
+def group_means(distance: SelectionDistance, labels: Tensor, block: int = 65_536) -> tuple[Tensor, Tensor]:
+    """Each group's mean global feature and mean stripes as the distance sees them (debiased),
+    renormalised: (G, D), (G, P, d) for ``labels`` (N,) in 0..G-1. The slots are read ``block`` at
+    a time, so the debiasing's float32 copies stay one block's."""
+    num_groups = int(labels.max()) + 1
+    sum_g = sum_p = None
+    for start in range(0, len(labels), block):
+        g, p, _ = distance.slots(slice(start, start + block))  # (b, D), (b, P, d)
+        if sum_g is None:
+            sum_g = torch.zeros(num_groups, *g.shape[1:], device=g.device)
+            sum_p = torch.zeros(num_groups, *p.shape[1:], device=p.device)
+        rows = labels[start : start + block]
+        sum_g.index_add_(0, rows, g)
+        sum_p.index_add_(0, rows, p)
+    return F.normalize(sum_g, dim=-1), F.normalize(sum_p, dim=-1)
+
+
+@torch.no_grad()
+def stripe_lists(distance: SelectionDistance, search: SlotSearch, k: int) -> Tensor:
+    """Each slot's ``k`` nearest slots by each stripe alone (own slot left out), on the banks at
+    the epoch's start, through the same kind of search as the graph's (:meth:`SlotSearch.over`
+    with ``stripe``): what the part agreement check looks up at every step when the bank is too
+    large for the stripes' (B, P, N) distances (:class:`~reidlib.methods.scl.miners.PositiveChecks`).
+
+    Returns:
+        (N, P, k) int32; -1 where a stripe found fewer than k.
+    """
+    lists = torch.empty(len(distance), distance.num_parts, k, dtype=torch.int32)
+    for stripe in range(distance.num_parts):
+        ranking, _ = search.over(distance, stripe=stripe).ranking(k)  # (N, 1+k), the slot first
+        lists[:, stripe] = ranking[:, 1:].cpu().to(torch.int32)
+    return lists.to(distance.device)
 
 
 def cross_camera_pairs(search: SlotSearch, k: int, quota: int) -> tuple[Tensor, Tensor]:
