@@ -26,8 +26,9 @@ def test_a_small_folder_trains_with_the_recipe_config(cams, tmp_path, capsys, ca
             "--set", *TINY_SETS, "k=7", "epochs=2", "pretrained=null"]  # fmt: skip
     code, err = run_cli(argv, capsys)
     assert code == 0, err
-    assert "scl.m = 500 does not fit the 59 training images: capped to 51" in caplog.text
-    assert runs.read_run_config(tmp_path / "run").scl.m == 51
+    # 59 images: 58 slots besides the anchor's own, minus k 7 and the recipe's band of 20
+    assert "scl.m = 500 does not fit the 59 training images: capped to 31" in caplog.text
+    assert runs.read_run_config(tmp_path / "run").scl.m == 31
     assert run_cli(argv, capsys)[0] == 0  # resumes: the capped config is the run's own
 
 
