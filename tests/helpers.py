@@ -1,5 +1,5 @@
 """What several test modules share: the tiny config, tiny image trees, the CLI's one-line errors,
-camera folders and signals. (Fixtures are in conftest.py.)"""
+camera folders and signals, clustered features for the selection rules. (Fixtures are in conftest.py.)"""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from reidlib.cli import main
@@ -19,6 +20,21 @@ from reidlib.errors import RunDirError
 from reidlib.utils import runs
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout
+
+
+def clustered_features(n, ids, dim, parts, cams, *, seed=0, noise=0.5, camera_shift=0.0):
+    """Features of ``ids`` identities around random centres, not yet normalised: global (n, dim),
+    stripes (n, parts, dim / parts), cameras (n,) drawn from ``cams``, each camera's global
+    features moved by its own offset of scale ``camera_shift`` (a camera's look)."""
+    g = torch.Generator().manual_seed(seed)
+    pid = torch.randint(0, ids, (n,), generator=g)
+    cam = torch.randint(0, cams, (n,), generator=g)
+    shift = camera_shift * torch.randn(cams, dim, generator=g)
+    glob = torch.randn(ids, dim, generator=g)[pid] + shift[cam] + noise * torch.randn(n, dim, generator=g)
+    stripes = torch.randn(ids, parts, dim // parts, generator=g)[pid] + noise * torch.randn(
+        n, parts, dim // parts, generator=g
+    )
+    return glob, stripes, cam
 
 
 TINY = {

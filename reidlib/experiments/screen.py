@@ -12,7 +12,7 @@ them side by side::
 
 The banks are the run's own features, shaped by the rule it trained with: a screen ranks rules on
 *these* features, not what each rule would make of training. It chose which rules to train on
-2026-12-04 (docs/results.md, "Camera groups filled from CA-Jaccard").
+2026-12-04 (docs/results.md, "The recipe of the evening of 2026-12-04").
 
 Shape letters: N training images (memory slots), B anchors in a block.
 """

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from reidlib.methods.scl.selection import Selection
+from reidlib.methods.scl.selection import Selection, member
 from reidlib.neighbours import graph
 
 
@@ -43,15 +43,6 @@ class IdentityTable(NamedTuple):
         slots = members[group_of]  # (N, S)
         valid = (slots >= 0) & (slots != torch.arange(len(pids), device=pids.device)[:, None])
         return cls(slots, valid)
-
-
-def _member(table: Tensor, columns: Tensor | None, keep: Tensor | None = None) -> Tensor:
-    """(B, S) bool: which entries of ``table`` (B, S) are among ``columns`` (B, C) (where ``keep``)."""
-    if columns is None or columns.shape[1] == 0:
-        return torch.zeros_like(table, dtype=torch.bool)
-    if keep is not None:
-        columns = columns.masked_fill(~keep, -2)  # never equal to a slot or to the -1 padding
-    return (table[:, :, None] == columns[:, None, :]).any(-1)
 
 
 @dataclass
@@ -94,9 +85,9 @@ class SelectionStats:
             return
         matches, valid = identities.slots[idx], identities.valid[idx]  # (B, S)
         other_cam = valid & (camids[matches.clamp_min(0)] != anchor_cam)  # true matches in another camera
-        is_kept = _member(matches, neighbours, kept) & valid
-        left_alone = (_member(matches, neighbours, ~kept) | _member(matches, sel.ignored)) & valid & ~is_kept
-        negative = _member(matches, sel.neg_idx) & valid
+        is_kept = member(matches, neighbours, kept) & valid
+        left_alone = (member(matches, neighbours, ~kept) | member(matches, sel.ignored)) & valid & ~is_kept
+        negative = member(matches, sel.neg_idx) & valid
         self.true_total += int(valid.sum())
         self.cross_total += int(other_cam.sum())
         self.pos_true += is_kept.sum().item()

@@ -51,7 +51,7 @@ from torch import Tensor
 from reidlib.config import SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
 from reidlib.methods.scl.diagnostics import IdentityTable
-from reidlib.methods.scl.selection import Selection, neighbour_count, select_random, selection_from_order
+from reidlib.methods.scl.selection import Selection, member, neighbour_count, select_random, selection_from_order
 from reidlib.methods.scl.tables import cross_camera_pairs, positive_table, stripe_lists
 from reidlib.neighbours.exact import nearest_slots
 from reidlib.neighbours.searchers import FaissSearcher, Searcher, choose_backend, make_searcher
@@ -260,14 +260,14 @@ class TableMiner:
         keep = self.checks(pos_dist, p, cams, idx, pos, keep)
         if self.cross is not None:
             cross, cross_keep = self.cross[0][idx], self.cross[1][idx]  # (B, Q)
-            twice = (cross[:, :, None] == pos.masked_fill(~keep, -1)[:, None, :]).any(-1)
+            twice = member(cross, pos, keep)  # (B, Q) already a kept positive
             pos, keep = torch.cat([pos, cross], dim=1), torch.cat([keep, cross_keep & ~twice], dim=1)
         # positives, kept or dropped, are never negatives; the band is the nearest of the rest
         if self.searcher is None:
             near = nearest_slots(dist.scatter(1, pos, float("inf")), idx, self.band + self.m)  # (B, band+M)
         else:
             order = self.searcher.neighbours(g, p, cams, idx, self.band + self.m + self.width)  # nearest first
-            listed = (order[:, :, None] == pos[:, None, :]).any(-1)  # (B, band+M+K+Q) a positive
+            listed = member(order, pos)  # (B, band+M+K+Q) a positive
             rest = torch.argsort(listed.to(torch.int8), dim=1, stable=True)[:, : self.band + self.m]
             near = order.gather(1, rest)  # (B, band+M) the non-positives, nearest first
         pos_mask = torch.cat([torch.ones_like(idx[:, None], dtype=torch.bool), keep], dim=1)

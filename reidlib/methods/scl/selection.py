@@ -13,6 +13,8 @@ Shape letters: B batch, N memory slots, K positives besides the anchor's own slo
   drawn at random.
 - :func:`selection_from_order`, shared by :func:`select_neighbours` and the miners that search
   (:mod:`reidlib.neighbours.searchers`): slots sorted nearest first become a Selection.
+- :func:`member`: which of each row's slots are among another set of that row's slots (a
+  positive among the searched slots, a table's entry already held, a true match kept).
 
 Both return a :class:`Selection` whose ``pos_idx[:, 0]`` is the anchor's own slot.
 :func:`check_counts` is the one check that K + M fit the bank (the method calls it before
@@ -43,6 +45,15 @@ class Selection(NamedTuple):
     def mask(self) -> Tensor:
         """``pos_mask``, or all True."""
         return torch.ones_like(self.pos_idx, dtype=torch.bool) if self.pos_mask is None else self.pos_mask
+
+
+def member(table: Tensor, columns: Tensor | None, keep: Tensor | None = None) -> Tensor:
+    """(B, S) bool: which entries of ``table`` (B, S) are among ``columns`` (B, C) (where ``keep``)."""
+    if columns is None or columns.shape[1] == 0:
+        return torch.zeros_like(table, dtype=torch.bool)
+    if keep is not None:
+        columns = columns.masked_fill(~keep, -2)  # never equal to a slot or to the -1 padding
+    return (table[:, :, None] == columns[:, None, :]).any(-1)
 
 
 def check_counts(num_slots: int, k: int, m: int | None, band: int = 0) -> None:

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from reidlib.config import SCLConfig
 from reidlib.methods.scl.diagnostics import IdentityTable
+from reidlib.methods.scl.selection import member
 from reidlib.neighbours import graph
 from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.neighbours.slot_search import SlotSearch
@@ -45,7 +46,7 @@ def fill_table(first: tuple[Tensor, Tensor], then: tuple[Tensor, Tensor], k: int
     not hold, in order: at most ``k``. Both are ``(idx, valid)``, (N, K1) and (N, K2), their rows
     free of repeats; invalid entries hold the slot itself, as in the result (N, k)."""
     (a, a_ok), (b, b_ok) = first, then
-    b_ok = b_ok & ~((b[:, :, None] == a[:, None, :]) & a_ok[:, None, :]).any(-1)  # (N, K2) not yet held
+    b_ok = b_ok & ~member(b, a, a_ok)  # (N, K2) not yet held
     return first_valid(torch.cat([a, b], dim=1), torch.cat([a_ok, b_ok], dim=1), k)
 
 

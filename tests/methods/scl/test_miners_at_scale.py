@@ -14,6 +14,7 @@ from reidlib.methods.scl.tables import group_means, stripe_lists
 from reidlib.neighbours.searchers import FaissSearcher
 from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.neighbours.slot_search import SlotSearch
+from tests.helpers import clustered_features
 
 faiss = pytest.importorskip("faiss")
 faiss.omp_set_num_threads(1)
@@ -23,12 +24,7 @@ D, P, C, B = 32, 4, 3, 16
 
 def banks(n, ids, seed=0, noise=0.5):
     """Clustered unit global (n, D) and part (n, P, d) MemoryBanks, and cameras (n,)."""
-    g = torch.Generator().manual_seed(seed)
-    pid = torch.randint(0, ids, (n,), generator=g)
-    cams = torch.randint(0, C, (n,), generator=g)
-    shift = 0.3 * torch.randn(C, D, generator=g)
-    glob = torch.randn(ids, D, generator=g)[pid] + shift[cams] + noise * torch.randn(n, D, generator=g)
-    parts = torch.randn(ids, P, D // P, generator=g)[pid] + noise * torch.randn(n, P, D // P, generator=g)
+    glob, parts, cams = clustered_features(n, ids, D, P, C, seed=seed, noise=noise, camera_shift=0.3)
     gbank, pbank = MemoryBank(n, (D,)), MemoryBank(n, (P, D // P))
     gbank.fill(glob)
     pbank.fill(parts)

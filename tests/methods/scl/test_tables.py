@@ -14,6 +14,7 @@ from reidlib.methods.scl.tables import (
 )
 from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.neighbours.slot_search import SlotSearch
+from tests.helpers import clustered_features
 
 torch.set_num_threads(1)
 
@@ -34,23 +35,9 @@ def test_first_valid_pads_short_tables_with_the_own_slot():
     assert ok.tolist() == [[True, False, False], [False, False, False]]
 
 
-def clustered(seed=3, n=60, ids=10, cams=3, dim=16, parts=4, noise=0.5):
-    g = torch.Generator().manual_seed(seed)
-    pid = torch.randint(0, ids, (n,), generator=g)
-    glob = torch.randn(ids, dim, generator=g)[pid] + noise * torch.randn(n, dim, generator=g)
-    stripes = torch.randn(ids, parts, dim // parts, generator=g)[pid] + noise * torch.randn(
-        n, parts, dim // parts, generator=g
-    )
-    cam = torch.randint(0, cams, (n,), generator=g)
-    return (
-        torch.nn.functional.normalize(glob, dim=-1),
-        torch.nn.functional.normalize(stripes, dim=-1),
-        cam,
-    )
-
-
 def test_group_fill_is_the_groups_then_the_ca_jaccard_positives():
-    g, p, cams = clustered()
+    g, p, cams = clustered_features(60, 10, 16, 4, 3, seed=3)
+    g, p = torch.nn.functional.normalize(g, dim=-1), torch.nn.functional.normalize(p, dim=-1)
     distance = SelectionDistance(g, p, cams, lambda_g=0.5, lambda_c=0.1)
     search = SlotSearch(distance)
     s = load_config(None, dict(positive_rule="camera_groups", group_fill="ca_jaccard", k=6)).scl
