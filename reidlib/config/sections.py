@@ -235,12 +235,15 @@ class SearchConfig:
     graph_rerank: float = 2.0  # ivf / hnsw: candidates per camera re-ranked exactly, a multiple of k + 1
     graph_nprobe: int = 32  # ivf: cells visited per query
     graph_ef: int = 64  # hnsw: the search's beam width (raised to the candidates asked for)
+    # a camera of fewer slots is searched exactly (flat, full dims) by every graph index; 0 forces
+    # the index on every camera (the approximate graph at a small set's size, as an accuracy check)
+    graph_exact_below: int = 1000
 
     def check(self) -> None:
         _one_of("search.backend", self.backend, SEARCH_BACKENDS)
         _one_of("search.faiss_index", self.faiss_index, FAISS_INDEXES)
         _one_of("search.graph_index", self.graph_index, GRAPH_INDEXES)
-        _at_least("search", 0, graph_dim=self.graph_dim)
+        _at_least("search", 0, graph_dim=self.graph_dim, graph_exact_below=self.graph_exact_below)
         _at_least("search", 1, graph_rerank=self.graph_rerank, graph_nprobe=self.graph_nprobe, graph_ef=self.graph_ef)
         _at_least("search", 0, faiss_dim=self.faiss_dim, nlist=self.nlist)
         _at_least("search", 1, nprobe=self.nprobe, rerank=self.rerank)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from reidlib.config import Config, apply_overrides
@@ -31,6 +32,7 @@ from reidlib.data import ReidData, identities_known, read_dataset
 from reidlib.errors import RunDirError
 from reidlib.methods.scl import SCL
 from reidlib.methods.scl.diagnostics import SelectionStats
+from reidlib.methods.scl.selection import member
 from reidlib.utils import runs
 
 RUN_RULE = "the run's own rule"  # the first row: the run's config unchanged
@@ -43,6 +45,9 @@ COLUMNS = {
     "same-cam pos %": ("pos_same_camera", 100, "{:.1f}"),
     "FN / anchor": ("neg_false_per_anchor", 1, "{:.2f}"),
     "FN same / other cam": (("neg_false_same_camera_per_anchor", "neg_false_other_camera_per_anchor"), 1, "{:.2f}"),
+    # the share of the first row's positives / negatives the rule picks too: how far an approximate
+    # search (search.backend=faiss) strays from the exact selection
+    "shared pos / neg %": (("pos_shared", "neg_shared"), 100, "{:.1f}"),
 }
 
 
@@ -59,7 +64,8 @@ def screen_rules(
 
     Returns:
         One dict per rule: ``rule``, ``overrides``, ``seconds`` (the miner's build and every
-        slot's selection) and the :meth:`SelectionStats.summary` figures.
+        slot's selection), the :meth:`SelectionStats.summary` figures, and ``pos_shared`` /
+        ``neg_shared``: the share of the run's own rule's positives / negatives this rule picks too.
 
     Raises:
         RunDirError: no checkpoint, not an SCL run, or a training split without identities.
@@ -76,13 +82,27 @@ def screen_rules(
         raise RunDirError(f"{run_dir}: its training split ({cfg.data.data_dir}) has no identities to score picks with")
     pids = torch.tensor([r.pid for r in train])
     camids = torch.tensor([r.camid for r in train])
-    rows = []
+    rows, reference = [], None
     for label, overrides in {RUN_RULE: {}, **rules}.items():
         rule_cfg = _rule_config(cfg, overrides, train)
         start = time.perf_counter()
-        stats = _select_all(rule_cfg, state, pids, camids, block, label)
-        rows.append({"rule": label, "overrides": overrides, "seconds": time.perf_counter() - start, **stats.summary()})
+        stats, picks = _select_all(rule_cfg, state, pids, camids, block, label)
+        seconds = time.perf_counter() - start
+        reference = reference or picks
+        shared = {"pos_shared": _shared(picks, reference, 0), "neg_shared": _shared(picks, reference, 1)}
+        rows.append({"rule": label, "overrides": overrides, "seconds": seconds, **stats.summary(), **shared})
     return rows
+
+
+def _shared(picks: list[tuple[Tensor, Tensor]], reference: list[tuple[Tensor, Tensor]], which: int) -> float | None:
+    """The share of ``reference``'s positives (``which`` 0) or negatives (1), block by block, that
+    ``picks`` holds too; None when the reference picked none."""
+    found = total = 0
+    for mine, theirs in zip(picks, reference):
+        want = theirs[which]  # (B, W), -1 where a row picked fewer
+        found += int((member(want, mine[which]) & (want >= 0)).sum())
+        total += int((want >= 0).sum())
+    return found / total if total else None
 
 
 def _rule_config(cfg: Config, overrides: dict[str, Any], train) -> Config:
@@ -92,19 +112,26 @@ def _rule_config(cfg: Config, overrides: dict[str, Any], train) -> Config:
     return rule_cfg
 
 
-def _select_all(cfg: Config, state: dict[str, Any], pids, camids, block: int, label: str) -> SelectionStats:
-    """Every slot's selection by ``cfg``'s rule, at the run's last epoch, scored."""
+def _select_all(
+    cfg: Config, state: dict[str, Any], pids, camids, block: int, label: str
+) -> tuple[SelectionStats, list[tuple[Tensor, Tensor]]]:
+    """Every slot's selection by ``cfg``'s rule, at the run's last epoch, scored; and each block's
+    picks: the positives (B, K) besides the anchor's own slot, -1 where masked, and the negatives
+    (B, M)."""
     method = SCL.build(cfg, pids, camids, torch.device("cpu"))
     method.load_state_dict(state)
     last = max(cfg.train.epochs - 1, cfg.scl.warmup_epochs)  # a selecting epoch, its lambda_c
     method.start_epoch(last, torch.Generator().manual_seed(cfg.train.seed), features=None, resumed=False)
-    stats = SelectionStats()
+    stats, picks = SelectionStats(), []
     with torch.no_grad():
         for lo in tqdm(range(0, len(pids), block), desc=f"screening {label}", unit="block", leave=False):
             idx = torch.arange(lo, min(lo + block, len(pids)))  # (B,)
             g, p = method.global_bank.features[idx].float(), method.part_bank.features[idx].float()
-            stats.add(method.miner(g, p, camids[idx], idx), idx, method.identities, camids)
-    return stats
+            selection = method.miner(g, p, camids[idx], idx)
+            stats.add(selection, idx, method.identities, camids)
+            positives = selection.pos_idx[:, 1:].masked_fill(~selection.mask()[:, 1:], -1)
+            picks.append((positives, selection.neg_idx))
+    return stats, picks
 
 
 def format_screen(rows: list[dict[str, Any]], title: str = "") -> str:

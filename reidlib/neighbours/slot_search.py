@@ -25,9 +25,10 @@ per-epoch stripe lists (:func:`reidlib.methods.scl.tables.stripe_lists`).
   ``ivf`` (k-means cells) and ``hnsw`` (a navigable small-world graph, which suits banks frozen
   for the epoch: it cannot move a slot, and here none moves) search the PCA-reduced x
   (``graph_dim``) and return ``ceil(graph_rerank * (k + 1))`` candidates per camera, re-ranked
-  exactly on the full x (a camera of fewer than :data:`EXACT_BELOW` slots is searched exactly by
-  every backend). A ranking asks the cameras it needs (its own, the others, or all, with
-  lambda_c added on its own) and merges them: the camera term is exact, whatever the index.
+  exactly on the full x (a camera of fewer than ``exact_below`` slots, config
+  ``search.graph_exact_below``, is searched exactly by every backend). A ranking asks the
+  cameras it needs (its own, the others, or all, with lambda_c added on its own) and merges
+  them: the camera term is exact, whatever the index.
   Memory O(N E) for x (embedded :data:`VECTOR_BLOCK` slots at a time), O(N E') for the index,
   O(N k) for a ranking; no N x N anything.
 
@@ -57,7 +58,6 @@ from reidlib.neighbours.selection_distance import SelectionDistance, scratch
 AUTO_GRAPH_MIN_SLOTS = 20_000
 BLOCK = 1024  # query slots per faiss search and per exact re-ranking block (b R E floats)
 HNSW_M = 32  # links per node of an HNSW graph
-EXACT_BELOW = 1_000  # a camera with fewer slots is searched exactly (flat, full dims) by every backend
 VECTOR_BLOCK = 65_536  # slots embedded (and PCA-projected) at a time: no whole bank in float32 twice
 
 
@@ -87,6 +87,8 @@ class SlotSearch:
         rerank: ivf / hnsw: candidates per camera searched, as a multiple of k + 1.
         nprobe: ivf: cells visited per query; ef: hnsw: the search's beam width (at least the
             candidates asked for).
+        exact_below: a camera of fewer slots is searched exactly (flat, full dims), whatever
+            ``index``; 0 puts the index on every camera.
         stripe: search by this stripe alone, ``2 - 2 s_i . s_j`` on the stripes as the distance
             sees them, with no camera term (the part agreement's lists); None: the whole distance.
         seed: seeds the PCA sample and k-means, so a build is repeatable.
@@ -101,6 +103,7 @@ class SlotSearch:
         rerank: float = 2.0,
         nprobe: int = 32,
         ef: int = 64,
+        exact_below: int = 1000,
         stripe: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -109,7 +112,7 @@ class SlotSearch:
                 f"config key 'search.graph_index' must be one of {', '.join(GRAPH_INDEXES)}; got {index!r}"
             )
         self.index, self.rerank, self.nprobe, self.ef = index, rerank, nprobe, ef
-        self._settings = {"dim": dim, "rerank": rerank, "nprobe": nprobe, "ef": ef}  # for over()
+        self._settings = {"dim": dim, "rerank": rerank, "nprobe": nprobe, "ef": ef, "exact_below": exact_below}
         self.camids, self.lambda_c = distance.camids, distance.lambda_c
         if stripe is not None:  # one stripe alone: no camera term, one index over every slot
             self.camids, self.lambda_c = torch.zeros_like(distance.camids), 0.0
@@ -133,8 +136,8 @@ class SlotSearch:
                 self.reduced[start : start + VECTOR_BLOCK] = (self.x[start : start + VECTOR_BLOCK] - mean) @ basis
         cams = self.camids.cpu()
         self.members = [torch.nonzero(cams == c).squeeze(1) for c in range(int(cams.max()) + 1)]
-        # a camera of fewer than EXACT_BELOW slots is searched exactly, on the full x
-        self.exact = [index == "flat" or len(rows) < EXACT_BELOW for rows in self.members]
+        # a camera of fewer than exact_below slots is searched exactly, on the full x
+        self.exact = [index == "flat" or len(rows) < exact_below for rows in self.members]
         self.indexes = [
             self._build((self.x if exact else self.reduced)[rows], exact, seed) if len(rows) else None
             for rows, exact in zip(self.members, self.exact)
@@ -267,5 +270,12 @@ def make_slot_search(search_cfg: SearchConfig, distance: SelectionDistance, *, s
     if not approximate:
         return SlotSearch(distance, "exact")
     return SlotSearch(
-        distance, c.graph_index, dim=c.graph_dim, rerank=c.graph_rerank, nprobe=c.graph_nprobe, ef=c.graph_ef, seed=seed
+        distance,
+        c.graph_index,
+        dim=c.graph_dim,
+        rerank=c.graph_rerank,
+        nprobe=c.graph_nprobe,
+        ef=c.graph_ef,
+        exact_below=c.graph_exact_below,
+        seed=seed,
     )

@@ -29,10 +29,13 @@ def test_rules_side_by_side_on_the_banks(finished_run):
     for key in ("pos_precision", "pos_recall", "pos_per_anchor"):
         assert band[key] == own[key]
     assert own["true_left_alone"] == 0 < band["true_left_alone"]
+    assert own["pos_shared"] == own["neg_shared"] == band["pos_shared"] == 1.0
+    assert band["neg_shared"] < 1.0  # the band's slots are no longer negatives
     # the identities choose: every true match a positive, none a negative
     assert ceiling["pos_precision"] == ceiling["pos_recall"] == 1.0
     assert ceiling["neg_false_per_anchor"] == 0.0
     assert rows["kNN"]["pos_per_anchor"] == 2  # k = 2, all kept
+    assert rows["kNN"]["pos_shared"] < 1.0
     table = format_screen(list(rows.values()), "title")
     assert table.splitlines()[0] == "title" and "cross recall %" in table and len(table.splitlines()) == 6
 

@@ -99,6 +99,22 @@ def test_the_config_chooses_the_backend():
         SlotSearch(small, "annoy")
 
 
+def test_the_index_can_be_forced_on_a_small_camera():
+    """A camera below search.graph_exact_below is searched exactly; 0 puts the index on every
+    camera, so the approximate graph can be trained at a small set's size."""
+    distance = clustered_distance(n=600, ids=80, cams=(0.5, 0.5))  # 300 slots a camera
+    exact_idx, _ = SlotSearch(distance, "exact").ranking(10)
+    by_default = make_slot_search(SearchConfig(backend="faiss", graph_index="hnsw"), distance)
+    forced = make_slot_search(SearchConfig(backend="faiss", graph_index="hnsw", graph_exact_below=0), distance)
+    assert by_default.exact == [True, True] and forced.exact == [False, False]
+    assert torch.equal(by_default.ranking(10)[0][:, 1:].sort(1).values, exact_idx[:, 1:].sort(1).values)
+    hits = (forced.ranking(10)[0][:, 1:, None] == exact_idx[:, None, 1:]).any(-1).float().mean()
+    assert 0.8 < hits, f"recall of the exact 10 nearest through a forced HNSW {hits:.3f}"
+    assert forced.over(distance, stripe=1).exact == [False]  # the stripe lists follow the setting
+    with pytest.raises(ConfigError, match="search.graph_exact_below"):
+        SearchConfig(graph_exact_below=-1).check()
+
+
 def test_vectors_are_embedded_a_block_at_a_time(monkeypatch):
     """The blocks change nothing: the whole banks' embedding, and each stripe as the distance sees it."""
     distance = clustered_distance(n=300)
