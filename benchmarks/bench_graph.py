@@ -22,6 +22,12 @@ With ``--stripes``, each backend also builds the part agreement's per-epoch stri
 stripe alone, what the table rule looks up at every step when the bank is searched through faiss):
 their seconds, the peak with them, and their recall of the exact backend's lists.
 ``--bank-dtype float16`` keeps the banks as ``scl.bank_dtype: float16`` does (half their memory).
+
+Where the exact graph does not fit (1,000,000 slots), ``--sample S`` still measures each index
+against exact search, on S random slots: the share of each one's exact ``--sample-k`` nearest
+within its camera and across cameras (by the embedding the indexes hold, full dims, no camera
+term) that :meth:`SlotSearch.nearest_to` finds, the neighbour lists every graph is made of. At a
+size where the exact graph runs too, the two recalls side by side tell how the one reads the other.
 """
 
 from __future__ import annotations
@@ -70,6 +76,28 @@ def list_recall(found: torch.Tensor, exact: torch.Tensor) -> float:
     return hits / exact.numel()
 
 
+def sampled_recall(search: SlotSearch, sample: torch.Tensor, k: int) -> tuple[float, float]:
+    """Recall of the exact k nearest of the ``sample`` slots (S,), within their camera and across
+    cameras, in the lists the indexes find (:meth:`SlotSearch.nearest_to`)."""
+    x, cams = search.x, search.camids.cpu()
+    recalls = []
+    for cameras in ("same", "other"):
+        found, _ = search.nearest_to(sample, cameras, k)  # (S, k)
+        hits = total = 0
+        for at in torch.arange(len(sample)).split(256):
+            rows = sample[at]
+            dist = 2.0 - 2.0 * x[rows] @ x.T  # (b, N)
+            same = cams[rows][:, None] == cams[None, :]
+            dist.masked_fill_(~same if cameras == "same" else same, float("inf"))
+            dist[torch.arange(len(rows)), rows] = float("inf")
+            values, exact = torch.topk(dist, k, dim=1, largest=False)
+            real = torch.isfinite(values)
+            hits += int(((exact[:, :, None] == found[at][:, None, :]).any(-1) & real).sum())
+            total += int(real.sum())
+        recalls.append(hits / max(total, 1))
+    return recalls[0], recalls[1]
+
+
 def run_size(n: int, args, scl_cfg) -> list[dict]:
     data = ReidLikeData(n, latent=args.latent, noise=args.noise, seed=args.seed, dim=DIM, parts=PARTS)
     glob, parts = data.banks(dtype=getattr(torch, args.bank_dtype))
@@ -77,10 +105,12 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
         glob, parts, data.camids, lambda_g=scl_cfg.lambda_g, lambda_c=scl_cfg.lambda_c, debias=scl_cfg.camera_debias
     )
     print(f"\n=== N = {n:,} slots ({int(data.pids[-1]) + 1:,} identities, 6 cameras), D = {DIM}, P = {PARTS} ===")
+    sample = torch.randperm(n, generator=torch.Generator().manual_seed(args.seed))[: args.sample].sort().values
+    sample_head = f" {f'{args.sample_k}-nn same':>11} {'other':>6}" if args.sample else ""
     stripe_heads = f" {'stripes s':>9} {'peak GiB':>9} {'recall':>7}" if args.stripes else ""
     print(
         f"{'backend':8} {'build s':>8} {'graph s':>8} {'ratio':>6} {'peak GiB':>9} {'pos/slot':>9} "
-        f"{'recall':>7} {'precision':>9} {'own id':>7}{stripe_heads}"
+        f"{'recall':>7} {'precision':>9} {'own id':>7}{sample_head}{stripe_heads}"
     )
     exact = exact_seconds = exact_lists = None
     rows = []
@@ -102,9 +132,14 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
         print(
             f"{index:8} {built:8.1f} {seconds:8.1f} {ratio} {peak:9.2f} {table[1].sum(1).float().mean():9.2f} "
             f"{rec:7.3f} {prec:9.3f} {identity_share(table, data.pids):7.3f}",
-            end="" if args.stripes else "\n",
+            end="",
             flush=True,
         )
+        if args.sample:  # the exact backend is its own reference
+            same, other = (1.0, 1.0) if index == "exact" else sampled_recall(search, sample, args.sample_k)
+            print(f" {same:11.3f} {other:6.3f}", end="", flush=True)
+        if not args.stripes:
+            print(flush=True)
         if args.stripes:  # on the same line, once built
             t0 = time.perf_counter()
             lists = stripe_lists(distance, search, scl_cfg.part_agreement_k)
@@ -158,6 +193,8 @@ def main() -> None:
     parser.add_argument("--plot", help="also draw seconds and memory against N into this PNG")
     parser.add_argument("--stripes", action="store_true", help="also build the part agreement's stripe lists")
     parser.add_argument("--bank-dtype", default="float32", choices=["float32", "float16"])
+    parser.add_argument("--sample", type=int, default=0, help="slots whose exact nearest lists check each index")
+    parser.add_argument("--sample-k", type=int, default=10, help="neighbours per list of --sample")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)

@@ -193,26 +193,40 @@ class SlotSearch:
         return idx.to(device), dist.to(device)
 
     def _nearest(self, cameras: str, k: int) -> tuple[Tensor, Tensor]:
-        """Each slot's k nearest other slots within its camera (``same``) or across cameras
-        (``other``), without the camera term: (N, k) indices (-1 padding) and distances (inf).
-        Kept for the epoch: a later call with a k no larger reads the first k columns."""
+        """:meth:`nearest_to` for every slot, kept for the epoch: a later call with a k no larger
+        reads the first k columns."""
         kept = self._kept.get(cameras)
         if kept is not None and kept[0].shape[1] >= k:
             return kept[0][:, :k], kept[1][:, :k]
         idx = torch.full((self.num_slots, k), -1, dtype=torch.int64)
         dist = torch.full((self.num_slots, k), float("inf"))
-        for cam, rows in enumerate(self.members):
+        for rows in self.members:
+            idx[rows], dist[rows] = self.nearest_to(rows, cameras, k)
+        self._kept[cameras] = idx, dist
+        return idx, dist
+
+    @torch.no_grad()
+    def nearest_to(self, rows: Tensor, cameras: str, k: int) -> tuple[Tensor, Tensor]:
+        """Slots ``rows`` (b,) -> their k nearest other slots through the indexes, within each
+        one's camera (``same``) or across cameras (``other``), without the camera term: (b, k)
+        indices (-1 padding) and exact distances (inf). Not for ``index`` exact (no indexes)."""
+        if self.index == "exact":
+            raise ConfigError("nearest_to searches the faiss indexes; the exact backend ranks dense rows")
+        idx = torch.full((len(rows), k), -1, dtype=torch.int64)
+        dist = torch.full((len(rows), k), float("inf"))
+        cams = self.camids.cpu()[rows]
+        for cam in cams.unique().tolist():
             targets = [cam] if cameras == "same" else [t for t in range(len(self.members)) if t != cam]
-            for block in rows.split(BLOCK):
+            for at in torch.nonzero(cams == cam).squeeze(1).split(BLOCK):
+                block = rows[at]
                 found = [self._search(block, t, k) for t in targets]
                 cand = torch.cat([f[0] for f in found] + [torch.empty(len(block), 0, dtype=torch.int64)], dim=1)
                 cdist = torch.cat([f[1] for f in found] + [torch.empty(len(block), 0)], dim=1)
                 cdist = cdist.masked_fill(cand == block[:, None], float("inf"))  # not the slot itself
                 take = min(k, cand.shape[1])
                 values, order = torch.topk(cdist, take, dim=1, largest=False, sorted=True)
-                idx[block, :take] = cand.gather(1, order).masked_fill(torch.isinf(values), -1)
-                dist[block, :take] = values
-        self._kept[cameras] = idx, dist
+                idx[at, :take] = cand.gather(1, order).masked_fill(torch.isinf(values), -1)
+                dist[at, :take] = values
         return idx, dist
 
     def _search(self, rows: Tensor, cam: int, k: int) -> tuple[Tensor, Tensor]:

@@ -99,6 +99,20 @@ def test_the_config_chooses_the_backend():
         SlotSearch(small, "annoy")
 
 
+@pytest.mark.parametrize("cameras", ["same", "other"])
+def test_some_slots_nearest_are_the_whole_rankings_rows(cameras):
+    """nearest_to (a benchmark's sample) finds for given slots what the epoch's ranking lists."""
+    distance = clustered_distance(n=2_400, cams=(0.5, 0.3, 0.2))
+    search = SlotSearch(distance, "ivf")
+    rows = torch.tensor([5, 17, 1_200, 2_399, 3])
+    idx, dist = search.nearest_to(rows, cameras, 8)
+    whole, whole_dist = search.ranking(8, cameras)
+    assert torch.equal(idx, whole[rows, 1:])
+    torch.testing.assert_close(dist + (distance.lambda_c if cameras == "same" else 0.0), whole_dist[rows, 1:])
+    with pytest.raises(ConfigError, match="exact backend"):
+        SlotSearch(distance, "exact").nearest_to(rows, cameras, 8)
+
+
 def test_the_index_can_be_forced_on_a_small_camera():
     """A camera below search.graph_exact_below is searched exactly; 0 puts the index on every
     camera, so the approximate graph can be trained at a small set's size."""
