@@ -228,16 +228,13 @@ class SearchConfig:
     nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
     nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)
     rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
-    # the per-epoch slot graph (reidlib/neighbours/slot_search.py): exact with backend torch (and
-    # auto below 20,000 slots), else one index per camera over the frozen banks
+    # the per-epoch graph (neighbours/slot_search.py): exact with torch (auto: below 20,000 slots), else an index/camera
     graph_index: str = "ivf"  # flat (exact) | ivf | hnsw
     graph_dim: int = 128  # ivf / hnsw: PCA to this many dims; 0 keeps all 2D
     graph_rerank: float = 2.0  # ivf / hnsw: candidates per camera re-ranked exactly, a multiple of k + 1
     graph_nprobe: int = 32  # ivf: cells visited per query
     graph_ef: int = 64  # hnsw: the search's beam width (raised to the candidates asked for)
-    # a camera of fewer slots is searched exactly (flat, full dims) by every graph index; 0 forces
-    # the index on every camera (the approximate graph at a small set's size, as an accuracy check)
-    graph_exact_below: int = 1000
+    graph_exact_below: int = 1000  # a camera of fewer slots is searched exactly; 0: the index on every one
 
     def check(self) -> None:
         _one_of("search.backend", self.backend, SEARCH_BACKENDS)

@@ -139,7 +139,7 @@ def stripe_lists(distance: SelectionDistance, search: SlotSearch, k: int) -> Ten
     """Each slot's ``k`` nearest slots by each stripe alone (own slot left out), on the banks at
     the epoch's start, through the same kind of search as the graph's (:meth:`SlotSearch.over`
     with ``stripe``): what the part agreement check looks up at every step when the bank is too
-    large for the stripes' (B, P, N) distances (:class:`~reidlib.methods.scl.miners.PositiveChecks`).
+    large for the stripes' (B, P, N) distances (:class:`~reidlib.methods.scl.checks.PositiveChecks`).
 
     Returns:
         (N, P, k) int32; -1 where a stripe found fewer than k.

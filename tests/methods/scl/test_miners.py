@@ -9,15 +9,8 @@ from reidlib.distances import combined_distance
 from reidlib.errors import ConfigError
 from reidlib.methods.memory import MemoryBank, build_banks
 from reidlib.methods.scl import SCL
-from reidlib.methods.scl.miners import (
-    CandidateMiner,
-    NearestMiner,
-    PositiveChecks,
-    TableMiner,
-    WarmupMiner,
-    lambda_c_at,
-    part_votes,
-)
+from reidlib.methods.scl.checks import PositiveChecks, part_votes
+from reidlib.methods.scl.miners import CandidateMiner, NearestMiner, TableMiner, WarmupMiner, lambda_c_at
 from reidlib.methods.scl.selection import select_neighbours
 from reidlib.methods.scl.tables import camera_group_positives, cross_camera_pairs
 from reidlib.neighbours.searchers import FaissSearcher, TorchSearcher

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from reidlib.config import SearchConfig, load_config
 from reidlib.methods.memory import MemoryBank
 from reidlib.methods.scl import SCL
-from reidlib.methods.scl.miners import PositiveChecks, TableMiner, listed_votes, part_votes
+from reidlib.methods.scl.checks import PositiveChecks, listed_votes, part_votes
+from reidlib.methods.scl.miners import TableMiner
 from reidlib.methods.scl.tables import group_means, stripe_lists
 from reidlib.neighbours.searchers import FaissSearcher
 from reidlib.neighbours.selection_distance import SelectionDistance
