@@ -96,6 +96,10 @@ class CameraDebias:
             out = out / self.std.to(feats.device)[cams]
         return F.normalize(out, dim=-1)
 
+    def stats(self) -> tuple[Tensor, Tensor | None]:
+        """The camera means and spreads (C, ..., d); the spreads None without ``scale``."""
+        return self.mean, self.std
+
     @torch.no_grad()
     def apply_(self, feats: Tensor, cams: Tensor, buffers: dict[str, Tensor]) -> Tensor:
         """The same, in place on a float32 ``feats`` (a reused buffer, e.g. each anchor's R
@@ -313,3 +317,36 @@ class SelectionDistance:
         if self.debias_p is not None:
             bank_p, anchors = self.debias_p(bank_p, self.camids), self.debias_p(p, cams)
         return (2.0 - 2.0 * torch.einsum("bpd,npd->bpn", anchors, bank_p)).clamp_min_(0.0)
+
+    @torch.no_grad()
+    def stripe_distances_to(self, p: Tensor, cams: Tensor, slots: Tensor) -> Tensor:
+        """:meth:`stripe_distances` to given slots only: stripe s of each anchor against stripe s
+        of its slots ``slots[:, s]``, (B, P, d), (B,), (B, P, T) -> (B, P, T); no (B, P, N) row.
+
+        The slots' stripes are gathered once, into reused buffers, and a camera mean is removed
+        through its inner products rather than from each gathered row: with ``x`` a slot's
+        stripe, ``mu`` its camera's mean and ``a`` the debiased anchor stripe,
+        ``a . (x - mu) / |x - mu|`` needs ``a . x``, ``a . mu``, ``x . mu`` and ``|mu|``: no
+        (B, P, T, d) tensor besides the gathered one. A spread (``mean_std``) is divided out of
+        the rows."""
+        num_parts = p.shape[1]
+        stripe = torch.arange(num_parts, device=slots.device)[None, :, None]  # (1, P, 1)
+        flat = bank_features(self.part_bank).flatten(0, 1)  # (N P, d): one gather for every stripe
+        rows = self._gather("stripes", flat, (slots * num_parts + stripe).flatten(1)).view(*slots.shape, -1)
+        if self.debias_p is None:
+            return (2.0 - 2.0 * torch.einsum("bpd,bptd->bpt", p.float(), rows)).clamp_min_(0.0)
+        anchors = self.debias_p(p, cams)  # (B, P, d)
+        cam = self.camids[slots]  # (B, P, T)
+        if self.debias_p.std is not None:  # a spread too: out of the rows themselves
+            at = (cam * num_parts + stripe).reshape(-1)
+            mean, std = (t.to(rows.device).flatten(0, 1)[at].view_as(rows) for t in self.debias_p.stats())
+            rows = F.normalize((rows - mean) / std, dim=-1)
+            return (2.0 - 2.0 * torch.einsum("bpd,bptd->bpt", anchors, rows)).clamp_min_(0.0)
+        mean = self.debias_p.mean.to(rows.device).transpose(0, 1)  # (P, C, d)
+        queries = torch.cat([anchors[:, :, None], mean.expand(len(anchors), -1, -1, -1)], dim=2)  # (B, P, 1+C, d)
+        dots = torch.matmul(rows, queries.transpose(2, 3))  # (B, P, T, 1+C): a . x, then each x . mu
+        x_mu = dots[..., 1:].gather(3, cam[..., None]).squeeze(3)
+        a_mu = torch.einsum("bpd,pcd->bpc", anchors, mean).gather(2, cam)
+        mu_mu = (mean * mean).sum(-1)[stripe.expand_as(cam), cam]  # (B, P, T)
+        norm = (torch.linalg.vector_norm(rows, dim=-1).square_() - 2.0 * x_mu + mu_mu).clamp_min_(1e-24).sqrt_()
+        return (2.0 - 2.0 * (dots[..., 0] - a_mu) / norm).clamp_min_(0.0)

@@ -6,8 +6,8 @@ Shape letters: B anchors, N memory slots, P stripes, K candidates, k a stripe's 
 
 The part agreement (after PPLR, CVPR 2022) keeps a candidate when enough stripes rank it among
 their ``part_agreement_k`` nearest slots: the anchor's stripes against the whole part bank at
-every step (:func:`part_votes`, (B, P, N) distances), or on a bank searched through faiss, each
-slot's per-epoch stripe lists (:func:`listed_votes`).
+every step (:func:`part_votes`, (B, P, N) distances), or, on a bank searched through faiss, the
+same vote over a pool of slots that holds the nearest (:func:`pooled_votes`).
 """
 
 from __future__ import annotations
@@ -34,14 +34,39 @@ def part_votes(stripe_dist: Tensor, self_idx: Tensor, cand: Tensor, k: int) -> T
 
 
 @torch.no_grad()
-def listed_votes(lists: Tensor, cand: Tensor) -> Tensor:
-    """How many stripes list each candidate among the anchor's nearest (:func:`part_votes` through
-    per-epoch lists, :func:`~reidlib.methods.scl.tables.stripe_lists`).
+def pooled_votes(
+    distance: SelectionDistance,
+    p: Tensor,
+    cams: Tensor,
+    self_idx: Tensor,
+    cand: Tensor,
+    lists: Tensor,
+    pool: Tensor,
+    k: int,
+) -> Tensor:
+    """:func:`part_votes` without a (B, P, N) row: the anchors' stripes now, against a pool of slots
+    that holds their nearest: the slot's stripe lists of the epoch's start
+    (:func:`~reidlib.methods.scl.tables.stripe_lists`), the slots the step's search found nearest
+    by the whole distance (``pool``), and the candidates. Each stripe's k-th nearest within the
+    pool is the threshold: the exact one wherever the pool holds the stripe's k nearest slots
+    (with the anchor as its slot and the banks unchanged, exactly :func:`part_votes`), else a
+    little farther (a few more votes).
 
     Shape:
-        lists: (B, P, k) the anchors' rows, cand: (B, K) -> (B, K) int64 in [0, P]
+        p: (B, P, d), cams, self_idx: (B,), cand: (B, K), lists: (B, P, k), pool: (B, R)
+        -> (B, K) int64 in [0, P]
     """
-    return (lists[:, :, :, None] == cand[:, None, None, :]).any(2).sum(1)
+    num_parts = p.shape[1]
+    spread = lambda rows: rows[:, None, :].expand(-1, num_parts, -1)  # noqa: E731  (B, X) -> (B, P, X)
+    slots, _ = torch.cat([lists.long(), spread(pool), spread(cand)], dim=2).sort(dim=2)  # (B, P, T)
+    dist = distance.stripe_distances_to(p, cams, slots.clamp_min(0))
+    at = torch.searchsorted(slots, spread(cand).contiguous())  # (B, P, K) each candidate's first place
+    cand_dist = dist.gather(2, at).masked_fill_(spread(cand == self_idx[:, None]), float("inf"))  # own slot: no vote
+    left_out = (slots < 0) | (slots == self_idx[:, None, None])
+    left_out[..., 1:] |= slots[..., 1:] == slots[..., :-1]  # each slot counted once
+    dist.masked_fill_(left_out, float("inf"))
+    kth = torch.topk(dist, min(k, dist.shape[2]), dim=2, largest=False, sorted=True).values[..., -1:]  # (B, P, 1)
+    return (cand_dist <= kth).sum(1)
 
 
 class PositiveChecks:
@@ -54,9 +79,9 @@ class PositiveChecks:
         part_agreement, part_k: drop candidates fewer than ``part_agreement`` stripes rank among
             their ``part_k`` nearest; 0 skips the check.
         stripe_lists: (N, P, part_k) each slot's nearest by each stripe at the epoch's start
-            (:func:`~reidlib.methods.scl.tables.stripe_lists`), looked up for the anchor's own
-            slot; None ranks the anchor's stripes against the whole part bank at every step
-            ((B, P, N) distances, the exact check).
+            (:func:`~reidlib.methods.scl.tables.stripe_lists`): the anchor's stripes are ranked
+            within the pool of :func:`pooled_votes`; None ranks them against the whole part bank
+            at every step ((B, P, N) distances, the exact check).
     """
 
     def __init__(
@@ -70,14 +95,26 @@ class PositiveChecks:
         self.distance, self.max_distance = distance, max_distance
         self.part_agreement, self.part_k, self.stripe_lists = part_agreement, part_k, stripe_lists
 
-    def __call__(self, cand_dist: Tensor, p: Tensor, cams: Tensor, idx: Tensor, cand: Tensor, keep: Tensor) -> Tensor:
-        """``keep`` (B, K) narrowed by the checks, for candidates ``cand`` (B, K) at distances ``cand_dist`` (B, K)."""
+    def __call__(
+        self,
+        cand_dist: Tensor,
+        p: Tensor,
+        cams: Tensor,
+        idx: Tensor,
+        cand: Tensor,
+        keep: Tensor,
+        pool: Tensor | None = None,
+    ) -> Tensor:
+        """``keep`` (B, K) narrowed by the checks, for candidates ``cand`` (B, K) at distances
+        ``cand_dist`` (B, K); ``pool`` (B, R), the slots the step's search found nearest (with
+        ``stripe_lists``)."""
         if self.max_distance is not None:
             keep = keep & (cand_dist <= self.max_distance)
         if self.part_agreement:
             if self.stripe_lists is None:
                 votes = part_votes(self.distance.stripe_distances(p, cams), idx, cand, self.part_k)
             else:
-                votes = listed_votes(self.stripe_lists[idx], cand)
+                nearest = cand[:, :0] if pool is None else pool
+                votes = pooled_votes(self.distance, p, cams, idx, cand, self.stripe_lists[idx], nearest, self.part_k)
             keep = keep & (votes >= self.part_agreement)
         return keep

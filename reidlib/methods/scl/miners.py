@@ -39,8 +39,9 @@ The rules (config ``scl.positive_rule`` and its modifiers; docs/method.md, "Beyo
 miner's. Every rule but the paper's ranks a dense (B, N) distance per step (64 x 100,000 float32
 is 26 MB), except :class:`TableMiner` when the search section asks for faiss (``search.backend``
 faiss, or auto from ``AUTO_FAISS_MIN_SLOTS`` slots on, as for the paper's rule): then its
-negatives come from the index's candidates and its part agreement check from per-epoch stripe
-lists, with no (B, N) or (B, P, N) tensor a step.
+negatives come from the index's candidates, and its part agreement check ranks the anchor's
+stripes within a pool (the slot's per-epoch stripe lists, the searched slots, the candidates:
+:func:`~reidlib.methods.scl.checks.pooled_votes`), with no (B, N) or (B, P, N) tensor a step.
 """
 
 from __future__ import annotations
@@ -190,10 +191,11 @@ class TableMiner:
         pos, keep = self.table[idx], self.valid[idx]  # (B, K)
         if self.searcher is None:
             dist = self.distance.to_slots(g, p, cams)  # (B, N)
-            pos_dist = dist.gather(1, pos)
+            pos_dist, order = dist.gather(1, pos), None
         else:
             pos_dist = self.distance.to_candidates(g, p, cams, pos)  # (B, K)
-        keep = self.checks(pos_dist, p, cams, idx, pos, keep)
+            order = self.searcher.neighbours(g, p, cams, idx, self.band + self.m + self.width)  # nearest first
+        keep = self.checks(pos_dist, p, cams, idx, pos, keep, pool=order)
         if self.cross is not None:
             cross, cross_keep = self.cross[0][idx], self.cross[1][idx]  # (B, Q)
             twice = member(cross, pos, keep)  # (B, Q) already a kept positive
@@ -202,7 +204,6 @@ class TableMiner:
         if self.searcher is None:
             near = nearest_slots(dist.scatter(1, pos, float("inf")), idx, self.band + self.m)  # (B, band+M)
         else:
-            order = self.searcher.neighbours(g, p, cams, idx, self.band + self.m + self.width)  # nearest first
             listed = member(order, pos)  # (B, band+M+K+Q) a positive
             rest = torch.argsort(listed.to(torch.int8), dim=1, stable=True)[:, : self.band + self.m]
             near = order.gather(1, rest)  # (B, band+M) the non-positives, nearest first
@@ -317,7 +318,7 @@ def _rule_miner(s: SCLConfig, search_cfg: SearchConfig, distance: SelectionDista
         table = positive_table(distance, search, s)
         searcher = None
         if choose_backend(search_cfg.backend, s.m, len(distance), distance.device) == "faiss":
-            # a bank too large for (B, N) rows a step: negatives through the index, stripes by lists
+            # a bank too large for (B, N) rows a step: negatives through the index, stripes in a pool
             searcher = FaissSearcher(distance, search_cfg, seed=seed)
             if s.part_agreement:
                 checks.stripe_lists = stripe_lists(distance, search, s.part_agreement_k)

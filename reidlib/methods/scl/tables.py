@@ -138,8 +138,9 @@ def group_means(distance: SelectionDistance, labels: Tensor, block: int = 65_536
 def stripe_lists(distance: SelectionDistance, search: SlotSearch, k: int) -> Tensor:
     """Each slot's ``k`` nearest slots by each stripe alone (own slot left out), on the banks at
     the epoch's start, through the same kind of search as the graph's (:meth:`SlotSearch.over`
-    with ``stripe``): what the part agreement check looks up at every step when the bank is too
-    large for the stripes' (B, P, N) distances (:class:`~reidlib.methods.scl.checks.PositiveChecks`).
+    with ``stripe``): part of the pool within which the part agreement check ranks the anchor's
+    stripes at every step when the bank is too large for the stripes' (B, P, N) distances
+    (:func:`~reidlib.methods.scl.checks.pooled_votes`).
 
     Returns:
         (N, P, k) int32; -1 where a stripe found fewer than k.

@@ -1,6 +1,7 @@
 """The table rule's step at large N (reidlib.methods.scl.miners, reidlib.methods.scl.tables): negatives
 through a faiss searcher instead of a dense (B, N) row, the part agreement check through per-epoch
-stripe lists instead of (B, P, N) distances; each against the exact path, forced at small N."""
+stripe lists and a pool of the searched slots instead of (B, P, N) distances; each against the
+exact path, forced at small N."""
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from reidlib.config import SearchConfig, load_config
 from reidlib.methods.memory import MemoryBank
 from reidlib.methods.scl import SCL
-from reidlib.methods.scl.checks import PositiveChecks, listed_votes, part_votes
+from reidlib.methods.scl.checks import PositiveChecks, part_votes, pooled_votes
 from reidlib.methods.scl.miners import TableMiner
 from reidlib.methods.scl.tables import group_means, stripe_lists
 from reidlib.neighbours.searchers import FaissSearcher
@@ -57,7 +58,8 @@ def overlap(found, exact):
 @pytest.mark.parametrize("index", ["exact", "flat"])
 def test_stripe_lists_give_the_per_step_votes_when_the_anchor_is_its_slot(index):
     """With an anchor's features equal to its slot's and the banks unchanged, the per-epoch lists
-    count, for every slot as a candidate, the same votes as the per-step (B, P, N) check."""
+    hold each stripe's k nearest: the pooled vote, with nothing else in its pool, is the per-step
+    (B, P, N) check's, for every slot as a candidate."""
     gbank, pbank, cams = banks(300, 40)
     distance = distance_over(gbank, pbank, cams)
     k = 12
@@ -65,9 +67,46 @@ def test_stripe_lists_give_the_per_step_votes_when_the_anchor_is_its_slot(index)
     assert lists.shape == (300, P, k) and lists.dtype == torch.int32
     idx = torch.arange(0, 300, 7)
     every = torch.arange(300).expand(len(idx), -1)  # (b, N) every slot a candidate
-    per_step = part_votes(distance.stripe_distances(pbank.features[idx], cams[idx]), idx, every, k)
-    assert torch.equal(listed_votes(lists[idx], every), per_step)
+    q, q_cams = pbank.features[idx], cams[idx]
+    per_step = part_votes(distance.stripe_distances(q, q_cams), idx, every, k)
+    nothing = torch.empty(len(idx), 0, dtype=torch.int64)
+    some = every[:, 3:40:3]  # (b, 13) a few candidates: the pool is the lists and these
+    assert torch.equal(pooled_votes(distance, q, q_cams, idx, some, lists[idx], nothing, k), per_step[:, 3:40:3])
+    assert torch.equal(pooled_votes(distance, q, q_cams, idx, every, lists[idx], nothing, k), per_step)
     assert (per_step[torch.arange(len(idx)), idx] == 0).all()  # the own slot is never voted for
+
+
+@pytest.mark.parametrize("debias", ["none", "mean", "mean_std"])
+def test_stripe_distances_to_some_slots_are_the_whole_rows(debias):
+    """The pooled vote's distances (a camera mean removed through inner products) are the dense
+    (B, P, N) check's, at the slots asked for, stripe by stripe."""
+    gbank, pbank, cams = banks(500, 60)
+    distance = SelectionDistance(gbank, pbank, cams, lambda_g=0.5, lambda_c=0.2, debias=debias)
+    _, p, q_cams, _ = anchors(gbank, pbank, cams)
+    slots = torch.randint(0, 500, (B, P, 37), generator=torch.Generator().manual_seed(4))
+    whole = distance.stripe_distances(p, q_cams)  # (B, P, N)
+    torch.testing.assert_close(distance.stripe_distances_to(p, q_cams, slots), whole.gather(2, slots))
+
+
+def test_the_pooled_vote_follows_the_anchor_where_the_lists_do_not():
+    """Anchors that moved away from their slots (a training step's augmented crop): the pooled
+    vote ranks their stripes as they are now, within the lists and the searched slots, and
+    agrees with the per-step check far more often than a look-up of the slot's lists would."""
+    gbank, pbank, cams = banks(1_200, 150)
+    distance = distance_over(gbank, pbank, cams)
+    k, spread = 10, 0.3
+    lists = stripe_lists(distance, SlotSearch(distance, "exact"), k)
+    g, p, q_cams, idx = anchors(gbank, pbank, cams, spread=spread)
+    dist = distance.to_slots(g, p, q_cams)  # (B, N)
+    pool = torch.topk(dist, 400, dim=1, largest=False).indices  # what a step's search finds (band + M + K)
+    cand = pool[:, 1:15]
+    exact = part_votes(distance.stripe_distances(p, q_cams), idx, cand, k)
+    pooled = pooled_votes(distance, p, q_cams, idx, cand, lists[idx], pool, k)
+    looked_up = (lists[idx].long()[:, :, :, None] == cand[:, None, None, :]).any(2).sum(1)
+    pooled_alike = ((pooled >= 2) == (exact >= 2)).float().mean()
+    looked_up_alike = ((looked_up >= 2) == (exact >= 2)).float().mean()
+    assert pooled_alike > 0.9 and pooled_alike > looked_up_alike + 0.1, (pooled_alike, looked_up_alike)
+    assert (pooled >= exact).all()  # the pool's k-th is never nearer than the whole bank's
 
 
 def test_stripe_lists_through_ivf_find_most_exact_neighbours():
@@ -88,16 +127,6 @@ def test_group_means_a_block_at_a_time_are_the_whole_ones():
     assert torch.equal(whole[0], blocked[0]) and torch.equal(whole[1], blocked[1])
     g, p, _ = distance.slots(slice(None))
     torch.testing.assert_close(whole[0][7], F.normalize(g[labels == 7].sum(0), dim=-1))
-
-
-def test_listed_votes_against_a_loop():
-    g = torch.Generator().manual_seed(3)
-    lists = torch.randint(0, 30, (5, P, 6), generator=g)
-    cand = torch.randint(0, 30, (5, 4), generator=g)
-    votes = listed_votes(lists, cand)
-    for b in range(5):
-        for j in range(4):
-            assert votes[b, j] == sum(int(cand[b, j]) in lists[b, q].tolist() for q in range(P))
 
 
 # --- the negatives through a searcher --------------------------------------------------------------
@@ -178,10 +207,11 @@ def test_the_search_section_chooses_the_step():
     searched = epoch_miner(flat, gbank, pbank, cams)
     assert isinstance(searched.searcher, FaissSearcher) and searched.searcher.distance is searched.distance
     assert searched.checks.stripe_lists.shape == (1_500, P, 10)
-    # the same tables (flat graph = exact graph); the stripe votes are the slots' at the epoch's
-    # start instead of the anchors' now: the same when the anchors are their slots, and a few
-    # candidates near the 10th stripe neighbour differ when they have moved a little
-    for spread, kept_alike in ((0.0, 1.0), (0.05, 0.9)):
+    # the same tables (flat graph = exact graph); the stripe votes rank the anchors' stripes within
+    # a pool (the slot's lists of the epoch's start, the searched slots, the candidates) instead of
+    # the whole bank: the same when the anchors are their slots, and a few candidates near the 10th
+    # stripe neighbour differ when they have moved a little
+    for spread, kept_alike in ((0.0, 1.0), (0.05, 0.95)):
         q = anchors(gbank, pbank, cams, spread=spread)
         ref, sel = dense(*q), searched(*q)
         assert sel.pos_idx.shape == ref.pos_idx.shape and sel.neg_idx.shape == ref.neg_idx.shape == (B, 30)
