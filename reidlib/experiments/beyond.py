@@ -26,17 +26,14 @@ RECIPE = "recipe (camera groups + band 20 + camera debias)"  # the base config a
 NO_BAND = {"negative_band": 0}  # the recipe's band until the evening of 2026-12-04 (none)
 CA_JACCARD = {"positive_rule": "ca_jaccard"}  # the recipe's rule until 2026-12-04
 OLD_BUDGET = {"height": 128, "width": 64, "batch_size": 64}  # the recipe's crops and batch until 2026-12-04
-# the recipe's search as it runs at 1,000,000 slots, forced at a small set's size (docs/scaling.md),
-# a half at a time and both: the graph through a per-camera IVF index on every camera, 4 cells
-# probed (on the recipe's final cuhk01 banks 91% of the exact positives, demo 98%, pku_reid 96%),
-# and the stripes' agreement through per-epoch lists; the negatives through the step's IVF index,
-# re-ranked once, 10 of 32 cells (61% of the exact negatives on cuhk01, 63% on the demo set: what
-# the index finds at 1,000,000 slots within 100 ms a batch) or 48 of 4 sqrt(N) (70%, 76%), the graph
-# exact (flat). pku_reid is too small for approximate negatives: its anchors find too few candidates
-# in the probed cells and fall back to the exact ones.
-GRAPH_IVF = {"backend": "faiss", "graph_exact_below": 0, "graph_nprobe": 4}
-NEGATIVES_IVF = {"backend": "faiss", "graph_index": "flat", "nlist": 32, "nprobe": 10, "rerank": 1.0}
-BOTH_IVF = {**GRAPH_IVF, "nprobe": 48, "rerank": 1.0}
+# the recipe's search as it runs at 1,000,000 slots, forced at a small set's size (docs/scaling.md):
+# the graph through a per-camera IVF index on every camera, 4 cells probed (on the recipe's final
+# cuhk01 banks 91% of the exact positives, demo 98%, pku_reid 96%); the negatives through the
+# step's IVF index, 10 of 32 cells, re-ranked once (61% of the exact negatives on cuhk01, 63% on the
+# demo set: what the index finds at 1,000,000 slots within 100 ms a batch; pku_reid is too small,
+# its anchors find too few candidates and fall back to the exact ones); the stripes' agreement
+# within a pool of the per-epoch stripe lists and the searched slots
+AT_SCALE = {"backend": "faiss", "graph_exact_below": 0, "graph_nprobe": 4, "nlist": 32, "nprobe": 10, "rerank": 1.0}
 # the paper's rule and its lambda_c, no checks, no band; the single-change arms start from it
 KNN = {"positive_rule": "knn", "camera_debias": "none", "lambda_c": 0.05, "part_agreement": 0, **NO_BAND}
 # configs/real-cpu.yaml before the recipe (tuned on the synthetic set and pku_reid), for comparison
@@ -74,9 +71,7 @@ BEYOND_ARMS: tuple[Arm, ...] = (
     Arm("recipe, groups linked across cameras as mutual 1 nearest", {"group_inter_k": 1}),
     Arm("recipe, groups linked across cameras as mutual 3 nearest", {"group_inter_k": 3}),
     Arm("recipe, a band of 50", {"negative_band": 50}),
-    Arm("recipe, its graph through IVF (4 probes)", GRAPH_IVF),
-    Arm("recipe, its negatives through IVF (10 of 32 cells)", NEGATIVES_IVF),
-    Arm("recipe, graph and negatives through IVF (4 probes; 48 probes)", BOTH_IVF),
+    Arm("recipe through IVF, as at 1,000,000 slots", AT_SCALE),
     Arm("recipe + cross-camera mutual neighbours (1 of 1)", {"cross_camera_positives": 1, "cross_camera_k": 1}),
     Arm("recipe + cross-camera mutual neighbours (2 of 3)", {"cross_camera_positives": 2, "cross_camera_k": 3}),
     Arm("CA-Jaccard (no debias)", {**CA_JACCARD, "camera_debias": "none"}),
