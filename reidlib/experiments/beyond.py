@@ -27,13 +27,14 @@ NO_BAND = {"negative_band": 0}  # the recipe's band until the evening of 2026-12
 CA_JACCARD = {"positive_rule": "ca_jaccard"}  # the recipe's rule until 2026-12-04
 OLD_BUDGET = {"height": 128, "width": 64, "batch_size": 64}  # the recipe's crops and batch until 2026-12-04
 # the recipe's search as it runs at 1,000,000 slots, forced at a small set's size (docs/scaling.md):
-# the graph through a per-camera IVF index on every camera, 4 cells probed (on the recipe's final
-# cuhk01 banks 91% of the exact positives, demo 98%, pku_reid 96%); the negatives through the
-# step's IVF index, 10 of 32 cells, re-ranked once (61% of the exact negatives on cuhk01, 63% on the
-# demo set: what the index finds at 1,000,000 slots within 100 ms a batch; pku_reid is too small,
-# its anchors find too few candidates and fall back to the exact ones); the stripes' agreement
-# within a pool of the per-epoch stripe lists and the searched slots
-AT_SCALE = {"backend": "faiss", "graph_exact_below": 0, "graph_nprobe": 4, "nlist": 32, "nprobe": 10, "rerank": 1.0}
+# the graph through a per-camera IVF index on every camera, 6 cells probed (on the recipe's final
+# banks 98.6% of the exact positives on cuhk01, 99.8% on the demo set, all on pku_reid; the
+# defaults at scale found 99.8% at 32,621 slots); the negatives through the step's IVF index, 10 of
+# 32 cells, re-ranked once (61% of the exact negatives on cuhk01, 63% on the demo set: what the
+# index finds at 1,000,000 slots within 100 ms a batch; pku_reid is too small, its anchors find
+# too few candidates and fall back to the exact ones); the stripes' agreement within a pool of the
+# per-epoch stripe lists and the searched slots
+AT_SCALE = {"backend": "faiss", "graph_exact_below": 0, "graph_nprobe": 6, "nlist": 32, "nprobe": 10, "rerank": 1.0}
 # the paper's rule and its lambda_c, no checks, no band; the single-change arms start from it
 KNN = {"positive_rule": "knn", "camera_debias": "none", "lambda_c": 0.05, "part_agreement": 0, **NO_BAND}
 # configs/real-cpu.yaml before the recipe (tuned on the synthetic set and pku_reid), for comparison
