@@ -96,10 +96,6 @@ class CameraDebias:
             out = out / self.std.to(feats.device)[cams]
         return F.normalize(out, dim=-1)
 
-    def stats(self) -> tuple[Tensor, Tensor | None]:
-        """The camera means and spreads (C, ..., d); the spreads None without ``scale``."""
-        return self.mean, self.std
-
     @torch.no_grad()
     def apply_(self, feats: Tensor, cams: Tensor, buffers: dict[str, Tensor]) -> Tensor:
         """The same, in place on a float32 ``feats`` (a reused buffer, e.g. each anchor's R
@@ -337,10 +333,9 @@ class SelectionDistance:
             return (2.0 - 2.0 * torch.einsum("bpd,bptd->bpt", p.float(), rows)).clamp_min_(0.0)
         anchors = self.debias_p(p, cams)  # (B, P, d)
         cam = self.camids[slots]  # (B, P, T)
-        if self.debias_p.std is not None:  # a spread too: out of the rows themselves
-            at = (cam * num_parts + stripe).reshape(-1)
-            mean, std = (t.to(rows.device).flatten(0, 1)[at].view_as(rows) for t in self.debias_p.stats())
-            rows = F.normalize((rows - mean) / std, dim=-1)
+        if self.debias_p.std is not None:  # a spread too: out of the rows, each by its (camera, stripe)
+            by_stripe = CameraDebias(self.debias_p.mean.flatten(0, 1), self.debias_p.std.flatten(0, 1))  # (C P, d)
+            rows = by_stripe(rows, cam * num_parts + stripe)
             return (2.0 - 2.0 * torch.einsum("bpd,bptd->bpt", anchors, rows)).clamp_min_(0.0)
         mean = self.debias_p.mean.to(rows.device).transpose(0, 1)  # (P, C, d)
         queries = torch.cat([anchors[:, :, None], mean.expand(len(anchors), -1, -1, -1)], dim=2)  # (B, P, 1+C, d)
