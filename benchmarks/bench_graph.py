@@ -18,8 +18,9 @@ identity (what the data model knows; the exact graph's own share beside it). The
 skipped above ``--exact-max`` (it grows as N^2). Ratios are exact seconds / backend seconds.
 
 With ``--stripes``, each backend also builds the part agreement's per-epoch stripe lists
-(:func:`reidlib.methods.scl.tables.stripe_lists`: each slot's ``part_agreement_k`` nearest by each
-stripe alone, what the table rule looks up at every step when the bank is searched through faiss):
+(:func:`reidlib.methods.scl.tables.stripe_lists`: each slot's ``LIST_DEPTH * part_agreement_k``
+nearest by each stripe alone, part of the pool the table rule's stripe check ranks within at every
+step when the bank is searched through faiss):
 their seconds, the peak with them, and their recall of the exact backend's lists.
 ``--bank-dtype float16`` keeps the banks as ``scl.bank_dtype: float16`` does (half their memory).
 
@@ -41,6 +42,7 @@ import torch
 from benchmarks.bench_selection import ReidLikeData
 from benchmarks.memory_usage import reset_peak, rss_gib
 from reidlib.config import load_config
+from reidlib.methods.scl.checks import LIST_DEPTH
 from reidlib.methods.scl.tables import positive_table, stripe_lists
 from reidlib.neighbours.selection_distance import SelectionDistance
 from reidlib.neighbours.slot_search import SlotSearch
@@ -142,7 +144,7 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
             print(flush=True)
         if args.stripes:  # on the same line, once built
             t0 = time.perf_counter()
-            lists = stripe_lists(distance, search, scl_cfg.part_agreement_k)
+            lists = stripe_lists(distance, search, LIST_DEPTH * scl_cfg.part_agreement_k)
             lists_seconds, lists_peak = time.perf_counter() - t0, rss_gib()[1]
             if index == "exact":
                 exact_lists = lists

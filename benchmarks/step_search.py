@@ -43,6 +43,7 @@ import torch
 from benchmarks.bench_selection import ReidLikeData
 from benchmarks.memory_usage import rss_gib
 from reidlib.config import SearchConfig, load_config
+from reidlib.methods.scl.checks import LIST_DEPTH
 from reidlib.methods.scl.diagnostics import IdentityTable
 from reidlib.methods.scl.miners import NearestMiner, PositiveChecks, TableMiner
 from reidlib.methods.scl.tables import first_valid, stripe_lists
@@ -113,16 +114,17 @@ def run_size(n: int, args, s) -> list[tuple]:
         f"IVF{searcher.index.ivf.nlist} (PCA 256) searcher built in {build:.0f} s; refresh of {BATCH} slots "
         f"{statistics.median(refresh):.1f} ms"
     )
+    depth = LIST_DEPTH * s.part_agreement_k
     if n <= args.lists_max:
         search = make_slot_search(SearchConfig(backend="faiss"), distance, seed=args.seed)  # the epoch's graph search
         t0 = time.perf_counter()
-        lists = stripe_lists(distance, search, s.part_agreement_k)
+        lists = stripe_lists(distance, search, depth)
         made = f"built through the graph's IVF search in {time.perf_counter() - t0:.0f} s (per epoch)"
         del search
     else:
-        lists = torch.randint(0, n, (n, PARTS, s.part_agreement_k), generator=gen, dtype=torch.int32)
+        lists = torch.randint(0, n, (n, PARTS, depth), generator=gen, dtype=torch.int32)
         made = f"a random stand-in (above --lists-max {args.lists_max:,})"
-    print(f"stripe lists (N, P, {s.part_agreement_k}): {made}", flush=True)
+    print(f"stripe lists (N, P, {depth}): {made}", flush=True)
 
     def recipe(searched: bool, part_agreement: int = s.part_agreement) -> TableMiner:
         checks = PositiveChecks(

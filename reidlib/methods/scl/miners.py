@@ -51,7 +51,7 @@ from torch import Tensor
 
 from reidlib.config import SCLConfig, SearchConfig
 from reidlib.errors import ConfigError
-from reidlib.methods.scl.checks import PositiveChecks
+from reidlib.methods.scl.checks import LIST_DEPTH, PositiveChecks
 from reidlib.methods.scl.diagnostics import IdentityTable
 from reidlib.methods.scl.selection import Selection, member, neighbour_count, select_random, selection_from_order
 from reidlib.methods.scl.tables import cross_camera_pairs, positive_table, stripe_lists
@@ -321,7 +321,7 @@ def _rule_miner(s: SCLConfig, search_cfg: SearchConfig, distance: SelectionDista
             # a bank too large for (B, N) rows a step: negatives through the index, stripes in a pool
             searcher = FaissSearcher(distance, search_cfg, seed=seed)
             if s.part_agreement:
-                checks.stripe_lists = stripe_lists(distance, search, s.part_agreement_k)
+                checks.stripe_lists = stripe_lists(distance, search, LIST_DEPTH * s.part_agreement_k)
         return TableMiner(distance, table, s.m, checks, cross, s.negative_band, searcher)
     ranking = None
     if s.positive_rule in ("reciprocal", "cycle"):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from reidlib.config import SearchConfig, load_config
 from reidlib.methods.memory import MemoryBank
 from reidlib.methods.scl import SCL
-from reidlib.methods.scl.checks import PositiveChecks, part_votes, pooled_votes
+from reidlib.methods.scl.checks import LIST_DEPTH, PositiveChecks, part_votes, pooled_votes
 from reidlib.methods.scl.miners import TableMiner
 from reidlib.methods.scl.tables import group_means, stripe_lists
 from reidlib.neighbours.searchers import FaissSearcher
@@ -206,7 +206,7 @@ def test_the_search_section_chooses_the_step():
     flat = SearchConfig(backend="faiss", faiss_index="flat", graph_index="flat")
     searched = epoch_miner(flat, gbank, pbank, cams)
     assert isinstance(searched.searcher, FaissSearcher) and searched.searcher.distance is searched.distance
-    assert searched.checks.stripe_lists.shape == (1_500, P, 10)
+    assert searched.checks.stripe_lists.shape == (1_500, P, LIST_DEPTH * 10)
     # the same tables (flat graph = exact graph); the stripe votes rank the anchors' stripes within
     # a pool (the slot's lists of the epoch's start, the searched slots, the candidates) instead of
     # the whole bank: the same when the anchors are their slots, and a few candidates near the 10th
