@@ -18,7 +18,9 @@ epoch and hands it: which ``count`` slots are nearest to each anchor (its own sl
   ``R = ceil(rerank * (count + 1))``; they are re-ranked exactly against the current banks
   (:meth:`SelectionDistance.to_candidates`): the order within the candidates is exact, and only
   membership is approximate. An anchor left with fewer than ``count`` candidates (sparse IVF
-  cells) falls back to the exact search.
+  cells) falls back to the exact search. :meth:`FaissSearcher.neighbours_with_stripes` also hands
+  back the re-ranked candidates' distances stripe by stripe, from the rows the re-ranking
+  gathered: the pool of the table rule's stripe check.
 
 **The training step** (banks change after ``backward()``, so the index follows them)::
 
@@ -57,6 +59,10 @@ class Searcher(Protocol):
 
     def neighbours(self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int) -> Tensor: ...
 
+    def neighbours_with_stripes(
+        self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int
+    ) -> tuple[Tensor, Tensor, Tensor]: ...
+
     def refresh(self, idx: Tensor) -> None: ...
 
 
@@ -73,6 +79,19 @@ class TorchSearcher:
             g: (B, D), p: (B, P, d), cams: (B,), self_idx: (B,) -> (B, count) int64
         """
         return self.distance.nearest(g, p, cams, self_idx, count)
+
+    @torch.no_grad()
+    def neighbours_with_stripes(
+        self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int, stripes: bool = True
+    ) -> tuple[Tensor, ...]:
+        """:meth:`neighbours` as :meth:`FaissSearcher.neighbours_with_stripes` gives it: the
+        order, which is also the pool, and the pool's stripe distances ((order,) alone without
+        ``stripes``)."""
+        order = self.neighbours(g, p, cams, self_idx, count)
+        if not stripes:
+            return (order,)
+        spread = order[:, None, :].expand(-1, p.shape[1], -1)
+        return order, order, self.distance.stripe_distances_to(p, cams, spread)
 
     def refresh(self, idx: Tensor) -> None:
         """Nothing to do: every call reads the banks as they are."""
@@ -124,23 +143,49 @@ class FaissSearcher:
         Shape:
             g: (B, D), p: (B, P, d), cams: (B,), self_idx: (B,) -> (B, count) int64
         """
+        return self._search(g, p, cams, self_idx, count, stripes=False)[0]
+
+    @torch.no_grad()
+    def neighbours_with_stripes(
+        self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`neighbours`, and the slots it re-ranked with their distances stripe by stripe,
+        read from the rows the re-ranking gathered (the pool of the part agreement check,
+        :func:`~reidlib.methods.scl.checks.pooled_votes`): no second gather of those slots.
+
+        Shape:
+            -> order (B, count), pool (B, R) int64, pool's stripe distances (B, P, R) (inf where
+            a pool entry is padding or the anchor's own slot)
+        """
+        return self._search(g, p, cams, self_idx, count, stripes=True)
+
+    def _search(self, g, p, cams, self_idx, count: int, *, stripes: bool) -> tuple:
         device = self.distance.device
         num = math.ceil(self.rerank * (count + 1)) if self.index.approximate else count + 1
         if count == 0 or num >= len(self.distance):
-            return self.exact.neighbours(g, p, cams, self_idx, count)
+            return self.exact.neighbours_with_stripes(g, p, cams, self_idx, count, stripes=stripes)
         cand = self.candidates(g, p, cams, num).to(device)  # (B, R)
-        self_idx = self_idx.to(device)
+        g, p, cams, self_idx = g.to(device), p.to(device), cams.to(device), self_idx.to(device)
         drop = (cand < 0) | (cand == self_idx[:, None])  # padding and the anchor's own slot
         cand = torch.where(cand < 0, self_idx[:, None], cand)
-        dist = self.distance.to_candidates(g.to(device), p.to(device), cams.to(device), cand, self.sq_norms)
+        dist = self.distance.to_candidates(g, p, cams, cand, self.sq_norms, stripes=stripes)
+        dist, pool_dist = dist if stripes else (dist, None)
         dist = dist.masked_fill_(drop, float("inf"))  # (B, R)
         best, pos = torch.topk(dist, count, dim=1, largest=False, sorted=True)
         order = cand.gather(1, pos)  # (B, count)
         short = ~torch.isfinite(best[:, -1])  # (B,)
         if short.any():  # too few candidates in the probed cells: exact search for those anchors
             self.fallbacks += int(short.sum())
-            order[short] = self.exact.neighbours(g[short], p[short], cams[short], self_idx[short], count)
-        return order.to(self_idx.device)
+            found = self.exact.neighbours_with_stripes(g[short], p[short], cams[short], self_idx[short], count, stripes)
+            order[short] = found[0]
+            if stripes:  # their pool: the exact neighbours, then nothing
+                cand[short], drop[short] = self_idx[short, None], True
+                cand[short, :count], drop[short, :count] = found[1], False
+                pool_dist[short] = float("inf")
+                pool_dist[short, :, :count] = found[2]
+        if not stripes:
+            return (order,)
+        return order, cand, pool_dist.masked_fill_(drop[:, None, :], float("inf"))
 
     @torch.no_grad()
     def refresh(self, idx: Tensor) -> None:

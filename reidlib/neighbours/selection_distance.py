@@ -232,11 +232,15 @@ class SelectionDistance:
         return found.idx
 
     @torch.no_grad()
-    def to_candidates(self, g: Tensor, p: Tensor, cams: Tensor, cand: Tensor, sq_norms: Tensor | None = None) -> Tensor:
+    def to_candidates(
+        self, g: Tensor, p: Tensor, cams: Tensor, cand: Tensor, sq_norms: Tensor | None = None, *, stripes: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor]:
         """The distance from each anchor to its own candidates ``cand`` (B, R) -> (B, R).
 
         ``sq_norms`` (N, 2), the slots' squared global and stripe norms if known (a faiss searcher
-        caches them when it embeds a slot); computed from the gathered rows otherwise.
+        caches them when it embeds a slot); computed from the gathered rows otherwise. With
+        ``stripes``, also the distances stripe by stripe to the same candidates, (B, P, R), as
+        :meth:`stripe_distances_to` gives them, from the rows gathered once.
         """
         g, p = self.anchors(g, p, cams)
         c_cams = self.camids.to(cand.device)[cand]
@@ -245,7 +249,7 @@ class SelectionDistance:
         if self.debias_g is not None:  # in place on the gathered rows
             c_global = self.debias_g.apply_(c_global, c_cams, self._buffers)
             c_parts = self.debias_p.apply_(c_parts.unflatten(-1, (p.shape[1], -1)), c_cams, self._buffers).flatten(-2)
-        return candidate_distance(
+        dist = candidate_distance(
             g,
             p,
             c_global,
@@ -257,6 +261,10 @@ class SelectionDistance:
             c_global_sq=None if sq_norms is None else sq_norms[:, 0][cand],
             c_parts_sq=None if sq_norms is None else sq_norms[:, 1][cand],
         )
+        if not stripes:
+            return dist
+        dots = torch.einsum("bpd,brpd->bpr", p.float(), c_parts.unflatten(-1, (p.shape[1], -1)))
+        return dist, (2.0 - 2.0 * dots).clamp_min_(0.0)
 
     def _gather(self, name: str, bank: Tensor, cand: Tensor) -> Tensor:
         """Rows ``cand`` (B, R) of a (N, D) bank as a (B, R, D) float32 tensor."""
@@ -269,7 +277,7 @@ class SelectionDistance:
                 bank, 0, flat, out=scratch(self._buffers, "staging", shape, bank.dtype, bank.device)
             )
             out = scratch(self._buffers, name, shape, torch.float32, bank.device).copy_(staged)
-        return out.view(*cand.shape, -1)
+        return out.view(*cand.shape, bank.shape[1])
 
     # -- the distance as an inner product (faiss) ---------------------------------------------
 
@@ -328,7 +336,7 @@ class SelectionDistance:
         num_parts = p.shape[1]
         stripe = torch.arange(num_parts, device=slots.device)[None, :, None]  # (1, P, 1)
         flat = bank_features(self.part_bank).flatten(0, 1)  # (N P, d): one gather for every stripe
-        rows = self._gather("stripes", flat, (slots * num_parts + stripe).flatten(1)).view(*slots.shape, -1)
+        rows = self._gather("stripes", flat, (slots * num_parts + stripe).flatten(1)).view(*slots.shape, flat.shape[1])
         if self.debias_p is None:
             return (2.0 - 2.0 * torch.einsum("bpd,bptd->bpt", p.float(), rows)).clamp_min_(0.0)
         anchors = self.debias_p(p, cams)  # (B, P, d)

@@ -252,6 +252,31 @@ def test_sparse_cells_fall_back_to_exact():
     assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 200), exact)  # one cell holds ~10, not 200
 
 
+@needs_faiss
+@pytest.mark.parametrize("debias", ["none", "mean", "mean_std"])
+@pytest.mark.parametrize("nlist, rerank", [(4, 2.0), (64, 1.0)])  # (64, 1): sparse cells, some anchors fall back
+def test_the_searched_pool_carries_its_stripe_distances(debias, nlist, rerank):
+    """The re-ranked candidates and their stripe distances (the stripe check's pool): the order is
+    :meth:`neighbours`', each pool entry's distances are :meth:`stripe_distances_to`'s, the anchor's
+    own slot and padding are inf, and an anchor that fell back holds its exact neighbours."""
+    glob, parts, cams = banks()
+    qg, qp, qc, self_idx = anchors(glob, parts, cams)
+    distance = selection_distance(glob, parts, cams, debias=debias)
+    ivf = FaissSearcher(distance, SearchConfig(faiss_dim=0, faiss_index="ivf", nlist=nlist, nprobe=1, rerank=rerank))
+    count = 30
+    order, pool, pool_dist = ivf.neighbours_with_stripes(qg, qp, qc, self_idx, count)
+    assert torch.equal(order, ivf.neighbours(qg, qp, qc, self_idx, count))
+    assert pool_dist.shape == (B, P, pool.shape[1]) and pool.shape[1] >= count
+    whole = distance.stripe_distances(qp, qc).gather(2, pool[:, None, :].expand(-1, P, -1))  # (B, P, R)
+    known = torch.isfinite(pool_dist)
+    torch.testing.assert_close(pool_dist[known], whole[known])
+    assert not known.transpose(1, 2)[pool == self_idx[:, None]].any()
+    found = (order[:, :, None] == torch.where(known.all(1), pool, -1)[:, None, :]).any(-1)
+    assert found.all()  # every neighbour is in the pool, with its distances
+    if nlist == 64:
+        assert ivf.fallbacks > 0
+
+
 def searcher_for(overrides, glob, parts, cams):
     """make_searcher as the training step calls it, for a config with ``overrides``."""
     cfg = load_config(overrides=overrides)

@@ -52,6 +52,7 @@ def pooled_votes(
     lists: Tensor,
     pool: Tensor,
     k: int,
+    pool_dist: Tensor | None = None,
 ) -> Tensor:
     """:func:`part_votes` without a (B, P, N) row: the anchors' stripes now, against a pool of slots
     that holds their nearest: the slot's stripe lists of the epoch's start, every stripe's for
@@ -62,17 +63,24 @@ def pooled_votes(
     wherever the pool holds the stripe's k nearest slots (with the anchor as its slot and the
     banks unchanged, exactly :func:`part_votes`), else a little farther (a few more votes).
 
+    ``pool_dist`` (B, P, R), the pool's stripe distances if known (the searcher's re-ranking
+    gathered those slots already: :meth:`~reidlib.neighbours.searchers.FaissSearcher.neighbours_with_stripes`);
+    computed here otherwise.
+
     Shape:
         p: (B, P, d), cams, self_idx: (B,), cand: (B, K), lists: (B, P, L), pool: (B, R)
         -> (B, K) int64 in [0, P]
     """
     num_parts = p.shape[1]
     spread = lambda rows: rows[:, None, :].expand(-1, num_parts, -1)  # noqa: E731  (B, X) -> (B, P, X)
-    slots, _ = torch.cat([lists.flatten(1).long(), pool, cand], dim=1).sort(dim=1)  # (B, T) one pool for every stripe
-    dist = distance.stripe_distances_to(p, cams, spread(slots.clamp_min(0)))  # (B, P, T)
-    at = spread(torch.searchsorted(slots, cand.contiguous()))  # (B, P, K) each candidate's first place
-    cand_dist = dist.gather(2, at).masked_fill_(spread(cand == self_idx[:, None]), float("inf"))  # own slot: no vote
-    left_out = (slots < 0) | (slots == self_idx[:, None])
+    if pool_dist is None:
+        pool_dist = distance.stripe_distances_to(p, cams, spread(pool))
+    ours = torch.cat([cand, lists.flatten(1).long()], dim=1)  # (B, K + P L) one pool for every stripe
+    ours_dist = distance.stripe_distances_to(p, cams, spread(ours.clamp_min(0)))  # (B, P, K + P L)
+    cand_dist = ours_dist[..., : cand.shape[1]].masked_fill(spread(cand == self_idx[:, None]), float("inf"))
+    slots, order = torch.cat([ours, pool], dim=1).sort(dim=1)  # (B, T)
+    dist = torch.cat([ours_dist, pool_dist], dim=2).gather(2, spread(order))  # (B, P, T)
+    left_out = (slots < 0) | (slots == self_idx[:, None])  # no list entry, the own slot: no vote
     left_out[:, 1:] |= slots[:, 1:] == slots[:, :-1]  # each slot counted once
     dist.masked_fill_(spread(left_out), float("inf"))
     kth = torch.topk(dist, min(k, dist.shape[2]), dim=2, largest=False, sorted=True).values[..., -1:]  # (B, P, 1)
@@ -115,10 +123,11 @@ class PositiveChecks:
         cand: Tensor,
         keep: Tensor,
         pool: Tensor | None = None,
+        pool_dist: Tensor | None = None,
     ) -> Tensor:
         """``keep`` (B, K) narrowed by the checks, for candidates ``cand`` (B, K) at distances
-        ``cand_dist`` (B, K); ``pool`` (B, R), the slots the step's search found nearest (with
-        ``stripe_lists``)."""
+        ``cand_dist`` (B, K); ``pool`` (B, R), the slots the step's search found nearest, and
+        ``pool_dist`` (B, P, R) their stripe distances if known (with ``stripe_lists``)."""
         if self.max_distance is not None:
             keep = keep & (cand_dist <= self.max_distance)
         if self.part_agreement:
@@ -126,6 +135,7 @@ class PositiveChecks:
                 votes = part_votes(self.distance.stripe_distances(p, cams), idx, cand, self.part_k)
             else:
                 nearest = cand[:, :0] if pool is None else pool
-                votes = pooled_votes(self.distance, p, cams, idx, cand, self.stripe_lists[idx], nearest, self.part_k)
+                lists = self.stripe_lists[idx]
+                votes = pooled_votes(self.distance, p, cams, idx, cand, lists, nearest, self.part_k, pool_dist)
             keep = keep & (votes >= self.part_agreement)
         return keep

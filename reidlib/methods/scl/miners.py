@@ -191,11 +191,15 @@ class TableMiner:
         pos, keep = self.table[idx], self.valid[idx]  # (B, K)
         if self.searcher is None:
             dist = self.distance.to_slots(g, p, cams)  # (B, N)
-            pos_dist, order = dist.gather(1, pos), None
+            pos_dist, pool, pool_dist = dist.gather(1, pos), None, None
         else:
             pos_dist = self.distance.to_candidates(g, p, cams, pos)  # (B, K)
-            order = self.searcher.neighbours(g, p, cams, idx, self.band + self.m + self.width)  # nearest first
-        keep = self.checks(pos_dist, p, cams, idx, pos, keep, pool=order)
+            count = self.band + self.m + self.width
+            if self.checks.part_agreement and self.checks.stripe_lists is not None:
+                order, pool, pool_dist = self.searcher.neighbours_with_stripes(g, p, cams, idx, count)
+            else:
+                order, pool, pool_dist = self.searcher.neighbours(g, p, cams, idx, count), None, None
+        keep = self.checks(pos_dist, p, cams, idx, pos, keep, pool=pool, pool_dist=pool_dist)
         if self.cross is not None:
             cross, cross_keep = self.cross[0][idx], self.cross[1][idx]  # (B, Q)
             twice = member(cross, pos, keep)  # (B, Q) already a kept positive

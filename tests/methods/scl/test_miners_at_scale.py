@@ -107,6 +107,8 @@ def test_the_pooled_vote_follows_the_anchor_where_the_lists_do_not():
     looked_up_alike = ((looked_up >= 2) == (exact >= 2)).float().mean()
     assert pooled_alike > 0.9 and pooled_alike > looked_up_alike + 0.1, (pooled_alike, looked_up_alike)
     assert (pooled >= exact).all()  # the pool's k-th is never nearer than the whole bank's
+    known = distance.stripe_distances_to(p, q_cams, pool[:, None, :].expand(-1, P, -1))  # a searcher's (B, P, R)
+    assert torch.equal(pooled_votes(distance, p, q_cams, idx, cand, lists[idx], pool, k, known), pooled)
 
 
 def test_stripe_lists_through_ivf_find_most_exact_neighbours():
