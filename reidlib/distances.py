@@ -149,6 +149,7 @@ def candidate_distance(
     c_camids: Tensor | None = None,
     c_global_sq: Tensor | None = None,
     c_parts_sq: Tensor | None = None,
+    parts_dot: Tensor | None = None,
 ) -> Tensor:
     """The selection distance (squared, as :func:`combined_distance` with ``squared=True``) from
     each anchor to its own R candidate slots, e.g. to re-rank an approximate search exactly.
@@ -166,6 +167,8 @@ def candidate_distance(
         q_camids: (B,) anchors' cameras; c_camids: (B, R) candidates' cameras.
         c_global_sq, c_parts_sq: (B, R) the candidates' squared norms, if known (a searcher
             caches them per slot); computed from ``c_global`` / ``c_parts`` otherwise.
+        parts_dot: (B, R) each anchor's stripes, concatenated, against its candidates' (the sum
+            of their stripe-by-stripe inner products), if computed already; from ``c_parts`` otherwise.
 
     Returns:
         (B, R) distances.
@@ -180,7 +183,7 @@ def candidate_distance(
         sq = q_global.float().pow(2).sum(1, keepdim=True) + c_sq
         dist += w_global * (sq - 2.0 * dot).clamp_min_(0.0)
     if lambda_g < 1:
-        dot = torch.einsum("bd,brd->br", q_cat.float(), c_parts)
+        dot = torch.einsum("bd,brd->br", q_cat.float(), c_parts) if parts_dot is None else parts_dot
         c_sq = torch.linalg.vector_norm(c_parts, dim=-1).pow(2) if c_parts_sq is None else c_parts_sq
         sq = q_cat.float().pow(2).sum(1, keepdim=True) + c_sq
         dist += w_parts * (sq - 2.0 * dot).clamp_min_(0.0)

@@ -58,6 +58,18 @@ def scratch(buffers: dict[str, Tensor], name: str, shape, dtype: torch.dtype, de
     return buf[:size].view(shape)
 
 
+def block_diagonal(p: Tensor) -> Tensor:
+    """Stripes (B, P, d) as (B, P d, P) columns, stripe s in column s and zeros elsewhere: rows of
+    concatenated stripes (B, R, P d) times it give each row's inner products stripe by stripe,
+    (B, R, P), in one batched product over rows read once (an einsum over (B, R, P, d) copies
+    them)."""
+    num, parts, dim = p.shape
+    out = p.new_zeros(num, parts, dim, parts, dtype=torch.float32)
+    stripe = torch.arange(parts, device=p.device)
+    out[:, stripe, :, stripe] = p.float().transpose(0, 1)
+    return out.view(num, parts * dim, parts)
+
+
 class CameraDebias:
     """Remove each camera's mean (and, with ``scale``, divide by its per-dimension spread) from
     unit features, then renormalise along the last dimension.
@@ -249,6 +261,7 @@ class SelectionDistance:
         if self.debias_g is not None:  # in place on the gathered rows
             c_global = self.debias_g.apply_(c_global, c_cams, self._buffers)
             c_parts = self.debias_p.apply_(c_parts.unflatten(-1, (p.shape[1], -1)), c_cams, self._buffers).flatten(-2)
+        dots = torch.bmm(c_parts, block_diagonal(p)).transpose(1, 2) if stripes else None  # (B, P, R)
         dist = candidate_distance(
             g,
             p,
@@ -260,11 +273,9 @@ class SelectionDistance:
             c_camids=c_cams,
             c_global_sq=None if sq_norms is None else sq_norms[:, 0][cand],
             c_parts_sq=None if sq_norms is None else sq_norms[:, 1][cand],
+            parts_dot=None if dots is None else dots.sum(1),
         )
-        if not stripes:
-            return dist
-        dots = torch.einsum("bpd,brpd->bpr", p.float(), c_parts.unflatten(-1, (p.shape[1], -1)))
-        return dist, (2.0 - 2.0 * dots).clamp_min_(0.0)
+        return dist if dots is None else (dist, (2.0 - 2.0 * dots).clamp_min_(0.0))
 
     def _gather(self, name: str, bank: Tensor, cand: Tensor) -> Tensor:
         """Rows ``cand`` (B, R) of a (N, D) bank as a (B, R, D) float32 tensor."""
