@@ -82,14 +82,11 @@ class TorchSearcher:
 
     @torch.no_grad()
     def neighbours_with_stripes(
-        self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int, stripes: bool = True
-    ) -> tuple[Tensor, ...]:
+        self, g: Tensor, p: Tensor, cams: Tensor, self_idx: Tensor, count: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`neighbours` as :meth:`FaissSearcher.neighbours_with_stripes` gives it: the
-        order, which is also the pool, and the pool's stripe distances ((order,) alone without
-        ``stripes``)."""
+        order, which is also the pool, and the pool's stripe distances."""
         order = self.neighbours(g, p, cams, self_idx, count)
-        if not stripes:
-            return (order,)
         spread = order[:, None, :].expand(-1, p.shape[1], -1)
         return order, order, self.distance.stripe_distances_to(p, cams, spread)
 
@@ -163,7 +160,9 @@ class FaissSearcher:
         device = self.distance.device
         num = math.ceil(self.rerank * (count + 1)) if self.index.approximate else count + 1
         if count == 0 or num >= len(self.distance):
-            return self.exact.neighbours_with_stripes(g, p, cams, self_idx, count, stripes=stripes)
+            if stripes:
+                return self.exact.neighbours_with_stripes(g, p, cams, self_idx, count)
+            return (self.exact.neighbours(g, p, cams, self_idx, count),)
         cand = self.candidates(g, p, cams, num).to(device)  # (B, R)
         g, p, cams, self_idx = g.to(device), p.to(device), cams.to(device), self_idx.to(device)
         drop = (cand < 0) | (cand == self_idx[:, None])  # padding and the anchor's own slot
@@ -176,13 +175,13 @@ class FaissSearcher:
         short = ~torch.isfinite(best[:, -1])  # (B,)
         if short.any():  # too few candidates in the probed cells: exact search for those anchors
             self.fallbacks += int(short.sum())
-            found = self.exact.neighbours_with_stripes(g[short], p[short], cams[short], self_idx[short], count, stripes)
-            order[short] = found[0]
+            order[short] = self.exact.neighbours(g[short], p[short], cams[short], self_idx[short], count)
             if stripes:  # their pool: the exact neighbours, then nothing
                 cand[short], drop[short] = self_idx[short, None], True
-                cand[short, :count], drop[short, :count] = found[1], False
+                cand[short, :count], drop[short, :count] = order[short], False
                 pool_dist[short] = float("inf")
-                pool_dist[short, :, :count] = found[2]
+                spread = order[short][:, None, :].expand(-1, p.shape[1], -1)
+                pool_dist[short, :, :count] = self.distance.stripe_distances_to(p[short], cams[short], spread)
         if not stripes:
             return (order,)
         return order, cand, pool_dist.masked_fill_(drop[:, None, :], float("inf"))

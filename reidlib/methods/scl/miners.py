@@ -40,7 +40,8 @@ miner's. Every rule but the paper's ranks a dense (B, N) distance per step (64 x
 is 26 MB), except :class:`TableMiner` when the search section asks for faiss (``search.backend``
 faiss, or auto from ``AUTO_FAISS_MIN_SLOTS`` slots on, as for the paper's rule): then its
 negatives come from the index's candidates, and its part agreement check ranks the anchor's
-stripes within a pool (the slot's per-epoch stripe lists, the searched slots, the candidates:
+stripes within a pool (the slot's per-epoch stripe lists, the slots the search re-ranked, with
+their stripe distances from the re-ranking's rows, the candidates:
 :func:`~reidlib.methods.scl.checks.pooled_votes`), with no (B, N) or (B, P, N) tensor a step.
 """
 

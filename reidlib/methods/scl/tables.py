@@ -140,7 +140,7 @@ def stripe_lists(distance: SelectionDistance, search: SlotSearch, k: int) -> Ten
     the epoch's start, through the same kind of search as the graph's (:meth:`SlotSearch.over`
     with ``stripe``): part of the pool within which the part agreement check ranks the anchor's
     stripes at every step when the bank is too large for the stripes' (B, P, N) distances
-    (:func:`~reidlib.methods.scl.checks.pooled_votes`).
+    (:func:`~reidlib.methods.scl.checks.pooled_votes`; ``k`` is ``LIST_DEPTH`` times the check's).
 
     Returns:
         (N, P, k) int32; -1 where a stripe found fewer than k.
