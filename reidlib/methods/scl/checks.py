@@ -20,10 +20,10 @@ from reidlib.neighbours.selection_distance import SelectionDistance
 
 # How much deeper than the check's k the per-epoch stripe lists go: an anchor is an augmented crop
 # through the current weights, not its slot, and its stripes' k nearest spill past the slot's k.
-# On cuhk01 through IVF (the step's search at 61% of the exact negatives), the pooled keep / drop
-# calls agreed with the dense check's 92.5% of the time with each stripe's own k-list in the pool,
-# 95.1% with every stripe's 2k-list, 95.8% with 3k and 96.5% with 4k (98.3-99.5% with an exact
-# search's pool): docs/scaling.md, "The stripe check's pool".
+# In the first three epochs with positives of a cuhk01 run through IVF (the step's search at 61%
+# of the exact negatives; benchmarks/check_pool.py), the pooled keep / drop calls agreed with the
+# dense check's 93.4-93.7% of the time with every stripe's k-list in the pool, 95.6-96.9% at 3k,
+# 96.4-97.4% at 4k, 98.9-99.5% with an exact search's pool (docs/scaling.md).
 LIST_DEPTH = 3
 
 
