@@ -287,9 +287,16 @@ def _diff(old: dict, new: dict) -> str:
 
 def is_finished(run_dir: Path, cfg: Config) -> bool:
     """Whether ``run_dir`` holds a finished run of ``cfg`` (``metrics.json`` and the same saved
-    config): a grid reads such a run instead of training it again."""
+    config): a grid reads such a run instead of training it again. ``data.data_dir`` is compared
+    as the folder it names (a relative one from the working directory), so a run trained on
+    ``/abs/path/cuhk01`` is the same run for ``../path/cuhk01`` when both name that folder."""
     run_dir = Path(run_dir)
-    return (run_dir / METRICS).is_file() and read_run_config(run_dir) == cfg
+    return (run_dir / METRICS).is_file() and _data_resolved(read_run_config(run_dir)) == _data_resolved(cfg)
+
+
+def _data_resolved(cfg: Config) -> Config:
+    folder = cfg.data.data_dir
+    return replace(cfg, data=replace(cfg.data, data_dir=os.path.realpath(folder) if folder else ""))
 
 
 def read_run_config(run_dir: Path) -> Config:

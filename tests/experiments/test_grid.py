@@ -269,6 +269,18 @@ def test_unfinished_or_changed_runs_are_trained(tmp_path, monkeypatch):
     assert not runs.is_finished(finished.parent / "seed-1", _cfg(recipe, "a", 1))
 
 
+def test_a_finished_run_names_its_data_folder_by_any_path(tmp_path, monkeypatch):
+    """The same folder by its absolute or a relative path is the same run; another folder is not."""
+    recipe = ARMS_2[0]
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    cfg = lambda folder: apply_overrides(BASE, {**recipe.overrides, "data_dir": folder, "seed": 0})  # noqa: E731
+    _fake_finished_run(tmp_path / "run", cfg(str(tmp_path / "data" / "a")), 0.5)
+    assert runs.is_finished(tmp_path / "run", cfg("../data/a"))
+    assert not runs.is_finished(tmp_path / "run", cfg("../data/b"))
+
+
 def test_train_missing_false_reads_only_finished_runs(tmp_path, monkeypatch):
     """A report over part of a grid lists the runs it lacks and never trains them."""
     recipe, other = ARMS_2
