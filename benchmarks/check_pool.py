@@ -43,12 +43,16 @@ AT_SCALE = "backend=faiss graph_exact_below=0 graph_nprobe=6 nlist=32 nprobe=10 
 DEPTHS = (1, 2, 3, 4)
 
 
+class Enough(Exception):
+    """Raised at the epoch after the last one measured: the training run ends there."""
+
+
 class PoolCheck:
     """The patches: the epoch's stripe lists built deepest, and each pooled vote compared."""
 
-    def __init__(self) -> None:
+    def __init__(self, epochs: int) -> None:
         self.lists = self.g = None
-        self.epoch = 0
+        self.epoch, self.epochs = 0, epochs
         self.counts: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
         self.stripe_lists, self.pooled_votes = miners.stripe_lists, checks.pooled_votes
         self.table_call = miners.TableMiner.__call__
@@ -67,6 +71,8 @@ class PoolCheck:
         ]
 
     def build_lists(self, distance, search, depth: int):
+        if self.epoch >= self.epochs:  # the epochs asked for are measured: end the run here
+            raise Enough
         k = depth // checks.LIST_DEPTH
         self.lists, self.epoch = self.stripe_lists(distance, search, max(DEPTHS) * k), self.epoch + 1
         return self.lists[:, :, :depth].contiguous()
@@ -108,23 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3, help="epochs with positives measured (schedule: the config)")
     parser.add_argument("--set", nargs="*", default=[], help="more KEY=VALUE overrides (after the at-scale ones)")
     args = parser.parse_args(argv)
-    check = PoolCheck()
-    stop = args.epochs
-
-    class Enough(Exception):
-        pass
-
-    def build_lists(distance, search, depth):
-        if check.epoch >= stop:  # the epochs asked for are measured: end the run here
-            raise Enough
-        return check.build_lists(distance, search, depth)
-
+    check = PoolCheck(args.epochs)
     overrides = ["threads=1", *AT_SCALE, *args.set]
     train = ["train", "--data", args.data, "--run-dir", args.run_dir, "--config", args.config, "--set", *overrides]
     with ExitStack() as stack:
         for patch in check.patches():
             stack.enter_context(patch)
-        stack.enter_context(mock.patch.object(miners, "stripe_lists", build_lists))
         try:
             cli.main(train)
         except Enough:

@@ -74,7 +74,7 @@ def pooled_votes(
     num_parts = p.shape[1]
     spread = lambda rows: rows[:, None, :].expand(-1, num_parts, -1)  # noqa: E731  (B, X) -> (B, P, X)
     if pool_dist is None:
-        pool_dist = distance.stripe_distances_to(p, cams, spread(pool))
+        pool_dist = distance.stripe_distances_to(p, cams, spread(pool.clamp_min(0)))
     ours = torch.cat([cand, lists.flatten(1).long()], dim=1)  # (B, K + P L) one pool for every stripe
     ours_dist = distance.stripe_distances_to(p, cams, spread(ours.clamp_min(0)))  # (B, P, K + P L)
     cand_dist = ours_dist[..., : cand.shape[1]].masked_fill(spread(cand == self_idx[:, None]), float("inf"))
@@ -113,6 +113,12 @@ class PositiveChecks:
     ) -> None:
         self.distance, self.max_distance = distance, max_distance
         self.part_agreement, self.part_k, self.stripe_lists = part_agreement, part_k, stripe_lists
+
+    @property
+    def pooled(self) -> bool:
+        """Whether the part agreement ranks within a pool (and wants the searched slots' stripe
+        distances) rather than against the whole part bank."""
+        return bool(self.part_agreement) and self.stripe_lists is not None
 
     def __call__(
         self,

@@ -196,7 +196,7 @@ class TableMiner:
         else:
             pos_dist = self.distance.to_candidates(g, p, cams, pos)  # (B, K)
             count = self.band + self.m + self.width
-            if self.checks.part_agreement and self.checks.stripe_lists is not None:
+            if self.checks.pooled:
                 order, pool, pool_dist = self.searcher.neighbours_with_stripes(g, p, cams, idx, count)
             else:
                 order, pool, pool_dist = self.searcher.neighbours(g, p, cams, idx, count), None, None
