@@ -51,7 +51,7 @@ class PoolCheck:
     """The patches: the epoch's stripe lists built deepest, and each pooled vote compared."""
 
     def __init__(self, epochs: int) -> None:
-        self.lists = self.g = None
+        self.lists = self.g = self.need = None
         self.epoch, self.epochs = 0, epochs
         self.counts: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
         self.stripe_lists, self.pooled_votes = miners.stripe_lists, checks.pooled_votes
@@ -62,6 +62,7 @@ class PoolCheck:
 
         def table_call(miner, g, p, cams, idx):
             check.g = g  # the dense whole distance, for the exact search's pool
+            check.need = miner.checks.part_agreement  # the stripes a kept candidate needs
             return check.table_call(miner, g, p, cams, idx)
 
         return [
@@ -79,7 +80,7 @@ class PoolCheck:
 
     def votes(self, distance, p, cams, self_idx, cand, lists, pool, k, pool_dist=None):
         used = self.pooled_votes(distance, p, cams, self_idx, cand, lists, pool, k, pool_dist)
-        need = 2  # the recipe's part_agreement; the share alike is of the keep / drop calls
+        need = self.need
         real = cand != self_idx[:, None]  # (B, K) entries that are candidates, not the slot itself
         dense = checks.part_votes(distance.stripe_distances(p, cams), self_idx, cand, k) >= need
         whole = distance.to_slots(self.g, p, cams).scatter_(1, self_idx[:, None], float("inf"))

@@ -175,13 +175,15 @@ class FaissSearcher:
         short = ~torch.isfinite(best[:, -1])  # (B,)
         if short.any():  # too few candidates in the probed cells: exact search for those anchors
             self.fallbacks += int(short.sum())
-            order[short] = self.exact.neighbours(g[short], p[short], cams[short], self_idx[short], count)
-            if stripes:  # their pool: the exact neighbours, then nothing
+            rows = (g[short], p[short], cams[short], self_idx[short], count)
+            if not stripes:
+                order[short] = self.exact.neighbours(*rows)
+            else:  # their pool: the exact neighbours, then nothing
+                order[short], _, found_dist = self.exact.neighbours_with_stripes(*rows)
                 cand[short], drop[short] = self_idx[short, None], True
                 cand[short, :count], drop[short, :count] = order[short], False
                 pool_dist[short] = float("inf")
-                spread = order[short][:, None, :].expand(-1, p.shape[1], -1)
-                pool_dist[short, :, :count] = self.distance.stripe_distances_to(p[short], cams[short], spread)
+                pool_dist[short, :, :count] = found_dist
         if not stripes:
             return (order,)
         return order, cand, pool_dist.masked_fill_(drop[:, None, :], float("inf"))
