@@ -149,6 +149,7 @@ def candidate_distance(
     c_camids: Tensor | None = None,
     c_global_sq: Tensor | None = None,
     c_parts_sq: Tensor | None = None,
+    global_dot: Tensor | None = None,
     parts_dot: Tensor | None = None,
 ) -> Tensor:
     """The selection distance (squared, as :func:`combined_distance` with ``squared=True``) from
@@ -167,6 +168,8 @@ def candidate_distance(
         q_camids: (B,) anchors' cameras; c_camids: (B, R) candidates' cameras.
         c_global_sq, c_parts_sq: (B, R) the candidates' squared norms, if known (a searcher
             caches them per slot); computed from ``c_global`` / ``c_parts`` otherwise.
+        global_dot: (B, R) each anchor's global feature against its candidates', if computed
+            already; from ``c_global`` otherwise.
         parts_dot: (B, R) each anchor's stripes, concatenated, against its candidates' (the sum
             of their stripe-by-stripe inner products), if computed already; from ``c_parts`` otherwise.
 
@@ -178,7 +181,7 @@ def candidate_distance(
     q_cat = q_parts.flatten(1)  # (B, D)
     dist = torch.zeros(c_global.shape[:2], dtype=torch.float32, device=c_global.device)  # (B, R)
     if lambda_g > 0:
-        dot = torch.einsum("bd,brd->br", q_global.float(), c_global)
+        dot = torch.einsum("bd,brd->br", q_global.float(), c_global) if global_dot is None else global_dot
         c_sq = torch.linalg.vector_norm(c_global, dim=-1).pow(2) if c_global_sq is None else c_global_sq
         sq = q_global.float().pow(2).sum(1, keepdim=True) + c_sq
         dist += w_global * (sq - 2.0 * dot).clamp_min_(0.0)

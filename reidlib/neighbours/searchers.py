@@ -15,9 +15,12 @@ epoch and hands it: which ``count`` slots are nearest to each anchor (its own sl
 - :class:`FaissSearcher`: one index of :mod:`reidlib.neighbours.faiss_index` (``search.faiss_index``:
   flat, exact, on the GPU with faiss-gpu; or IVF, approximate) over the slots' inner-product
   embedding. An exact index returns ``count + 1`` candidates per anchor, IVF
-  ``R = ceil(rerank * (count + 1))``; they are re-ranked exactly against the current banks
-  (:meth:`SelectionDistance.to_candidates`): the order within the candidates is exact, and only
-  membership is approximate. An anchor left with fewer than ``count`` candidates (sparse IVF
+  ``R = ceil(rerank * (count + 1))``; they are re-ranked exactly against the slots as they are
+  now (:meth:`SelectionDistance.to_rows`), read from the searcher's own copy of every slot as the
+  distance sees it (``FaissSearcher.rows``: debiased, in the banks' dtype, rewritten with the
+  index by ``refresh``), one row a candidate and one batched product for every inner product:
+  the order within the candidates is exact (up to float16 rounding of a float16 bank's debiased
+  slots), and only membership is approximate. An anchor left with fewer than ``count`` candidates (sparse IVF
   cells) falls back to the exact search. :meth:`FaissSearcher.neighbours_with_stripes` also hands
   back the re-ranked candidates' distances stripe by stripe, from the rows the re-ranking
   gathered: the pool of the table rule's stripe check.
@@ -113,15 +116,20 @@ class FaissSearcher:
         num_slots = len(distance)
         dim = 2 * distance.feat_dim + distance.num_cams
         self.sq_norms = torch.empty(num_slots, 2, device=distance.device)  # (N, 2) global, parts, for re-ranking
+        # (N, 2D) every slot as the distance sees it (debiased), in the banks' dtype: re-ranking reads one row
+        # a candidate instead of a global and a part row to debias at every step
+        self.rows = torch.empty(num_slots, 2 * distance.feat_dim, dtype=distance.dtype, device=distance.device)
         self.fallbacks = 0  # anchors that fell back to the exact search (a diagnostic)
         self.index = build_index(
             search_cfg, self._embed_slots, num_slots, dim, device=distance.device, seed=seed, gpu=gpu
         )
 
     def _embed_slots(self, rows: Tensor) -> Tensor:
-        """Embed slots ``rows`` (n,) from the banks as they are now (and cache their squared norms)."""
-        x, norms = self.distance.embed_slots(rows)
-        self.sq_norms[rows.to(self.sq_norms.device)] = norms
+        """Embed slots ``rows`` (n,) from the banks as they are now (and keep their squared norms and
+        their rows for re-ranking)."""
+        x, norms, feats = self.distance.embed_slots(rows)
+        rows = rows.to(self.sq_norms.device)
+        self.sq_norms[rows], self.rows[rows] = norms, feats.to(self.rows.dtype)
         return x
 
     @torch.no_grad()
@@ -167,7 +175,8 @@ class FaissSearcher:
         g, p, cams, self_idx = g.to(device), p.to(device), cams.to(device), self_idx.to(device)
         drop = (cand < 0) | (cand == self_idx[:, None])  # padding and the anchor's own slot
         cand = torch.where(cand < 0, self_idx[:, None], cand)
-        dist = self.distance.to_candidates(g, p, cams, cand, self.sq_norms, stripes=stripes)
+        rows = self.distance.gather(self.rows, cand)  # (B, R, 2D) float32
+        dist = self.distance.to_rows(g, p, cams, cand, rows, self.sq_norms, stripes=stripes)
         dist, pool_dist = dist if stripes else (dist, None)
         dist = dist.masked_fill_(drop, float("inf"))  # (B, R)
         best, pos = torch.topk(dist, count, dim=1, largest=False, sorted=True)

@@ -18,8 +18,9 @@ after every step); only the debiasing statistics are fitted once, when it is bui
   a block of ``chunk`` slots at a time by :func:`reidlib.neighbours.exact.distance_matrix`;
 - :meth:`SelectionDistance.nearest`: the ``count`` nearest slots per anchor by the same blocked
   loop (:class:`reidlib.neighbours.searchers.TorchSearcher`);
-- :meth:`SelectionDistance.to_candidates`: the distance to each anchor's own R candidates (the
-  exact re-ranking of a faiss index's candidates);
+- :meth:`SelectionDistance.to_candidates` and :meth:`SelectionDistance.to_rows`: the distance to
+  each anchor's own R candidates, from the banks or from rows gathered already (the exact
+  re-ranking of a faiss index's candidates);
 - :meth:`SelectionDistance.embed`: the distance as an inner product for faiss
   (:func:`reidlib.neighbours.faiss_index.embed`);
 - :meth:`SelectionDistance.slot_rows` and :meth:`SelectionDistance.stripe_distances`: slot-to-slot
@@ -108,18 +109,6 @@ class CameraDebias:
             out = out / self.std.to(feats.device)[cams]
         return F.normalize(out, dim=-1)
 
-    @torch.no_grad()
-    def apply_(self, feats: Tensor, cams: Tensor, buffers: dict[str, Tensor]) -> Tensor:
-        """The same, in place on a float32 ``feats`` (a reused buffer, e.g. each anchor's R
-        gathered candidates), its camera statistics gathered into another reused buffer: no fresh
-        (B, R, D) tensor at every step (fresh ones page-fault). Same values as calling it."""
-        stats = scratch(buffers, "debias", feats.shape, feats.dtype, feats.device)
-        rows = stats.view(-1, *self.mean.shape[1:])  # (B R, ..., d)
-        feats.sub_(torch.index_select(self.mean.to(feats.device), 0, cams.reshape(-1), out=rows).view(feats.shape))
-        if self.std is not None:
-            feats.div_(torch.index_select(self.std.to(feats.device), 0, cams.reshape(-1), out=rows).view(feats.shape))
-        return feats.div_(torch.linalg.vector_norm(feats, dim=-1, keepdim=True).clamp_min_(1e-12))
-
 
 class SelectionDistance:
     """The selection distance from anchors to the slots of the global and part banks.
@@ -162,6 +151,11 @@ class SelectionDistance:
     @property
     def device(self) -> torch.device:
         return bank_features(self.global_bank).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The banks' dtype (float16 banks keep half the memory)."""
+        return bank_features(self.global_bank).dtype
 
     @property
     def feat_dim(self) -> int:
@@ -254,41 +248,57 @@ class SelectionDistance:
         ``stripes``, also the distances stripe by stripe to the same candidates, (B, P, R), as
         :meth:`stripe_distances_to` gives them, from the rows gathered once.
         """
+        rows = self.slot_features(cand.reshape(-1)).view(*cand.shape, 2 * self.feat_dim)  # (B, R, 2D)
+        return self.to_rows(g, p, cams, cand, rows, sq_norms, stripes=stripes)
+
+    def to_rows(
+        self,
+        g: Tensor,
+        p: Tensor,
+        cams: Tensor,
+        cand: Tensor,
+        rows: Tensor,
+        sq_norms: Tensor | None = None,
+        *,
+        stripes: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """:meth:`to_candidates` from the candidates' rows as the distance sees them, gathered
+        already: ``rows`` (B, R, 2D) float32, the global feature then the stripes side by side
+        (:meth:`slot_features`). One batched product gives every inner product the distance and
+        the stripe check need."""
         g, p = self.anchors(g, p, cams)
-        c_cams = self.camids.to(cand.device)[cand]
-        c_global = self._gather("c_global", bank_features(self.global_bank), cand)  # (B, R, D)
-        c_parts = self._gather("c_parts", bank_features(self.part_bank).flatten(1), cand)  # (B, R, D)
-        if self.debias_g is not None:  # in place on the gathered rows
-            c_global = self.debias_g.apply_(c_global, c_cams, self._buffers)
-            c_parts = self.debias_p.apply_(c_parts.unflatten(-1, (p.shape[1], -1)), c_cams, self._buffers).flatten(-2)
-        dots = torch.bmm(c_parts, block_diagonal(p)).transpose(1, 2) if stripes else None  # (B, P, R)
+        dim = self.feat_dim
+        columns = torch.zeros(len(g), 1 + p.shape[1], 2 * dim, device=rows.device)  # (B, 1+P, 2D)
+        columns[:, 0, :dim] = g
+        columns[:, 1:, dim:] = block_diagonal(p).transpose(1, 2)
+        # (B, 1+P, R): g . G, then p_s . L_s stripe by stripe (this operand order: 4x faster than rows @ columns)
+        dots = torch.bmm(columns, rows.transpose(1, 2))
         dist = candidate_distance(
             g,
             p,
-            c_global,
-            c_parts,
+            rows[..., :dim],
+            rows[..., dim:],
             lambda_g=self.lambda_g,
             lambda_c=self.lambda_c,
             q_camids=cams.to(cand.device),
-            c_camids=c_cams,
+            c_camids=self.camids.to(cand.device)[cand],
             c_global_sq=None if sq_norms is None else sq_norms[:, 0][cand],
             c_parts_sq=None if sq_norms is None else sq_norms[:, 1][cand],
-            parts_dot=None if dots is None else dots.sum(1),
+            global_dot=dots[:, 0],
+            parts_dot=dots[:, 1:].sum(1),
         )
-        return dist if dots is None else (dist, (2.0 - 2.0 * dots).clamp_min_(0.0))
+        if not stripes:
+            return dist
+        return dist, (2.0 - 2.0 * dots[:, 1:]).clamp_min_(0.0)
 
-    def _gather(self, name: str, bank: Tensor, cand: Tensor) -> Tensor:
-        """Rows ``cand`` (B, R) of a (N, D) bank as a (B, R, D) float32 tensor."""
-        shape = (cand.numel(), bank.shape[1])
-        flat = cand.reshape(-1)
+    def gather(self, bank: Tensor, cand: Tensor, name: str = "rows") -> Tensor:
+        """Rows ``cand`` (B, R) of a (N, w) bank as a (B, R, w) float32 tensor (a reused buffer)."""
+        shape, flat = (cand.numel(), bank.shape[1]), cand.reshape(-1)
+        out = scratch(self._buffers, name, shape, torch.float32, bank.device)
         if bank.dtype == torch.float32:
-            out = torch.index_select(bank, 0, flat, out=scratch(self._buffers, name, shape, torch.float32, bank.device))
-        else:
-            staged = torch.index_select(
-                bank, 0, flat, out=scratch(self._buffers, "staging", shape, bank.dtype, bank.device)
-            )
-            out = scratch(self._buffers, name, shape, torch.float32, bank.device).copy_(staged)
-        return out.view(*cand.shape, bank.shape[1])
+            return torch.index_select(bank, 0, flat, out=out).view(*cand.shape, bank.shape[1])
+        staged = scratch(self._buffers, "staging", shape, bank.dtype, bank.device)
+        return out.copy_(torch.index_select(bank, 0, flat, out=staged)).view(*cand.shape, bank.shape[1])
 
     # -- the distance as an inner product (faiss) ---------------------------------------------
 
@@ -297,16 +307,23 @@ class SelectionDistance:
         anchor q and a slot x, ``d = 2 - 2 q . x`` (:func:`reidlib.neighbours.faiss_index.embed`)."""
         return embed(g, p, cams, lambda_g=self.lambda_g, lambda_c=self.lambda_c, num_cams=self.num_cams, query=query)
 
-    def embed_slots(self, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """Slots ``rows`` (n,) embedded from the banks as they are now, and their squared global
-        and stripe norms: (n, E), (n, 2)."""
+    def slot_features(self, rows: Tensor) -> Tensor:
+        """Slots ``rows`` (n,) as the distance sees them, from the banks as they are now: the global
+        feature then the stripes side by side, (n, 2D) float32 (debiased)."""
         rows = rows.to(self.device)
         g, p = bank_features(self.global_bank)[rows].float(), bank_features(self.part_bank)[rows].float()
-        cams = self.camids[rows]
         if self.debias_g is not None:
+            cams = self.camids[rows]
             g, p = self.debias_g(g, cams), self.debias_p(p, cams)
+        return torch.cat([g, p.flatten(1)], dim=1)
+
+    def embed_slots(self, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Slots ``rows`` (n,) embedded from the banks as they are now, their squared global and
+        stripe norms, and their :meth:`slot_features`: (n, E), (n, 2), (n, 2D)."""
+        feats = self.slot_features(rows)
+        g, p = feats[:, : self.feat_dim], feats[:, self.feat_dim :].unflatten(1, (self.num_parts, -1))
         norms = torch.stack([g.pow(2).sum(1), p.pow(2).sum((1, 2))], dim=1)
-        return self.embed(g, p, cams, query=False), norms
+        return self.embed(g, p, self.camids[rows.to(self.device)], query=False), norms, feats
 
     # -- the per-epoch graph and the stripes ----------------------------------------------------
 
@@ -347,7 +364,7 @@ class SelectionDistance:
         num_parts = p.shape[1]
         stripe = torch.arange(num_parts, device=slots.device)[None, :, None]  # (1, P, 1)
         flat = bank_features(self.part_bank).flatten(0, 1)  # (N P, d): one gather for every stripe
-        rows = self._gather("stripes", flat, (slots * num_parts + stripe).flatten(1)).view(*slots.shape, flat.shape[1])
+        rows = self.gather(flat, (slots * num_parts + stripe).flatten(1), "stripes").view(*slots.shape, flat.shape[1])
         if self.debias_p is None:
             return (2.0 - 2.0 * torch.einsum("bpd,bptd->bpt", p.float(), rows)).clamp_min_(0.0)
         anchors = self.debias_p(p, cams)  # (B, P, d)

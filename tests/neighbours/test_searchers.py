@@ -223,6 +223,7 @@ def test_refresh_follows_bank_updates_flat_and_ivf_all_cells():
     expected = naive_order(qg, qp, qc, glob, parts, cams, self_idx, 30)
     assert torch.equal(flat.neighbours(qg, qp, qc, self_idx, 30), expected)
     assert torch.equal(ivf.neighbours(qg, qp, qc, self_idx, 30), expected)
+    assert torch.equal(ivf.rows, ivf.distance.slot_features(torch.arange(N)))  # the re-ranking's rows followed too
     # without refresh the index would be stale: an IVF built on the old banks sees old slots
     stale = faiss_searcher(*banks()[:2], cams, faiss_index="ivf", nlist=8, nprobe=8)
     stale.distance.global_bank, stale.distance.part_bank = glob, parts  # banks changed, index not refreshed
