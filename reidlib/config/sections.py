@@ -223,7 +223,7 @@ class SearchConfig:
     """
 
     backend: str = "auto"  # auto | torch | faiss
-    faiss_index: str = "ivf"  # flat (exact, N x (2D + cameras) float32; on the GPU with faiss-gpu) | ivf (CPU)
+    faiss_index: str = "ivf"  # flat (exact, N x E float32; GPU with faiss-gpu) | ivf | ivf_sq8 (8-bit codes; CPU)
     faiss_dim: int = 256  # ivf: PCA to this many dims before indexing; 0 keeps all 2D + cameras
     nlist: int = 0  # ivf: k-means cells; 0 = 4 sqrt(N)
     nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)
@@ -383,7 +383,7 @@ POSITIVE_RULES = ("knn", "reciprocal", "cycle", "jaccard", "ca_jaccard", "camera
 CAMERA_DEBIAS = ("none", "mean", "mean_std")
 ORACLES = ("none", "ceiling", "positives", "negatives")  # scl.oracle: the supervised ceiling and its halves
 SEARCH_BACKENDS = ("auto", "torch", "faiss")
-FAISS_INDEXES = ("flat", "ivf")
+FAISS_INDEXES = ("flat", "ivf", "ivf_sq8")
 GRAPH_INDEXES = ("flat", "ivf", "hnsw")
 LAYOUTS = (
     "auto",

@@ -32,7 +32,9 @@ against the banks is :class:`reidlib.neighbours.searchers.FaissSearcher`'s.
   the bank). Cells and basis are fitted once, on the bank as it is then; an updated slot moves to
   its new cell (faiss ``update_vectors`` with a direct map). IVF stays on the CPU even with CUDA
   banks: faiss's GPU IVF cannot move a slot, and ``search.backend: auto`` keeps the exact torch
-  path on an accelerator anyway.
+  path on an accelerator anyway. ``ivf_sq8`` is the same inverted file with each indexed
+  dimension kept in 8 bits (faiss's scalar quantizer): a quarter of the bytes scanned per slot
+  visited, and a little more to re-rank (benchmarks/bench_step.py --search measures both).
 
 **HNSW is not offered for training.** A faiss HNSW graph cannot move or remove a vector, and the
 banks change every step; it could only be rebuilt (33 s for 100,000 PCA-256 vectors on one thread
@@ -214,6 +216,9 @@ class IVFIndex:
         faiss_dim: PCA to this many dims (0: the full E).
         nlist: cells (0: ``4 sqrt(N)``, and nprobe is then capped at nlist); nprobe: cells
             visited per anchor.
+        sq8: keep each indexed dimension in 8 bits (faiss's scalar quantizer, ranges fitted on
+            the k-means sample) instead of float32: a quarter of the bytes to scan per visited
+            slot; the re-ranking is exact either way.
         seed: seeds the PCA sample and k-means, so a build is repeatable.
     """
 
@@ -228,6 +233,7 @@ class IVFIndex:
         faiss_dim: int = 0,
         nlist: int = 0,
         nprobe: int = 256,
+        sq8: bool = False,
         seed: int = 0,
     ):
         import faiss
@@ -249,7 +255,11 @@ class IVFIndex:
         rows = torch.randperm(num_slots, generator=generator)[: KMEANS_POINTS_PER_CELL * nlist].sort().values
         train = np.concatenate([self.vectors(embed_slots(r)) for r in rows.split(SLOT_CHUNK)])  # (S, E')
         indexed = faiss_dim or dim
-        self.ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(indexed), indexed, nlist, faiss.METRIC_L2)
+        if sq8:
+            codes = faiss.ScalarQuantizer.QT_8bit
+            self.ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatL2(indexed), indexed, nlist, codes, faiss.METRIC_L2)
+        else:
+            self.ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(indexed), indexed, nlist, faiss.METRIC_L2)
         self.ivf.cp.niter, self.ivf.cp.seed = KMEANS_ITER, seed
         self.ivf.train(train)
         self.ivf.set_direct_map_type(faiss.DirectMap.Array)  # for update_vectors
@@ -297,8 +307,17 @@ def build_index(
         raise ConfigError(
             f"config key 'search.faiss_index' must be one of {', '.join(FAISS_INDEXES)}; got {c.faiss_index!r}"
         )
-    if c.faiss_index == "ivf":
-        return IVFIndex(embed_slots, num_slots, dim, faiss_dim=c.faiss_dim, nlist=c.nlist, nprobe=c.nprobe, seed=seed)
+    if c.faiss_index in ("ivf", "ivf_sq8"):
+        return IVFIndex(
+            embed_slots,
+            num_slots,
+            dim,
+            faiss_dim=c.faiss_dim,
+            nlist=c.nlist,
+            nprobe=c.nprobe,
+            sq8=c.faiss_index == "ivf_sq8",
+            seed=seed,
+        )
     if faiss_gpu_available(device) if gpu is None else gpu:
         return GpuFlatIndex(embed_slots, num_slots, dim, device)
     return FlatIndex(embed_slots, num_slots, dim)

@@ -245,6 +245,28 @@ def test_ivf_with_pca_and_few_probes_is_exact_within_candidates():
 
 
 @needs_faiss
+def test_ivf_sq8_finds_the_exact_neighbours_through_enough_candidates_and_follows_updates():
+    """8-bit codes order the candidates approximately; visiting every cell and re-ranking twice as
+    many as asked, the exact order comes back, before and after slots move (refresh)."""
+    glob, parts, cams = banks()
+    g_bank, p_bank = MemoryBank(N, (D,)), MemoryBank(N, (P, D // P))
+    g_bank.fill(glob)
+    p_bank.fill(parts)
+    sq8 = faiss_searcher(g_bank, p_bank, cams, faiss_index="ivf_sq8", nlist=8, nprobe=8, rerank=2.0)
+    assert sq8.index.ivf.code_size == 2 * D + C  # one byte a dimension (no PCA here)
+    for step in range(2):
+        if step:
+            idx = torch.randperm(N, generator=torch.Generator().manual_seed(4))[:60]
+            new_g, new_p, _ = unit_data(60, 40)
+            g_bank.update(idx, new_g)
+            p_bank.update(idx, new_p)
+            sq8.refresh(idx)
+        qg, qp, qc, self_idx = anchors(g_bank.features, p_bank.features, cams, seed=3 + step)
+        expected = naive_order(qg, qp, qc, g_bank.features, p_bank.features, cams, self_idx, 30)
+        assert torch.equal(sq8.neighbours(qg, qp, qc, self_idx, 30), expected)
+
+
+@needs_faiss
 def test_sparse_cells_fall_back_to_exact():
     glob, parts, cams = banks()
     qg, qp, qc, self_idx = anchors(glob, parts, cams)
