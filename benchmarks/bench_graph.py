@@ -41,7 +41,7 @@ import torch
 
 from benchmarks.bench_selection import ReidLikeData
 from benchmarks.memory_usage import reset_peak, rss_gib
-from reidlib.config import load_config
+from reidlib.config import SearchConfig, load_config
 from reidlib.methods.scl.checks import LIST_DEPTH
 from reidlib.methods.scl.tables import positive_table, stripe_lists
 from reidlib.neighbours.selection_distance import SelectionDistance
@@ -122,7 +122,7 @@ def run_size(n: int, args, scl_cfg) -> list[dict]:
             continue
         reset_peak()
         t0 = time.perf_counter()
-        search = SlotSearch(distance, index, dim=args.graph_dim, rerank=args.rerank, seed=args.seed)
+        search = SlotSearch(distance, index, dim=args.graph_dim, rerank=args.rerank, nprobe=args.nprobe, seed=args.seed)
         built = time.perf_counter() - t0
         table = positive_table(distance, search, scl_cfg)
         seconds = time.perf_counter() - t0
@@ -186,6 +186,7 @@ def main() -> None:
     parser.add_argument("--flat-max", type=int, default=100_000, help="run the flat index only up to this N")
     parser.add_argument("--graph-dim", type=int, default=128, help="PCA dims of the IVF / HNSW vectors")
     parser.add_argument("--rerank", type=float, default=2.0, help="candidates per camera, a multiple of k + 1")
+    parser.add_argument("--nprobe", type=int, default=SearchConfig.graph_nprobe, help="IVF cells visited per query")
     parser.add_argument("--config", default="configs/real-cpu.yaml", help="the recipe whose scl section is used")
     parser.add_argument("--rule", help="another scl.positive_rule than the config's (e.g. camera_groups)")
     parser.add_argument("--threads", type=int, default=2)
@@ -205,7 +206,8 @@ def main() -> None:
         f"bench_graph {time.strftime('%Y-%m-%d %H:%M %Z')}: torch {torch.__version__}, faiss {faiss.__version__}, "
         f"{args.threads} thread(s); {args.config} (or --rule): {scl_cfg.positive_rule}, k {scl_cfg.k}, "
         f"ca_k {scl_cfg.ca_k_intra}/{scl_cfg.ca_k_inter}, k2 {scl_cfg.jaccard_k2}, eps {scl_cfg.jaccard_eps}, "
-        f"lambda_c {scl_cfg.lambda_c}, debias {scl_cfg.camera_debias}"
+        f"lambda_c {scl_cfg.lambda_c}, debias {scl_cfg.camera_debias}; ivf / hnsw: PCA {args.graph_dim}, "
+        f"rerank {args.rerank:g}, nprobe {args.nprobe}"
     )
     rows = []
     for n in args.sizes:

@@ -3,7 +3,7 @@ rule, exact and through faiss, side by side in one run (``bench_step.py --search
 
     .venv/bin/python -m benchmarks.bench_step --search [--sizes 100000 1000000] [--threads 2]
         [--batches 5] [--exact-batches 2] [--exact-recipe-max 100000] [--lists-max 100000]
-        [--nprobe 64 256] [--rerank 1 2]
+        [--nprobe 64 256] [--rerank 1 2] [--faiss-index ivf ivf_sq8] [--faiss-dim 256]
 
 Shape letters: B anchors, N slots, D feature dim, P stripes, K positives, M negatives.
 
@@ -14,7 +14,8 @@ library builds at an epoch's start, called on the same batches:
 
 - **kNN, exact**: :class:`NearestMiner` over :class:`TorchSearcher` (a block of slots at a time);
 - **kNN, IVF**: :class:`NearestMiner` over :class:`FaissSearcher` (``search`` section defaults:
-  IVF with 4 sqrt(N) cells, PCA 256; each ``--nprobe`` and ``--rerank`` in turn, on one index);
+  IVF with 4 sqrt(N) cells, PCA ``--faiss-dim`` (256); one index per ``--faiss-index``, float32
+  ``ivf`` or 8-bit ``ivf_sq8``, each asked with each ``--nprobe`` and ``--rerank`` in turn);
 - **recipe, exact**: :class:`TableMiner` as below 100,000 slots: a dense (B, N) distance for the
   negatives, the stripes' (B, P, N) distances for ``part_agreement`` 2 of 4 among the 20 nearest;
 - **recipe, IVF**: :class:`TableMiner` with the same searcher for its negatives and per-epoch
@@ -102,18 +103,20 @@ def run_size(n: int, args, s) -> list[tuple]:
         f"{time.perf_counter() - t0:.0f} s, RSS {rss_gib()[0]:.1f} GiB ===",
         flush=True,
     )
-    t0 = time.perf_counter()
-    searcher = FaissSearcher(distance, SearchConfig(backend="faiss"), seed=args.seed)
-    build = time.perf_counter() - t0
-    refresh = []
-    for batch in batches[1:]:
+    searchers = []
+    for kind in args.faiss_index:
         t0 = time.perf_counter()
-        searcher.refresh(batch[3])
-        refresh.append(1e3 * (time.perf_counter() - t0))
-    print(
-        f"IVF{searcher.index.ivf.nlist} (PCA 256) searcher built in {build:.0f} s; refresh of {BATCH} slots "
-        f"{statistics.median(refresh):.1f} ms"
-    )
+        cfg = SearchConfig(backend="faiss", faiss_index=kind, faiss_dim=args.faiss_dim)
+        searcher = FaissSearcher(distance, cfg, seed=args.seed)
+        build = time.perf_counter() - t0
+        refresh = []
+        for batch in batches[1:]:
+            t0 = time.perf_counter()
+            searcher.refresh(batch[3])
+            refresh.append(1e3 * (time.perf_counter() - t0))
+        name = f"{'IVF' if kind == 'ivf' else 'IVF-SQ8'} {searcher.index.ivf.nlist} cells, PCA {args.faiss_dim}"
+        print(f"{name} searcher built in {build:.0f} s; refresh of {BATCH} slots {statistics.median(refresh):.1f} ms")
+        searchers.append((name, searcher))
     depth = LIST_DEPTH * s.part_agreement_k
     if n <= args.lists_max:
         search = make_slot_search(SearchConfig(backend="faiss"), distance, seed=args.seed)  # the epoch's graph search
@@ -126,43 +129,44 @@ def run_size(n: int, args, s) -> list[tuple]:
         made = f"a random stand-in (above --lists-max {args.lists_max:,})"
     print(f"stripe lists (N, P, {depth}): {made}", flush=True)
 
-    def recipe(searched: bool, part_agreement: int = s.part_agreement) -> TableMiner:
+    def recipe(searcher=None, part_agreement: int = s.part_agreement) -> TableMiner:
         checks = PositiveChecks(
-            distance, s.pos_max_distance, part_agreement, s.part_agreement_k, lists if searched else None
+            distance, s.pos_max_distance, part_agreement, s.part_agreement_k, lists if searcher else None
         )
-        return TableMiner(distance, table, s.m, checks, band=s.negative_band, searcher=searcher if searched else None)
+        return TableMiner(distance, table, s.m, checks, band=s.negative_band, searcher=searcher)
 
     exact_batches = batches[: args.exact_batches + 1]
     knn_exact, knn_ref = timed(NearestMiner(TorchSearcher(distance), n, s.k, s.m), exact_batches)
     rows = [("kNN rule", "exact", knn_exact, 1.0, float("nan"))]
     if n <= args.exact_recipe_max:
-        tab_exact, tab_ref = timed(recipe(False), exact_batches)
+        tab_exact, tab_ref = timed(recipe(), exact_batches)
         rows.append(("recipe (TableMiner)", "exact", tab_exact, 1.0, 1.0))
     else:  # the same negatives without the (B, P, N) check: its time is a lower bound of the exact one's
-        tab_exact, tab_ref = timed(recipe(False, part_agreement=0), exact_batches)
+        tab_exact, tab_ref = timed(recipe(part_agreement=0), exact_batches)
         rows.append(("recipe (TableMiner)", "exact*", tab_exact, 1.0, float("nan")))
     print(f"  exact: kNN {knn_exact:.0f} ms, recipe {tab_exact:.0f} ms", flush=True)
-    for nprobe in args.nprobe:
-        for rerank in args.rerank:
-            searcher.index.ivf.nprobe, searcher.rerank = nprobe, rerank
-            label = f"IVF nprobe {nprobe}, rerank {rerank:g}"
-            knn, knn_out = timed(NearestMiner(searcher, n, s.k, s.m), batches)
-            rows.append(("kNN rule", label, knn, recall(knn_out, knn_ref), float("nan")))
-            tab, tab_out = timed(recipe(True), batches)
-            alike = kept_alike(tab_out, tab_ref) if n <= args.exact_recipe_max else float("nan")
-            rows.append(("recipe (TableMiner)", label, tab, recall(tab_out, tab_ref), alike))
-            print(f"  {label}: kNN {knn:.0f} ms, recipe {tab:.0f} ms", flush=True)
+    for name, searcher in searchers:
+        for nprobe in args.nprobe:
+            for rerank in args.rerank:
+                searcher.index.ivf.nprobe, searcher.rerank = nprobe, rerank
+                label = f"{name}, nprobe {nprobe}, rerank {rerank:g}"
+                knn, knn_out = timed(NearestMiner(searcher, n, s.k, s.m), batches)
+                rows.append(("kNN rule", label, knn, recall(knn_out, knn_ref), float("nan")))
+                tab, tab_out = timed(recipe(searcher), batches)
+                alike = kept_alike(tab_out, tab_ref) if n <= args.exact_recipe_max else float("nan")
+                rows.append(("recipe (TableMiner)", label, tab, recall(tab_out, tab_ref), alike))
+                print(f"  {label}: kNN {knn:.0f} ms, recipe {tab:.0f} ms", flush=True)
     cur, peak = rss_gib()
     print(
         f"\nN = {n:,}: ms per batch of {BATCH} (median of {args.batches} IVF / {args.exact_batches} exact batches "
         f"after one warm-up); recall of the exact rule's {s.negative_band + s.m} negatives; RSS {cur:.1f} GiB, "
         f"peak {peak:.1f} GiB"
     )
-    print(f"{'rule':<22} {'search':<28} {'ms/batch':>9} {'exact/this':>10} {'recall':>7} {'positives alike':>15}")
+    print(f"{'rule':<22} {'search':<44} {'ms/batch':>9} {'exact/this':>10} {'recall':>7} {'positives alike':>15}")
     exact_ms = {}
     for rule, search_kind, ms, rec, same in sorted(rows, key=lambda row: row[0]):  # stable: exact first
         exact_ms.setdefault(rule, ms)
-        print(f"{rule:<22} {search_kind:<28} {ms:9.1f} {exact_ms[rule] / ms:9.1f}x {rec:7.4f} {same:15.3f}")
+        print(f"{rule:<22} {search_kind:<44} {ms:9.1f} {exact_ms[rule] / ms:9.1f}x {rec:7.4f} {same:15.3f}")
     if n > args.exact_recipe_max:
         print(
             f"exact*: above --exact-recipe-max {args.exact_recipe_max:,}, the exact recipe without its (B, P, N) "
