@@ -176,7 +176,7 @@ def main() -> None:
     search.add_argument("--nprobe", type=int, nargs="+", default=[64, 256], help="IVF cells visited per anchor")
     search.add_argument("--rerank", type=float, nargs="+", default=[1.0, 2.0], help="candidates, x (count + 1)")
     search.add_argument("--faiss-index", nargs="+", default=["ivf"], choices=["ivf", "ivf_sq8"], help="index kinds")
-    search.add_argument("--faiss-dim", type=int, default=256, help="PCA dims of the IVF vectors")
+    search.add_argument("--faiss-dim", type=int, nargs="+", default=[256], help="PCA dims of the IVF vectors")
     search.add_argument("--lists-max", type=int, default=100_000, help="build the stripe lists up to this N")
     search.add_argument("--latent", type=int, default=16, help="latent dims of the data model")
     search.add_argument("--noise", type=float, default=0.5, help="noise of the data model")

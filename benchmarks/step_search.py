@@ -3,7 +3,7 @@ rule, exact and through faiss, side by side in one run (``bench_step.py --search
 
     .venv/bin/python -m benchmarks.bench_step --search [--sizes 100000 1000000] [--threads 2]
         [--batches 5] [--exact-batches 2] [--exact-recipe-max 100000] [--lists-max 100000]
-        [--nprobe 64 256] [--rerank 1 2] [--faiss-index ivf ivf_sq8] [--faiss-dim 256]
+        [--nprobe 64 256] [--rerank 1 2] [--faiss-index ivf ivf_sq8] [--faiss-dim 128 256]
 
 Shape letters: B anchors, N slots, D feature dim, P stripes, K positives, M negatives.
 
@@ -14,8 +14,8 @@ library builds at an epoch's start, called on the same batches:
 
 - **kNN, exact**: :class:`NearestMiner` over :class:`TorchSearcher` (a block of slots at a time);
 - **kNN, IVF**: :class:`NearestMiner` over :class:`FaissSearcher` (``search`` section defaults:
-  IVF with 4 sqrt(N) cells, PCA ``--faiss-dim`` (256); one index per ``--faiss-index``, float32
-  ``ivf`` or 8-bit ``ivf_sq8``, each asked with each ``--nprobe`` and ``--rerank`` in turn);
+  IVF with 4 sqrt(N) cells; one index per ``--faiss-index`` (float32 ``ivf`` or 8-bit ``ivf_sq8``)
+  and ``--faiss-dim`` (PCA dims, 256 by default), each asked with each ``--nprobe`` and ``--rerank`` in turn);
 - **recipe, exact**: :class:`TableMiner` as below 100,000 slots: a dense (B, N) distance for the
   negatives, the stripes' (B, P, N) distances for ``part_agreement`` 2 of 4 among the 20 nearest;
 - **recipe, IVF**: :class:`TableMiner` with the same searcher for its negatives and per-epoch
@@ -104,9 +104,9 @@ def run_size(n: int, args, s) -> list[tuple]:
         flush=True,
     )
     searchers = []
-    for kind in args.faiss_index:
+    for kind, faiss_dim in [(kind, dim) for dim in args.faiss_dim for kind in args.faiss_index]:
         t0 = time.perf_counter()
-        cfg = SearchConfig(backend="faiss", faiss_index=kind, faiss_dim=args.faiss_dim)
+        cfg = SearchConfig(backend="faiss", faiss_index=kind, faiss_dim=faiss_dim)
         searcher = FaissSearcher(distance, cfg, seed=args.seed)
         build = time.perf_counter() - t0
         refresh = []
@@ -114,7 +114,7 @@ def run_size(n: int, args, s) -> list[tuple]:
             t0 = time.perf_counter()
             searcher.refresh(batch[3])
             refresh.append(1e3 * (time.perf_counter() - t0))
-        name = f"{'IVF' if kind == 'ivf' else 'IVF-SQ8'} {searcher.index.ivf.nlist} cells, PCA {args.faiss_dim}"
+        name = f"{'IVF' if kind == 'ivf' else 'IVF-SQ8'} {searcher.index.ivf.nlist} cells, PCA {faiss_dim}"
         print(f"{name} searcher built in {build:.0f} s; refresh of {BATCH} slots {statistics.median(refresh):.1f} ms")
         searchers.append((name, searcher))
     depth = LIST_DEPTH * s.part_agreement_k
