@@ -1,7 +1,7 @@
 """The recipe's per-epoch slot graph against N: exact vs each faiss backend, side by side in one run.
 
     .venv/bin/python -m benchmarks.bench_graph [--sizes 2000 7000 13000 32621 100000 1000000]
-        [--indexes exact flat ivf hnsw] [--exact-max 32621] [--threads 2]
+        [--indexes exact flat ivf ivf_sq8 hnsw] [--exact-max 32621] [--nprobe 32] [--threads 2]
 
 For each bank size N the script makes ReID-like banks as ``bench_selection.py`` does (its data model:
 identities of 8-12 images over 2-4 of 6 cameras), here with the recipe's model shapes (512-d global,
@@ -41,7 +41,7 @@ import torch
 
 from benchmarks.bench_selection import ReidLikeData
 from benchmarks.memory_usage import reset_peak, rss_gib
-from reidlib.config import SearchConfig, load_config
+from reidlib.config import GRAPH_INDEXES, SearchConfig, load_config
 from reidlib.methods.scl.checks import LIST_DEPTH
 from reidlib.methods.scl.tables import positive_table, stripe_lists
 from reidlib.neighbours.selection_distance import SelectionDistance
@@ -181,7 +181,9 @@ def plot(rows: list[dict], path: str, rule: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 7_000, 13_000, 32_621, 100_000, 1_000_000])
-    parser.add_argument("--indexes", nargs="+", default=["exact", "flat", "ivf", "hnsw"])
+    parser.add_argument(
+        "--indexes", nargs="+", default=["exact", "flat", "ivf", "hnsw"], choices=GRAPH_INDEXES + ("exact",)
+    )
     parser.add_argument("--exact-max", type=int, default=32_621, help="run the exact graph only up to this N")
     parser.add_argument("--flat-max", type=int, default=100_000, help="run the flat index only up to this N")
     parser.add_argument("--graph-dim", type=int, default=128, help="PCA dims of the IVF / HNSW vectors")

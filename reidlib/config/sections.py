@@ -229,7 +229,7 @@ class SearchConfig:
     nprobe: int = 256  # ivf: cells visited per anchor (nprobe >= nlist visits all; capped if nlist is 0)
     rerank: float = 2.0  # ivf: candidates re-ranked exactly per anchor, as a multiple of k + m + 1
     # the per-epoch graph (neighbours/slot_search.py): exact with torch (auto: below 20,000 slots), else an index/camera
-    graph_index: str = "ivf"  # flat (exact) | ivf | hnsw
+    graph_index: str = "ivf"  # flat (exact) | ivf | ivf_sq8 (8-bit codes, re-ranked exactly) | hnsw
     graph_dim: int = 128  # ivf / hnsw: PCA to this many dims; 0 keeps all 2D
     graph_rerank: float = 2.0  # ivf / hnsw: candidates per camera re-ranked exactly, a multiple of k + 1
     graph_nprobe: int = 32  # ivf: cells visited per query
@@ -384,7 +384,7 @@ CAMERA_DEBIAS = ("none", "mean", "mean_std")
 ORACLES = ("none", "ceiling", "positives", "negatives")  # scl.oracle: the supervised ceiling and its halves
 SEARCH_BACKENDS = ("auto", "torch", "faiss")
 FAISS_INDEXES = ("flat", "ivf", "ivf_sq8")
-GRAPH_INDEXES = ("flat", "ivf", "hnsw")
+GRAPH_INDEXES = ("flat", "ivf", "ivf_sq8", "hnsw")
 LAYOUTS = (
     "auto",
     "market1501",

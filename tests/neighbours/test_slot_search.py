@@ -50,7 +50,7 @@ def test_flat_rankings_are_the_exact_ones(cameras, debias):
 def test_the_camera_rules_hold_for_every_backend():
     distance = clustered_distance(n=2_400, cams=(0.5, 0.5))  # 1,200 a camera: the indexes are approximate
     cams = distance.camids
-    for index in ("flat", "ivf", "hnsw"):
+    for index in ("flat", "ivf", "ivf_sq8", "hnsw"):
         search = SlotSearch(distance, index)
         same, _ = search.ranking(5, "same")
         other, _ = search.ranking(5, "other")
@@ -58,7 +58,7 @@ def test_the_camera_rules_hold_for_every_backend():
         assert (cams[other[:, 1:]] != cams[:, None]).all(), index
 
 
-@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+@pytest.mark.parametrize("index", ["ivf", "ivf_sq8", "hnsw"])
 def test_approximate_rankings_find_most_exact_neighbours(index):
     distance = clustered_distance(n=2_400, ids=300, cams=(0.5, 0.5))
     exact_idx, _ = SlotSearch(distance, "exact").ranking(20, "all")
@@ -66,6 +66,17 @@ def test_approximate_rankings_find_most_exact_neighbours(index):
     hits = (idx[:, 1:, None] == exact_idx[:, None, 1:]).any(-1).float().mean()
     assert hits > 0.9, f"{index}: recall of the exact 20 nearest {hits:.3f}"
     assert (dist[:, 1:].diff(dim=1) >= 0).all()  # re-ranked: nearest first
+    # re-ranked on the full embedding: each found slot at its exact distance, whatever the codes
+    exact_dist = graph.set_distances(distance.slot_rows(), idx[:, 1:])
+    torch.testing.assert_close(dist[:, 1:], exact_dist, atol=1e-4, rtol=0)
+
+
+def test_8_bit_codes_visiting_every_cell_find_the_exact_rankings():
+    distance = clustered_distance(n=2_400, ids=300, cams=(0.5, 0.5))
+    exact_idx, exact_dist = SlotSearch(distance, "exact").ranking(10, "other")
+    idx, dist = SlotSearch(distance, "ivf_sq8", nprobe=10_000).ranking(10, "other")
+    assert (idx == exact_idx).float().mean() > 0.99  # the codes' error is within the re-ranked candidates
+    torch.testing.assert_close(dist, exact_dist, atol=1e-4, rtol=0)
 
 
 def test_pair_distances_match_the_dense_rows():
