@@ -182,7 +182,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2_000, 7_000, 13_000, 32_621, 100_000, 1_000_000])
     parser.add_argument(
-        "--indexes", nargs="+", default=["exact", "flat", "ivf", "hnsw"], choices=GRAPH_INDEXES + ("exact",)
+        "--indexes", nargs="+", default=["exact", "flat", "ivf", "ivf_sq8", "hnsw"], choices=GRAPH_INDEXES + ("exact",)
     )
     parser.add_argument("--exact-max", type=int, default=32_621, help="run the exact graph only up to this N")
     parser.add_argument("--flat-max", type=int, default=100_000, help="run the flat index only up to this N")

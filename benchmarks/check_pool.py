@@ -39,7 +39,7 @@ import reidlib.methods.scl.checks as checks
 import reidlib.methods.scl.miners as miners
 from reidlib import cli
 
-AT_SCALE = "backend=faiss graph_exact_below=0 graph_nprobe=6 nlist=32 nprobe=10 rerank=1".split()
+AT_SCALE = "backend=faiss graph_index=ivf graph_exact_below=0 graph_nprobe=6 nlist=32 nprobe=10 rerank=1".split()
 DEPTHS = (1, 2, 3, 4)
 
 

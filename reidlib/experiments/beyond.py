@@ -33,8 +33,17 @@ OLD_BUDGET = {"height": 128, "width": 64, "batch_size": 64}  # the recipe's crop
 # 32 cells, re-ranked once (61% of the exact negatives on cuhk01, 63% on the demo set: what the
 # index finds at 1,000,000 slots within 100 ms a batch; pku_reid is too small, its anchors find
 # too few candidates and fall back to the exact ones); the stripes' agreement within a pool of the
-# per-epoch stripe lists and the searched slots
-AT_SCALE = {"backend": "faiss", "graph_exact_below": 0, "graph_nprobe": 6, "nlist": 32, "nprobe": 10, "rerank": 1.0}
+# per-epoch stripe lists and the searched slots. The graph's index in float32 (`ivf`), as these
+# runs had it before the 8-bit codes became the default
+AT_SCALE = {
+    "backend": "faiss",
+    "graph_index": "ivf",
+    "graph_exact_below": 0,
+    "graph_nprobe": 6,
+    "nlist": 32,
+    "nprobe": 10,
+    "rerank": 1.0,
+}
 # the paper's rule and its lambda_c, no checks, no band; the single-change arms start from it
 KNN = {"positive_rule": "knn", "camera_debias": "none", "lambda_c": 0.05, "part_agreement": 0, **NO_BAND}
 # configs/real-cpu.yaml before the recipe (tuned on the synthetic set and pku_reid), for comparison
