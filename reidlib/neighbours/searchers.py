@@ -184,11 +184,11 @@ class FaissSearcher:
         short = ~torch.isfinite(best[:, -1])  # (B,)
         if short.any():  # too few candidates in the probed cells: exact search for those anchors
             self.fallbacks += int(short.sum())
-            rows = (g[short], p[short], cams[short], self_idx[short], count)
+            anchors = (g[short], p[short], cams[short], self_idx[short], count)
             if not stripes:
-                order[short] = self.exact.neighbours(*rows)
+                order[short] = self.exact.neighbours(*anchors)
             else:  # their pool: the exact neighbours, then nothing
-                order[short], _, found_dist = self.exact.neighbours_with_stripes(*rows)
+                order[short], _, found_dist = self.exact.neighbours_with_stripes(*anchors)
                 cand[short], drop[short] = self_idx[short, None], True
                 cand[short, :count], drop[short, :count] = order[short], False
                 pool_dist[short] = float("inf")

@@ -50,7 +50,14 @@ from torch import Tensor
 from reidlib.config import GRAPH_INDEXES, SearchConfig
 from reidlib.errors import ConfigError
 from reidlib.neighbours import graph
-from reidlib.neighbours.faiss_index import KMEANS_ITER, KMEANS_POINTS_PER_CELL, PCA_SAMPLE, embed, pca_basis
+from reidlib.neighbours.faiss_index import (
+    KMEANS_ITER,
+    KMEANS_POINTS_PER_CELL,
+    PCA_SAMPLE,
+    embed,
+    inverted_file,
+    pca_basis,
+)
 from reidlib.neighbours.selection_distance import SelectionDistance, scratch
 
 # ``search.backend: auto`` builds the graph exactly below this many slots, through
@@ -103,11 +110,11 @@ class SlotSearch:
         distance: SelectionDistance,
         index: str = "exact",
         *,
-        dim: int = 128,
-        rerank: float = 2.0,
-        nprobe: int = 64,
-        ef: int = 64,
-        exact_below: int = 1000,
+        dim: int = SearchConfig.graph_dim,
+        rerank: float = SearchConfig.graph_rerank,
+        nprobe: int = SearchConfig.graph_nprobe,
+        ef: int = SearchConfig.graph_ef,
+        exact_below: int = SearchConfig.graph_exact_below,
         stripe: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -160,11 +167,7 @@ class SlotSearch:
             found.hnsw.efConstruction = 40
         else:
             nlist = max(1, min(round(4 * math.sqrt(n)), n // KMEANS_POINTS_PER_CELL))
-            if self.index == "ivf_sq8":  # 8 bits a dimension: a quarter of the bytes a probed cell scans
-                codes, ip = faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-                found = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(width), width, nlist, codes, ip)
-            else:
-                found = faiss.IndexIVFFlat(faiss.IndexFlatIP(width), width, nlist, faiss.METRIC_INNER_PRODUCT)
+            found = inverted_file(width, nlist, inner_product=True, sq8=self.index == "ivf_sq8")
             found.cp.niter, found.cp.seed = KMEANS_ITER, seed
             rng = np.random.default_rng(seed)
             found.train(data[rng.permutation(n)[: KMEANS_POINTS_PER_CELL * nlist]])
